@@ -1,0 +1,46 @@
+"""Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_provider_mlpipe import __version__
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-mlpipe",
+        "name": "mlpipe",
+        "description": "TFX-style ML pipelines (TFDV, tf.Transform, Keras, TFMA, MLMD, Beam) from YAML specs.",
+        "versions": [__version__],
+        "connection-types": [
+            {
+                "connection-type": "mlmd",
+                "hook-class-name": "airflow_provider_mlpipe.hooks.mlmd.MlmdHook",
+            }
+        ],
+        "config": {
+            "mlpipe": {
+                "description": "Settings of the mlpipe provider.",
+                "options": {
+                    "runtime_python": {
+                        "description": "Interpreter of the ML runtime venv, used when a spec names none.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/opt/mlpipe/.venv-runtime/bin/python",
+                        "default": "",
+                    },
+                    "environment": {
+                        "description": "Spec overlay to apply (dev, staging or prod) when no variable names one.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "prod",
+                        "default": "",
+                    },
+                },
+            }
+        },
+        "plugins": [
+            {"name": "mlpipe", "plugin-class": "airflow_provider_mlpipe.ui.plugin.MlpipePlugin"},
+        ],
+    }

@@ -1,0 +1,179 @@
+"""The base operator of every stage: writes a StageRequest, runs the runtime, streams its log, returns the result."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_mlpipe.hooks.mlmd import MlmdHook
+from airflow_provider_mlpipe.operators.runtime_python import resolve_runtime_python
+from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, ArtifactRef, StageRequest, StageResult
+from airflow_provider_mlpipe.stages import get_stage
+from airflow_provider_mlpipe.version_compat import AirflowException, BaseOperator, Context
+
+FAILURE_PREFIX = "mlpipe stage failed: "
+RUNTIME_MODULE = "airflow_provider_mlpipe.runtime"
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+class MlpipeStageOperator(BaseOperator):
+    """Runs one mlpipe stage in the isolated ML runtime.
+
+    :param stage: the stage kind, a key of ``airflow_provider_mlpipe.stages.STAGES``.
+    :param pipeline: the pipeline name; MLMD contexts and artifact paths are keyed on it.
+    :param pipeline_root: where artifacts live, a local path or ``gs://bucket/prefix``.
+    :param stage_params: the stage's parameters from the spec (templated).
+    :param inputs: input slot -> ``"<upstream task id>.<output slot>"``; the upstream result comes from XCom.
+    :param beam_args: Beam pipeline options passed unchanged to Beam stages (templated).
+    :param runtime_python: interpreter of the ML runtime; see ``resolve_runtime_python`` for the fallbacks.
+    :param mlmd_conn_id: the ``mlmd`` connection; the embedded SQLite store when it does not exist.
+    :param spec_dir: the pipeline's folder, the only place user modules are loaded from.
+    :param enable_cache: reuse outputs of an identical earlier execution.
+    """
+
+    template_fields: Sequence[str] = ("pipeline_root", "stage_params", "beam_args", "runtime_python")
+    template_fields_renderers = {"stage_params": "json"}
+    ui_color = "#e8f1fb"
+    stage_kind: str = ""
+
+    def __init__(
+        self,
+        *,
+        pipeline: str,
+        pipeline_root: str,
+        stage: str | None = None,
+        stage_params: dict[str, Any] | None = None,
+        inputs: dict[str, str] | None = None,
+        beam_args: list[str] | None = None,
+        runtime_python: str | None = None,
+        mlmd_conn_id: str | None = MlmdHook.default_conn_name,
+        spec_dir: str | None = None,
+        enable_cache: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.stage = stage or self.stage_kind
+        get_stage(self.stage)  # fail at parse time on an unknown stage
+        self.pipeline = pipeline
+        self.pipeline_root = pipeline_root
+        self.stage_params = stage_params or {}
+        self.inputs = inputs or {}
+        self.beam_args = beam_args or []
+        self.runtime_python = runtime_python
+        self.mlmd_conn_id = mlmd_conn_id
+        self.spec_dir = spec_dir
+        self.enable_cache = enable_cache
+        self._process: subprocess.Popen[str] | None = None
+
+    # ----- request ---------------------------------------------------------------------------------------
+    def resolve_inputs(self, context: Context) -> dict[str, list[ArtifactRef]]:
+        resolved: dict[str, list[ArtifactRef]] = {}
+        for slot, source in self.inputs.items():
+            task_id, _, out_slot = source.partition(".")
+            raw = context["ti"].xcom_pull(task_ids=task_id, key="return_value")
+            if not raw:
+                raise AirflowException(f"The {self.task_id} task needs {source}, but {task_id} left no result.")
+            result = StageResult.from_dict(raw)
+            refs = result.outputs.get(out_slot or slot) or []
+            resolved[slot] = [ArtifactRef(r.type, r.uri, r.id, slot, r.properties) for r in refs]
+        return resolved
+
+    def build_request(self, context: Context) -> StageRequest:
+        dag_run = context.get("dag_run")
+        ti = context["ti"]
+        return StageRequest(
+            pipeline=self.pipeline,
+            pipeline_root=self.pipeline_root,
+            stage=self.stage,
+            node_id=self.task_id,
+            run_id=context["run_id"],
+            params=self.stage_params,
+            inputs=self.resolve_inputs(context),
+            beam_args=list(self.beam_args),
+            logical_date=_iso(context.get("logical_date")),
+            data_interval_start=_iso(context.get("data_interval_start")),
+            data_interval_end=_iso(context.get("data_interval_end")),
+            conf=dict(getattr(dag_run, "conf", None) or {}),
+            spec_dir=self.spec_dir,
+            enable_cache=self.enable_cache,
+            try_number=int(getattr(ti, "try_number", 1) or 1),
+        )
+
+    def runtime_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env[MLMD_CONFIG_ENV] = json.dumps(MlmdHook(self.mlmd_conn_id).get_config())
+        env["PYTHONUNBUFFERED"] = "1"
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        return env
+
+    # ----- execution -------------------------------------------------------------------------------------
+    def execute(self, context: Context) -> dict[str, Any]:
+        request = self.build_request(context)
+        python = resolve_runtime_python(self.runtime_python)
+        with tempfile.TemporaryDirectory(prefix=f"mlpipe-{self.task_id}-") as workdir:
+            request_path = Path(workdir, "request.json")
+            result_path = Path(workdir, "result.json")
+            request.write(request_path)
+            command = [python, "-m", RUNTIME_MODULE, "run", str(request_path), "--result", str(result_path)]
+            self.log.info("Running stage %s in the runtime: %s", self.stage, " ".join(command))
+            self.run_runtime(command, self.runtime_env())
+            result = StageResult.from_dict(json.loads(result_path.read_text(encoding="utf-8")))
+        self.log.info(
+            "Stage %s %s execution %s in %.1fs.",
+            self.stage,
+            "reused (cache hit) as" if result.cached else "finished as",
+            result.execution_id,
+            result.duration_s,
+        )
+        return result.to_dict()
+
+    def run_runtime(self, command: list[str], env: dict[str, str]) -> None:
+        tail: deque[str] = deque(maxlen=40)
+        failure = ""
+        # A new session makes the child the leader of its own process group, so on_kill can end Beam workers too.
+        self._process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+        )
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            line = line.rstrip("\n")
+            self.log.info("%s", line)
+            tail.append(line)
+            if line.startswith(FAILURE_PREFIX):
+                failure = line[len(FAILURE_PREFIX) :]
+        code = self._process.wait()
+        self._process = None
+        if code != 0:
+            detail = failure or f"the runtime exited with code {code}"
+            raise AirflowException(
+                f"The {self.stage} stage failed: {detail}\n--- last runtime output ---\n" + "\n".join(tail)
+            )
+
+    def on_kill(self) -> None:
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        self.log.warning("Killing the runtime process group %d.", process.pid)
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -1,0 +1,116 @@
+"""The stage protocol: what the Airflow side hands the runtime, and what comes back.
+
+Both sides import this module, so it uses only the standard library. Requests and results travel as JSON
+files; secrets (MLMD passwords, cloud credentials) travel in the child's environment, never in these files.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROTOCOL_VERSION = 1
+# The runtime reads the MLMD connection from this variable so passwords never land on disk or in XCom.
+MLMD_CONFIG_ENV = "MLPIPE_MLMD_CONFIG"
+RESULT_MARKER = "MLPIPE_RESULT "
+
+
+@dataclass
+class ArtifactRef:
+    """An artifact as both sides see it: an MLMD id, a type, a URI and its properties."""
+
+    type: str
+    uri: str
+    id: int | None = None
+    name: str = ""
+    properties: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ArtifactRef:
+        return cls(
+            type=data["type"],
+            uri=data["uri"],
+            id=data.get("id"),
+            name=data.get("name", ""),
+            properties=dict(data.get("properties") or {}),
+        )
+
+
+@dataclass
+class StageRequest:
+    pipeline: str
+    pipeline_root: str
+    stage: str
+    node_id: str
+    run_id: str
+    params: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, list[ArtifactRef]] = field(default_factory=dict)
+    beam_args: list[str] = field(default_factory=list)
+    logical_date: str | None = None
+    data_interval_start: str | None = None
+    data_interval_end: str | None = None
+    conf: dict[str, Any] = field(default_factory=dict)
+    spec_dir: str | None = None
+    enable_cache: bool = True
+    try_number: int = 1
+    protocol_version: int = PROTOCOL_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True, default=str)
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json(), encoding="utf-8")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StageRequest:
+        data = dict(data)
+        if data.get("protocol_version", PROTOCOL_VERSION) != PROTOCOL_VERSION:
+            raise ValueError(
+                f"The stage request speaks protocol {data.get('protocol_version')}, "
+                f"but this runtime speaks {PROTOCOL_VERSION}. Install the same mlpipe version in both venvs."
+            )
+        data["inputs"] = {
+            slot: [ArtifactRef.from_dict(a) for a in arts] for slot, arts in (data.get("inputs") or {}).items()
+        }
+        return cls(**data)
+
+    @classmethod
+    def read(cls, path: str | Path) -> StageRequest:
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+@dataclass
+class StageResult:
+    stage: str
+    execution_id: int | None
+    cached: bool
+    outputs: dict[str, list[ArtifactRef]] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, default=str)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StageResult:
+        return cls(
+            stage=data["stage"],
+            execution_id=data.get("execution_id"),
+            cached=bool(data.get("cached")),
+            outputs={
+                slot: [ArtifactRef.from_dict(a) for a in arts] for slot, arts in (data.get("outputs") or {}).items()
+            },
+            summary=dict(data.get("summary") or {}),
+            duration_s=float(data.get("duration_s") or 0.0),
+        )
+
+    def artifact(self, slot: str) -> ArtifactRef:
+        arts = self.outputs.get(slot) or []
+        if not arts:
+            raise KeyError(f"The {self.stage} result has no {slot!r} output.")
+        return arts[0]

@@ -1,0 +1,1 @@
+"""The ML runtime: runs in ``.venv-runtime`` (or a container) and never imports Airflow."""

@@ -1,0 +1,170 @@
+"""Artifact storage on local disk or Google Cloud Storage, with atomic publish.
+
+Executors always read and write local directories. For a local pipeline root, outputs are staged in a hidden
+``.staging`` folder beside their final place and published with one ``rename``, so a reader never sees a
+half-written artifact under a final URI. For ``gs://`` roots, inputs are downloaded to a local cache and
+outputs are uploaded after the executor finishes; the final ``_MLPIPE_COMPLETE`` object is written last, and
+MLMD marks the artifact LIVE only after that. A killed stage leaves at most a ``.staging`` entry or a
+prefix without the marker, neither of which looks finished.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+COMPLETE_MARKER = "_MLPIPE_COMPLETE"
+STAGING_DIR = ".staging"
+
+
+class UnsafePathError(ValueError):
+    """Raised when a path would escape the pipeline root."""
+
+
+def is_gcs(uri: str) -> bool:
+    return uri.startswith("gs://")
+
+
+def join(base: str, *parts: str) -> str:
+    if is_gcs(base):
+        return posixpath.join(base, *parts)
+    return os.path.join(base, *parts)
+
+
+def split_gcs(uri: str) -> tuple[str, str]:
+    bucket, _, prefix = uri[len("gs://") :].partition("/")
+    return bucket, prefix.strip("/")
+
+
+def ensure_within(root: str, uri: str) -> str:
+    """Return ``uri`` if it lies under ``root``; refuse traversal such as ``../``."""
+    if is_gcs(root) != is_gcs(uri):
+        raise UnsafePathError(f"The path {uri!r} is not under the pipeline root {root!r}.")
+    if is_gcs(root):
+        norm_root = posixpath.normpath(root[len("gs://") :])
+        norm = posixpath.normpath(uri[len("gs://") :])
+    else:
+        norm_root = os.path.realpath(root)
+        norm = os.path.realpath(uri)
+    if norm != norm_root and not norm.startswith(norm_root.rstrip("/") + "/"):
+        raise UnsafePathError(f"The path {uri!r} escapes the pipeline root {root!r}.")
+    return uri
+
+
+def _gcs_client():  # noqa: ANN202 - google.cloud.storage.Client, imported lazily
+    from google.cloud import storage
+
+    project = os.environ.get("GOOGLE_CLOUD_PROJECT", "mlpipe")
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(project=project, credentials=AnonymousCredentials())
+    return storage.Client(project=project)
+
+
+def upload_dir(local_dir: str, uri: str) -> None:
+    bucket_name, prefix = split_gcs(uri)
+    bucket = _gcs_client().bucket(bucket_name)
+    root = Path(local_dir)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        bucket.blob(posixpath.join(prefix, rel)).upload_from_filename(str(path))
+
+
+def download_dir(uri: str, local_dir: str) -> None:
+    bucket_name, prefix = split_gcs(uri)
+    client = _gcs_client()
+    found = False
+    for blob in client.list_blobs(bucket_name, prefix=prefix + "/"):
+        rel = blob.name[len(prefix) + 1 :]
+        if not rel:
+            continue
+        found = True
+        target = Path(local_dir, rel)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        blob.download_to_filename(str(target))
+    if not found:
+        raise FileNotFoundError(f"No objects found under {uri}.")
+
+
+def gcs_exists(uri: str) -> bool:
+    bucket_name, name = split_gcs(uri)
+    return _gcs_client().bucket(bucket_name).blob(name).exists()
+
+
+def write_text(uri: str, text: str) -> None:
+    """Write a small file atomically, locally (rename) or on GCS (single-object writes are atomic)."""
+    if is_gcs(uri):
+        bucket_name, name = split_gcs(uri)
+        _gcs_client().bucket(bucket_name).blob(name).upload_from_string(text)
+        return
+    Path(uri).parent.mkdir(parents=True, exist_ok=True)
+    tmp = f"{uri}.tmp-{uuid.uuid4().hex[:8]}"
+    Path(tmp).write_text(text, encoding="utf-8")
+    os.replace(tmp, uri)
+
+
+def read_text(uri: str) -> str:
+    if is_gcs(uri):
+        bucket_name, name = split_gcs(uri)
+        return _gcs_client().bucket(bucket_name).blob(name).download_as_text()
+    return Path(uri).read_text(encoding="utf-8")
+
+
+class ArtifactStore:
+    """Plans, stages, publishes and localizes artifacts under one pipeline root."""
+
+    def __init__(self, pipeline_root: str, scratch_dir: str | None = None) -> None:
+        self.pipeline_root = pipeline_root.rstrip("/") if is_gcs(pipeline_root) else pipeline_root
+        self.scratch_dir = scratch_dir or tempfile.mkdtemp(prefix="mlpipe-")
+        if not is_gcs(pipeline_root):
+            Path(pipeline_root).mkdir(parents=True, exist_ok=True)
+
+    def final_uri(self, pipeline: str, node_id: str, execution_id: int, slot: str) -> str:
+        uri = join(self.pipeline_root, pipeline, node_id, str(execution_id), slot)
+        return ensure_within(self.pipeline_root, uri)
+
+    def staging_dir(self, final_uri: str) -> str:
+        """A fresh local directory where an executor writes an output before it is published."""
+        token = uuid.uuid4().hex[:12]
+        if is_gcs(final_uri):
+            path = os.path.join(self.scratch_dir, "out", token)
+        else:
+            parent = os.path.dirname(os.path.dirname(final_uri))
+            name = f"{os.path.basename(os.path.dirname(final_uri))}-{os.path.basename(final_uri)}-{token}"
+            path = os.path.join(parent, STAGING_DIR, name)
+        os.makedirs(path)
+        return path
+
+    def publish(self, staging: str, final_uri: str) -> None:
+        if is_gcs(final_uri):
+            upload_dir(staging, final_uri)
+            write_text(join(final_uri, COMPLETE_MARKER), "")
+            shutil.rmtree(staging, ignore_errors=True)
+            return
+        Path(final_uri).parent.mkdir(parents=True, exist_ok=True)
+        Path(staging, COMPLETE_MARKER).write_text("", encoding="utf-8")
+        # rename(2) is atomic and refuses to replace a non-empty directory, so a published artifact is final.
+        os.rename(staging, final_uri)
+
+    def discard(self, staging: str) -> None:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    def localize(self, uri: str, cache_key: str) -> str:
+        """Return a local directory holding the artifact at ``uri`` (a download for ``gs://``)."""
+        if not is_gcs(uri):
+            return uri
+        target = os.path.join(self.scratch_dir, "in", cache_key)
+        if not os.path.isdir(target):
+            partial = f"{target}.partial-{uuid.uuid4().hex[:8]}"
+            download_dir(uri, partial)
+            os.rename(partial, target)
+        return target
+
+    def is_complete(self, uri: str) -> bool:
+        marker = join(uri, COMPLETE_MARKER)
+        return gcs_exists(marker) if is_gcs(uri) else os.path.exists(marker)

@@ -1,0 +1,97 @@
+"""What an executor sees: local input directories, local output directories, parameters.
+
+Executors are pure functions of this context: they never talk to Airflow or MLMD, so a unit test can build a
+context over temporary directories and call ``execute`` directly.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from airflow_provider_mlpipe.protocol import ArtifactRef
+
+log = logging.getLogger("mlpipe.runtime")
+
+
+class UserModuleError(RuntimeError):
+    """A user module could not be found, imported, or lacks the function a stage needs."""
+
+
+@dataclass
+class OutputArtifact:
+    type: str
+    path: str  # local staging directory the executor writes into
+    uri: str = ""  # final URI, known before the executor runs
+    properties: dict[str, Any] = field(default_factory=dict)
+    # Set by executors whose real output lives outside the pipeline root (the Pusher's serving directory).
+    external_uri: str | None = None
+
+
+@dataclass
+class ExecutorContext:
+    pipeline: str
+    node_id: str
+    run_id: str
+    params: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, list[ArtifactRef]] = field(default_factory=dict)  # uris are local paths
+    resolved: dict[str, ArtifactRef | None] = field(default_factory=dict)  # uris are local paths
+    outputs: dict[str, OutputArtifact] = field(default_factory=dict)
+    beam_args: list[str] = field(default_factory=list)
+    logical_date: str | None = None
+    data_interval_start: str | None = None
+    data_interval_end: str | None = None
+    conf: dict[str, Any] = field(default_factory=dict)
+    spec_dir: str | None = None
+    pipeline_root: str = ""
+    tmp_dir: str = ""
+
+    def input(self, slot: str) -> ArtifactRef:
+        refs = self.inputs.get(slot) or []
+        if not refs:
+            raise ValueError(f"The {self.node_id} stage needs a {slot!r} input, but none was given.")
+        return refs[0]
+
+    def optional_input(self, slot: str) -> ArtifactRef | None:
+        refs = self.inputs.get(slot) or []
+        return refs[0] if refs else None
+
+    def output(self, slot: str) -> OutputArtifact:
+        return self.outputs[slot]
+
+    def load_user_module(self, module_file: str, required: tuple[str, ...] = ()) -> ModuleType:
+        """Import a user module that must live inside the pipeline's folder (``spec_dir``)."""
+        return load_user_module(module_file, self.spec_dir, required)
+
+
+def load_user_module(module_file: str, spec_dir: str | None, required: tuple[str, ...] = ()) -> ModuleType:
+    if not spec_dir:
+        raise UserModuleError("User modules need the pipeline's folder, but the request names none.")
+    base = Path(spec_dir).resolve()
+    path = (base / module_file).resolve()
+    if base != path and base not in path.parents:
+        raise UserModuleError(
+            f"The user module {module_file!r} lies outside the pipeline's folder {base}; "
+            "modules are only loaded from there."
+        )
+    if not path.is_file():
+        raise UserModuleError(f"The user module {module_file!r} was not found in {base}.")
+    name = f"mlpipe_user_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise UserModuleError(f"The user module {path} cannot be imported.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise UserModuleError(f"Importing the user module {path} failed: {type(exc).__name__}: {exc}") from exc
+    for attr in required:
+        if not callable(getattr(module, attr, None)):
+            raise UserModuleError(f"The user module {path} does not define a function {attr!r}.")
+    return module

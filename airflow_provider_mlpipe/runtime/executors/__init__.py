@@ -1,0 +1,1 @@
+"""One module per stage; each defines ``execute(context) -> summary`` and optionally ``fingerprint(request)``."""

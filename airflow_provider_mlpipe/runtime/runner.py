@@ -1,0 +1,150 @@
+"""Runs one stage request: resolve, check the cache, execute, publish, record lineage.
+
+The order matters for "nothing half-written looks finished": outputs are written to staging, published
+(atomic rename or marker-last upload), and only then recorded LIVE together with the COMPLETE execution.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import shutil
+import tempfile
+import time
+import traceback
+from types import ModuleType
+from typing import Any
+
+from airflow_provider_mlpipe.protocol import ArtifactRef, StageRequest, StageResult
+from airflow_provider_mlpipe.runtime import cache, resolvers
+from airflow_provider_mlpipe.runtime.artifacts import ArtifactStore
+from airflow_provider_mlpipe.runtime.context import ExecutorContext, OutputArtifact
+from airflow_provider_mlpipe.runtime.metadata import MetadataClient, State, value_of
+from airflow_provider_mlpipe.stages import StageDescription, get_stage
+
+log = logging.getLogger("mlpipe.runtime")
+
+
+def load_executor(stage: StageDescription) -> ModuleType:
+    module = importlib.import_module(stage.executor)
+    if not callable(getattr(module, "execute", None)):
+        raise TypeError(f"The executor module {stage.executor} has no execute(context) function.")
+    return module
+
+
+def _localize(store: ArtifactStore, refs: list[ArtifactRef]) -> list[ArtifactRef]:
+    local = []
+    for ref in refs:
+        key = f"{ref.type}-{ref.id or abs(hash(ref.uri))}"
+        local.append(ArtifactRef(ref.type, store.localize(ref.uri, key), ref.id, ref.name, dict(ref.properties)))
+    return local
+
+
+def run_stage(request: StageRequest, client: MetadataClient, store: ArtifactStore | None = None) -> StageResult:
+    started = time.monotonic()
+    stage = get_stage(request.stage)
+    executor = load_executor(stage)
+    store = store or ArtifactStore(request.pipeline_root)
+    client.register_types()
+    contexts = client.lineage_contexts(request.pipeline, request.run_id, request.node_id)
+    _, run_ctx, node_ctx = contexts
+    abandoned = client.fail_abandoned_executions(node_ctx, run_ctx)
+    if abandoned:
+        log.warning("Marked %d execution(s) of an earlier killed attempt as FAILED.", abandoned)
+
+    for slot, refs in request.inputs.items():
+        for ref in refs:
+            ref.name = ref.name or slot
+    input_ids = [ref.id for refs in request.inputs.values() for ref in refs if ref.id is not None]
+    resolved: dict[str, ArtifactRef | None] = {}
+    for item in stage.resolved_inputs:
+        strategy = resolvers.STRATEGIES[item.strategy]
+        resolved[item.name] = strategy(client, request, item.artifact_type, input_ids)
+        if resolved[item.name] is not None:
+            resolved[item.name].name = item.name
+
+    fingerprint = executor.fingerprint(request) if hasattr(executor, "fingerprint") else ""
+    resolved_ids = {k: [v] for k, v in resolved.items() if v is not None}
+    key = cache.cache_key(
+        request.stage, request.node_id, request.params, {**request.inputs, **resolved_ids}, fingerprint
+    )
+    all_inputs = [ref for refs in request.inputs.values() for ref in refs] + list(
+        r for r in resolved.values() if r is not None
+    )
+    base_props: dict[str, Any] = {
+        "pipeline": request.pipeline,
+        "node_id": request.node_id,
+        "run_id": request.run_id,
+        "cache_key": key,
+        "try_number": request.try_number,
+    }
+    if request.logical_date:
+        base_props["logical_date"] = request.logical_date
+
+    if request.enable_cache:
+        hit = cache.find_cached(client, node_ctx, key)
+        if hit is not None:
+            source_id, outputs = hit
+            execution_id = client.start_execution(stage.execution_type, contexts, all_inputs, base_props)
+            client.finish_execution(execution_id, contexts, outputs, {"cached_from": source_id}, state=State.CACHED)
+            log.info("Cache hit: reusing the outputs of execution %d.", source_id)
+            summary = client.store.get_executions_by_id([source_id])[0].custom_properties.get("summary")
+            return StageResult(
+                stage=request.stage,
+                execution_id=execution_id,
+                cached=True,
+                outputs=outputs,
+                summary={**(value_of(summary) if summary is not None else {}), "cached_from": source_id},
+                duration_s=round(time.monotonic() - started, 3),
+            )
+
+    execution_id = client.start_execution(stage.execution_type, contexts, all_inputs, base_props)
+    tmp_dir = tempfile.mkdtemp(prefix=f"mlpipe-{request.node_id}-")
+    outputs: dict[str, OutputArtifact] = {}
+    try:
+        for slot in stage.outputs:
+            final = store.final_uri(request.pipeline, request.node_id, execution_id, slot.name)
+            outputs[slot.name] = OutputArtifact(type=slot.artifact_type, path=store.staging_dir(final), uri=final)
+        ctx = ExecutorContext(
+            pipeline=request.pipeline,
+            node_id=request.node_id,
+            run_id=request.run_id,
+            params=request.params,
+            inputs={slot: _localize(store, refs) for slot, refs in request.inputs.items()},
+            resolved={k: (_localize(store, [v])[0] if v is not None else None) for k, v in resolved.items()},
+            outputs=outputs,
+            beam_args=list(request.beam_args),
+            logical_date=request.logical_date,
+            data_interval_start=request.data_interval_start,
+            data_interval_end=request.data_interval_end,
+            conf=request.conf,
+            spec_dir=request.spec_dir,
+            pipeline_root=request.pipeline_root,
+            tmp_dir=tmp_dir,
+        )
+        summary = executor.execute(ctx) or {}
+        refs: dict[str, list[ArtifactRef]] = {}
+        for slot, out in outputs.items():
+            store.publish(out.path, out.uri)
+            uri = out.external_uri or out.uri
+            refs[slot] = [ArtifactRef(type=out.type, uri=uri, name=slot, properties=out.properties)]
+        client.finish_execution(execution_id, contexts, refs, {"summary": summary})
+    except BaseException as exc:
+        for out in outputs.values():
+            store.discard(out.path)
+        message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        try:
+            client.fail_execution(execution_id, message)
+        except Exception:  # the original error matters more than a failed bookkeeping write
+            log.exception("Could not mark execution %d as FAILED.", execution_id)
+        raise
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return StageResult(
+        stage=request.stage,
+        execution_id=execution_id,
+        cached=False,
+        outputs=refs,
+        summary=summary,
+        duration_s=round(time.monotonic() - started, 3),
+    )
