@@ -29,3 +29,15 @@ def make_airflow(tmp_path_factory: pytest.TempPathFactory):
         return env
 
     return _make
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server (Debian package) with role mlpipe and databases airflow and mlmd."""
+    from tests.support.postgres import start_postgres
+
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()
