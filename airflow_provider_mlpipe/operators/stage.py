@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import tempfile
-from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from airflow_provider_mlpipe.hooks.mlmd import MlmdHook
+from airflow_provider_mlpipe.operators.launch import FAILURE_PREFIX, kill_process_group, run_streaming, runtime_env
 from airflow_provider_mlpipe.operators.runtime_python import resolve_runtime_python
-from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, ArtifactRef, StageRequest, StageResult
+from airflow_provider_mlpipe.protocol import ArtifactRef, StageRequest, StageResult
 from airflow_provider_mlpipe.stages import get_stage
 from airflow_provider_mlpipe.version_compat import AirflowException, BaseOperator, Context
 
-FAILURE_PREFIX = "mlpipe stage failed: "
+__all__ = ["FAILURE_PREFIX", "MlpipeStageOperator"]
 RUNTIME_MODULE = "airflow_provider_mlpipe.runtime"
 
 
@@ -110,11 +108,7 @@ class MlpipeStageOperator(BaseOperator):
         )
 
     def runtime_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env[MLMD_CONFIG_ENV] = json.dumps(MlmdHook(self.mlmd_conn_id).get_config())
-        env["PYTHONUNBUFFERED"] = "1"
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        return env
+        return runtime_env(self.mlmd_conn_id)
 
     # ----- execution -------------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
@@ -138,42 +132,10 @@ class MlpipeStageOperator(BaseOperator):
         return result.to_dict()
 
     def run_runtime(self, command: list[str], env: dict[str, str]) -> None:
-        tail: deque[str] = deque(maxlen=40)
-        failure = ""
-        # A new session makes the child the leader of its own process group, so on_kill can end Beam workers too.
-        self._process = subprocess.Popen(
-            command,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            start_new_session=True,
-        )
-        assert self._process.stdout is not None
-        for line in self._process.stdout:
-            line = line.rstrip("\n")
-            self.log.info("%s", line)
-            tail.append(line)
-            if line.startswith(FAILURE_PREFIX):
-                failure = line[len(FAILURE_PREFIX) :]
-        code = self._process.wait()
-        self._process = None
-        if code != 0:
-            detail = failure or f"the runtime exited with code {code}"
-            raise AirflowException(
-                f"The {self.stage} stage failed: {detail}\n--- last runtime output ---\n" + "\n".join(tail)
-            )
+        run_streaming(command, env, self.log, f"The {self.stage} stage", self._set_process)
+
+    def _set_process(self, process: subprocess.Popen[str] | None) -> None:
+        self._process = process
 
     def on_kill(self) -> None:
-        process = self._process
-        if process is None or process.poll() is not None:
-            return
-        self.log.warning("Killing the runtime process group %d.", process.pid)
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_process_group(self._process, self.log)

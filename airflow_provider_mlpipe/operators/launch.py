@@ -1,0 +1,86 @@
+"""Launching the ML runtime as a child process: its environment, its streamed log, and killing it.
+
+Shared by the stage operator and the gate sensors, which both hand work to ``.venv-runtime``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+from collections import deque
+from collections.abc import Callable
+
+from airflow_provider_mlpipe.hooks.mlmd import MlmdHook
+from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV
+from airflow_provider_mlpipe.version_compat import AirflowException
+
+# The runtime prints this prefix before its own one-line error, so the task fails with the real cause.
+FAILURE_PREFIX = "mlpipe stage failed: "
+TAIL_LINES = 40
+
+
+def runtime_env(mlmd_conn_id: str | None) -> dict[str, str]:
+    """The child's environment: ours plus the MLMD config, so passwords never touch disk."""
+    env = dict(os.environ)
+    env[MLMD_CONFIG_ENV] = json.dumps(MlmdHook(mlmd_conn_id).get_config())
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def run_streaming(
+    command: list[str],
+    env: dict[str, str],
+    log: logging.Logger,
+    what: str,
+    on_process: Callable[[subprocess.Popen[str] | None], None] | None = None,
+) -> None:
+    """Run ``command``, stream its output into ``log`` line by line, raise with its own error text on failure.
+
+    ``what`` names the work in the error (e.g. "The trainer stage"); ``on_process`` is told about the child
+    when it starts and with ``None`` when it ends, so the caller can kill it from ``on_kill``.
+    """
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    failure = ""
+    # A new session makes the child the leader of its own process group, so on_kill can end Beam workers too.
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        start_new_session=True,
+    )
+    if on_process is not None:
+        on_process(process)
+    assert process.stdout is not None
+    for line in process.stdout:
+        line = line.rstrip("\n")
+        log.info("%s", line)
+        tail.append(line)
+        if line.startswith(FAILURE_PREFIX):
+            failure = line[len(FAILURE_PREFIX) :]
+    code = process.wait()
+    if on_process is not None:
+        on_process(None)
+    if code != 0:
+        detail = failure or f"the runtime exited with code {code}"
+        raise AirflowException(f"{what} failed: {detail}\n--- last runtime output ---\n" + "\n".join(tail))
+
+
+def kill_process_group(process: subprocess.Popen[str] | None, log: logging.Logger) -> None:
+    """End a running child and everything it started (SIGTERM, then SIGKILL after 10 s)."""
+    if process is None or process.poll() is not None:
+        return
+    log.warning("Killing the runtime process group %d.", process.pid)
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
