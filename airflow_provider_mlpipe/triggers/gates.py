@@ -1,0 +1,95 @@
+"""The trigger behind the gate sensors: waits on the triggerer until a verdict file can be read.
+
+It runs inside the triggerer's event loop, so every blocking read happens in a worker thread. It imports
+neither TensorFlow nor ML Metadata: the verdict is plain JSON written by the runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow_provider_mlpipe.runtime.artifacts import is_gcs, read_text
+from airflow_provider_mlpipe.version_compat import BaseTrigger, TriggerEvent
+
+STATUS_SUCCESS = "success"
+STATUS_TIMEOUT = "timeout"
+STATUS_ERROR = "error"
+
+
+def _is_missing(uri: str, exc: BaseException) -> bool:
+    """True if ``exc`` only says the file is not there yet."""
+    if isinstance(exc, FileNotFoundError):
+        return True
+    if is_gcs(uri):
+        from google.api_core.exceptions import NotFound
+
+        return isinstance(exc, NotFound)
+    return False
+
+
+def read_verdict(uri: str) -> dict[str, Any] | None:
+    """The parsed verdict, or None while the file does not exist. Parse errors propagate (``ValueError``)."""
+    try:
+        text = read_text(uri)
+    except Exception as exc:
+        if _is_missing(uri, exc):
+            return None
+        raise
+    verdict = json.loads(text)
+    if not isinstance(verdict, dict):
+        raise ValueError(f"The verdict at {uri} is a JSON {type(verdict).__name__}, not an object.")
+    return verdict
+
+
+class VerdictFileTrigger(BaseTrigger):
+    """Fires once the JSON file at ``uri`` (local path or ``gs://``) is readable.
+
+    The event payload is ``{"status": "success", "uri", "verdict"}``, or ``{"status": "timeout" | "error",
+    "uri", "message"}`` when ``timeout`` seconds pass or the file is not valid JSON.
+
+    :param uri: the verdict file, e.g. ``<anomalies artifact>/anomalies.json``.
+    :param poll_interval: seconds between reads.
+    :param timeout: seconds to wait in total; ``None`` waits until Airflow's own deferral timeout.
+    """
+
+    def __init__(self, *, uri: str, poll_interval: float = 10.0, timeout: float | None = None) -> None:
+        super().__init__()
+        self.uri = uri
+        self.poll_interval = float(poll_interval)
+        self.timeout = None if timeout is None else float(timeout)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"uri": self.uri, "poll_interval": self.poll_interval, "timeout": self.timeout},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        polls = 0
+        while True:
+            polls += 1
+            try:
+                verdict = await asyncio.to_thread(read_verdict, self.uri)
+            except Exception as exc:  # unreadable or not JSON: waiting longer will not fix it
+                self.log.error("The verdict %s cannot be read: %s", self.uri, exc)
+                yield TriggerEvent({"status": STATUS_ERROR, "uri": self.uri, "message": f"{type(exc).__name__}: {exc}"})
+                return
+            if verdict is not None:
+                self.log.info("Verdict %s found after %d poll(s).", self.uri, polls)
+                yield TriggerEvent({"status": STATUS_SUCCESS, "uri": self.uri, "verdict": verdict})
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                message = f"No verdict appeared at {self.uri} within {self.timeout:g} s."
+                self.log.warning("%s", message)
+                yield TriggerEvent({"status": STATUS_TIMEOUT, "uri": self.uri, "message": message})
+                return
+            self.log.info("Waiting for the verdict %s (poll %d).", self.uri, polls)
+            wait = self.poll_interval
+            if deadline is not None:
+                wait = max(0.0, min(wait, deadline - time.monotonic()))
+            await asyncio.sleep(wait)
