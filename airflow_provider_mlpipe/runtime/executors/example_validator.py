@@ -1,0 +1,218 @@
+"""ExampleValidator: TFDV anomalies against the schema, drift against the previous span, skew against serving.
+
+Anomalies never fail the stage: the artifact carries ``blessed`` (1 only when there is no anomaly at all, as in
+TFX) and the severity counts, and the pipeline's gates decide what to do with them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_mlpipe.runtime import data_io
+from airflow_provider_mlpipe.runtime.artifacts import download_dir, is_gcs
+from airflow_provider_mlpipe.runtime.context import ExecutorContext
+
+if TYPE_CHECKING:
+    from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
+
+log = logging.getLogger("mlpipe.runtime")
+
+ANOMALIES_JSON = "anomalies.json"
+_COMPARATORS = {
+    "linf": "infinity_norm",
+    "infinity_norm": "infinity_norm",
+    "l_infty": "infinity_norm",
+    "jsd": "jensen_shannon_divergence",
+    "jensen_shannon_divergence": "jensen_shannon_divergence",
+}
+_SKEW_OPTIONS = ("serving_statistics", "serving_split")
+
+
+def _comparator_name(feature: str, config: dict[str, Any], is_numeric: bool) -> str:
+    raw = str(config.get("comparator") or ("jsd" if is_numeric else "linf")).lower()
+    if raw not in _COMPARATORS:
+        raise ValueError(f"The comparator {raw!r} of feature {feature!r} is not linf or jsd.")
+    return _COMPARATORS[raw]
+
+
+def apply_comparators(schema: schema_pb2.Schema, thresholds: dict[str, Any], kind: str) -> list[str]:
+    """Set ``drift_comparator`` or ``skew_comparator`` on the named schema features."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    features = {f.name: f for f in schema.feature}
+    configured = []
+    for name, config in (thresholds or {}).items():
+        if name in _SKEW_OPTIONS:
+            continue
+        if name not in features:
+            raise ValueError(f"The {kind} threshold names the feature {name!r}, which the schema does not have.")
+        config = config if isinstance(config, dict) else {"threshold": config}
+        if "threshold" not in config:
+            raise ValueError(f"The {kind} settings of feature {name!r} have no threshold.")
+        feature = features[name]
+        comparator = _comparator_name(name, config, feature.type in (schema_pb2.INT, schema_pb2.FLOAT))
+        target = feature.drift_comparator if kind == "drift" else feature.skew_comparator
+        getattr(target, comparator).threshold = float(config["threshold"])
+        configured.append(name)
+    return configured
+
+
+def _load_serving_stats(uri: str, split: str | None, tmp_dir: str) -> statistics_pb2.DatasetFeatureStatisticsList:
+    """Serving statistics from a FeatureStats.pb file, a directory holding one, or a statistics artifact."""
+    if is_gcs(uri):
+        local = tempfile.mkdtemp(prefix="serving-stats-", dir=tmp_dir or None)
+        download_dir(uri, local)
+        uri = local
+    if os.path.isfile(uri) or os.path.isfile(os.path.join(uri, data_io.STATS_FILE)):
+        return data_io.load_stats(uri)
+    if not os.path.isdir(uri):
+        raise ValueError(f"The serving statistics {uri} do not exist.")
+    splits = data_io.artifact_splits(uri)
+    chosen = split or ("serving" if "serving" in splits else splits[0])
+    if chosen not in splits:
+        raise ValueError(f"The serving statistics at {uri} have no split {chosen!r} (they have {splits}).")
+    return data_io.load_split_stats(uri, chosen)
+
+
+def _reason_kind(reason: anomalies_pb2.AnomalyInfo.Reason) -> str:
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    name = anomalies_pb2.AnomalyInfo.Type.Name(reason.type)
+    if not name.startswith("COMPARATOR_"):
+        return "schema"
+    # TFDV reports both comparisons with the same reason types; its text names the pair compared.
+    text = f"{reason.short_description} {reason.description}".lower()
+    return "skew" if "serving" in text else "drift"
+
+
+def anomaly_entries(split: str, anomalies: anomalies_pb2.Anomalies) -> list[dict[str, Any]]:
+    """One entry per reason, so a feature with a schema error and drift counts both."""
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    entries = []
+    infos = list(anomalies.anomaly_info.items())
+    if anomalies.HasField("dataset_anomaly_info"):
+        infos.append(("", anomalies.dataset_anomaly_info))
+    for feature, info in sorted(infos, key=lambda item: item[0]):
+        severity = anomalies_pb2.AnomalyInfo.Severity.Name(info.severity)
+        for reason in info.reason:
+            entries.append(
+                {
+                    "split": split,
+                    "feature": feature,
+                    "severity": severity,
+                    "kind": _reason_kind(reason),
+                    "type": anomalies_pb2.AnomalyInfo.Type.Name(reason.type),
+                    "short_description": reason.short_description,
+                    "description": reason.description,
+                }
+            )
+        if not info.reason:  # TFDV always gives reasons; keep an anomaly even if a future version does not
+            entries.append(
+                {
+                    "split": split,
+                    "feature": feature,
+                    "severity": severity,
+                    "kind": "schema",
+                    "type": "UNKNOWN_TYPE",
+                    "short_description": info.short_description,
+                    "description": info.description,
+                }
+            )
+    return entries
+
+
+def measurements(split: str, anomalies: anomalies_pb2.Anomalies) -> list[dict[str, Any]]:
+    """The measured drift and skew distances, anomalous or not (useful to tune thresholds)."""
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    out = []
+    for info in anomalies.drift_skew_info:
+        feature = ".".join(info.path.step)
+        for kind, items in (("drift", info.drift_measurements), ("skew", info.skew_measurements)):
+            for m in items:
+                out.append(
+                    {
+                        "split": split,
+                        "feature": feature,
+                        "kind": kind,
+                        "measure": anomalies_pb2.DriftSkewInfo.Measurement.Type.Name(m.type),
+                        "value": round(m.value, 6),
+                        "threshold": m.threshold,
+                    }
+                )
+    return out
+
+
+def execute(ctx: ExecutorContext) -> dict[str, Any]:
+    import tensorflow_data_validation as tfdv
+
+    statistics = ctx.input("statistics")
+    schema = data_io.load_schema(ctx.input("schema").uri)
+    drift_features = apply_comparators(schema, ctx.params.get("drift") or {}, "drift")
+    skew = ctx.params.get("skew") or {}
+    skew_features = apply_comparators(schema, skew, "skew")
+    serving = None
+    if skew.get("serving_statistics"):
+        serving = _load_serving_stats(str(skew["serving_statistics"]), skew.get("serving_split"), ctx.tmp_dir)
+
+    previous = ctx.resolved.get("previous_statistics")
+    previous_splits = data_io.artifact_splits(previous.uri, previous.properties) if previous is not None else []
+    splits = data_io.artifact_splits(statistics.uri, statistics.properties)
+    span = statistics.properties.get("span")
+    out = ctx.output("anomalies")
+
+    entries: list[dict[str, Any]] = []
+    measured: list[dict[str, Any]] = []
+    for split in splits:
+        stats = data_io.load_split_stats(statistics.uri, split)
+        prev = data_io.load_split_stats(previous.uri, split) if split in previous_splits else None
+        # Skew compares training data with serving data, so only the train split is checked (as in TFX).
+        serving_here = serving if split == "train" or len(splits) == 1 else None
+        anomalies = tfdv.validate_statistics(
+            stats,
+            schema,
+            previous_statistics=prev if drift_features else None,
+            serving_statistics=serving_here if skew_features else None,
+        )
+        directory = data_io.split_dir(out.path, split)
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, data_io.ANOMALIES_FILE), "wb") as fh:
+            fh.write(anomalies.SerializeToString())
+        entries.extend(anomaly_entries(split, anomalies))
+        measured.extend(measurements(split, anomalies))
+
+    counts: dict[str, int] = {}
+    for entry in entries:
+        counts[entry["severity"]] = counts.get(entry["severity"], 0) + 1
+    blessed = not entries
+    report = {
+        "blessed": blessed,
+        "span": span,
+        "counts": counts,
+        "anomalies": entries,
+        "features": sorted({e["feature"] for e in entries if e["feature"]}),
+        "measurements": measured,
+        "previous_statistics_id": previous.id if previous is not None else None,
+    }
+    with open(os.path.join(out.path, ANOMALIES_JSON), "w", encoding="utf-8") as fh:
+        json.dump(report, fh, indent=1)
+    out.properties.update(
+        {"blessed": int(blessed), "anomaly_count": len(entries), "severity_counts": counts, "split_names": splits}
+    )
+    if span is not None:
+        out.properties["span"] = span
+    if entries:
+        log.warning("ExampleValidator: %d anomaly(ies): %s", len(entries), counts)
+    return {
+        "blessed": blessed,
+        "anomaly_count": len(entries),
+        "counts": counts,
+        "features": report["features"],
+        "kinds": sorted({e["kind"] for e in entries}),
+        "previous_statistics_id": report["previous_statistics_id"],
+    }
