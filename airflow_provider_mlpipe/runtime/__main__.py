@@ -1,8 +1,14 @@
-"""Entry point: ``python -m airflow_provider_mlpipe.runtime run <request.json> --result <result.json>``."""
+"""Entry point: ``python -m airflow_provider_mlpipe.runtime run <request.json> --result <result.json>``.
+
+In a container (the Kubernetes runtime) there is no shared file to hand over, so the request may also come from
+an environment variable: ``run --request-env MLPIPE_REQUEST --result /airflow/xcom/return.json``, or from
+stdin with ``run -``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -15,9 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m airflow_provider_mlpipe.runtime")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="Run one stage request.")
-    run.add_argument("request")
+    run.add_argument("request", nargs="?", help="The stage request JSON file, or - for stdin.")
+    run.add_argument("--request-env", metavar="VAR", help="Read the stage request JSON from this variable.")
     run.add_argument("--result", required=True, help="Where to write the stage result JSON.")
     args = parser.parse_args(argv)
+    if (args.request is None) == (args.request_env is None):
+        parser.error("give either a request file (or -) or --request-env VAR")
 
     logging.basicConfig(
         level=os.environ.get("MLPIPE_LOG_LEVEL", "INFO"),
@@ -30,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         from airflow_provider_mlpipe.runtime.metadata import MetadataClient
         from airflow_provider_mlpipe.runtime.runner import run_stage
 
-        request = StageRequest.read(args.request)
+        request = _read_request(args.request, args.request_env, StageRequest)
         client = MetadataClient()
         result = run_stage(request, client)
         tmp = f"{args.result}.tmp"
@@ -48,6 +57,17 @@ def main(argv: list[str] | None = None) -> int:
         ", cached" if result.cached else "",
     )
     return 0
+
+
+def _read_request(path: str | None, env_var: str | None, request_cls: type) -> object:
+    if env_var is not None:
+        raw = os.environ.get(env_var)
+        if not raw:
+            raise ValueError(f"The stage request variable {env_var} is not set or empty.")
+        return request_cls.from_dict(json.loads(raw))
+    if path == "-":
+        return request_cls.from_dict(json.loads(sys.stdin.read()))
+    return request_cls.read(path)
 
 
 if __name__ == "__main__":
