@@ -11,10 +11,20 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
+from types import FrameType
 
 FAILURE_PREFIX = "mlpipe stage failed: "
+
+
+class StageTerminated(BaseException):
+    """Raised on SIGTERM so the runner discards staged outputs and marks the execution FAILED."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise StageTerminated(f"The stage was terminated by signal {signum}.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stdout,
     )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         from airflow_provider_mlpipe.protocol import StageRequest
         from airflow_provider_mlpipe.runtime.metadata import MetadataClient
@@ -46,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(result.to_json())
         os.replace(tmp, args.result)
-    except Exception as exc:
+    except (Exception, StageTerminated) as exc:
         traceback.print_exc()
         print(f"{FAILURE_PREFIX}{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return 1

@@ -89,7 +89,7 @@ class AirflowEnv:
         return sqlite3.connect(self.home / "airflow.db")
 
     def xcom(self, dag_id: str, task_id: str, run_id: str | None = None, key: str = "return_value") -> Any:
-        query = "select value, run_id from xcom where dag_id=? and task_id=? and key=? order by id desc"
+        query = "select value, run_id from xcom where dag_id=? and task_id=? and key=? order by timestamp desc"
         with self.db() as conn:
             rows = conn.execute(query, (dag_id, task_id, key)).fetchall()
         for value, row_run_id in rows:

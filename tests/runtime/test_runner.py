@@ -1,0 +1,97 @@
+"""The runner against a real MLMD SQLite store: lineage, cache, failures and killed attempts (probe stage)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+from airflow_provider_mlpipe.protocol import StageRequest
+from airflow_provider_mlpipe.runtime.artifacts import COMPLETE_MARKER, STAGING_DIR
+from airflow_provider_mlpipe.runtime.metadata import MetadataClient, properties_of
+from airflow_provider_mlpipe.runtime.runner import run_stage
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> MetadataClient:
+    return MetadataClient({"backend": "sqlite", "path": str(tmp_path / "mlmd.sqlite")})
+
+
+def probe_request(root: Path, run_id: str = "run-1", **params: object) -> StageRequest:
+    return StageRequest(
+        pipeline="probe",
+        pipeline_root=str(root),
+        stage="probe",
+        node_id="probe",
+        run_id=run_id,
+        params={"values": [1.0, 2.0, 4.5], **params},
+    )
+
+
+def test_probe_writes_artifact_and_lineage(tmp_path: Path, client: MetadataClient) -> None:
+    result = run_stage(probe_request(tmp_path / "root"), client)
+
+    artifact = result.artifact("probe")
+    assert artifact.uri == str(tmp_path / "root" / "probe" / "probe" / str(result.execution_id) / "probe")
+    assert json.loads(Path(artifact.uri, "probe.json").read_text())["sum"] == 7.5
+    assert Path(artifact.uri, COMPLETE_MARKER).exists()
+    assert result.summary["sum"] == 7.5 and not result.cached
+
+    store = client.store
+    [execution] = store.get_executions_by_id([result.execution_id])
+    assert execution.last_known_state == pb.Execution.COMPLETE
+    [stored] = store.get_artifacts_by_id([artifact.id])
+    assert stored.state == pb.Artifact.LIVE and properties_of(stored)["sum"] == 7.5
+    [event] = store.get_events_by_execution_ids([result.execution_id])
+    assert event.type == pb.Event.OUTPUT and event.path.steps[0].key == "probe"
+    names = sorted(c.name for c in store.get_contexts_by_execution(result.execution_id))
+    assert names == ["probe", "probe.probe", "probe.run-1"]
+
+
+def test_rerun_is_a_cache_hit_with_lineage(tmp_path: Path, client: MetadataClient) -> None:
+    first = run_stage(probe_request(tmp_path / "root"), client)
+    second = run_stage(probe_request(tmp_path / "root", run_id="run-2"), client)
+    changed = run_stage(probe_request(tmp_path / "root", run_id="run-3", values=[1.0]), client)
+
+    assert second.cached and second.artifact("probe").id == first.artifact("probe").id
+    assert second.summary["cached_from"] == first.execution_id
+    [execution] = client.store.get_executions_by_id([second.execution_id])
+    assert execution.last_known_state == pb.Execution.CACHED
+    assert not changed.cached and changed.artifact("probe").id != first.artifact("probe").id
+
+
+def test_cache_can_be_disabled(tmp_path: Path, client: MetadataClient) -> None:
+    run_stage(probe_request(tmp_path / "root"), client)
+    request = probe_request(tmp_path / "root", run_id="run-2")
+    request.enable_cache = False
+    assert not run_stage(request, client).cached
+
+
+def test_failure_publishes_nothing_and_marks_failed(tmp_path: Path, client: MetadataClient) -> None:
+    with pytest.raises(RuntimeError, match="boom"):
+        run_stage(probe_request(tmp_path / "root", fail="boom"), client)
+
+    [execution] = client.store.get_executions()
+    assert execution.last_known_state == pb.Execution.FAILED
+    assert "boom" in properties_of(execution)["error"]
+    assert client.store.get_artifacts() == []
+    node_dir = tmp_path / "root" / "probe" / "probe"
+    assert not (node_dir / str(execution.id)).exists()
+    assert os.listdir(node_dir / STAGING_DIR) == []
+
+
+def test_abandoned_attempt_is_marked_failed_on_retry(tmp_path: Path, client: MetadataClient) -> None:
+    # Simulate a SIGKILLed attempt: an execution left RUNNING in this run's node context.
+    contexts = client.lineage_contexts("probe", "run-1", "probe")
+    client.register_types()
+    stale = client.start_execution("mlpipe.RuntimeProbe", contexts, [], {"try_number": 1})
+
+    result = run_stage(probe_request(tmp_path / "root"), client)
+
+    [old] = client.store.get_executions_by_id([stale])
+    assert old.last_known_state == pb.Execution.FAILED
+    assert "Abandoned" in properties_of(old)["error"]
+    assert not result.cached
