@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ml_metadata.proto import metadata_store_pb2 as pb
+
 from airflow_provider_mlpipe.protocol import ArtifactRef, StageRequest
 from airflow_provider_mlpipe.runtime.metadata import MetadataClient
 
@@ -21,10 +23,33 @@ def _exclude(refs: list[ArtifactRef], exclude_ids: list[int]) -> list[ArtifactRe
 def previous_output(
     client: MetadataClient, request: StageRequest, type_name: str, exclude_ids: list[int]
 ) -> ArtifactRef | None:
-    """The newest LIVE artifact of this type produced by this pipeline before now."""
+    """The newest LIVE artifact of this type produced by this pipeline before now.
+
+    Artifacts produced from the very same inputs are skipped: they are an earlier run of this same step (a
+    re-run of the day), not its predecessor, and resolving them would change the cache key on every re-run.
+    """
     refs = [client.artifact_ref(a) for a in client.live_artifacts(request.pipeline, type_name)]
     refs = _exclude(refs, exclude_ids)
-    return refs[-1] if refs else None
+    current = set(exclude_ids)
+    for ref in reversed(refs):
+        if not current or not any(current <= inputs for inputs in _producer_inputs(client, ref.id)):
+            return ref
+    return None
+
+
+def _producer_inputs(client: MetadataClient, artifact_id: int | None) -> list[set[int]]:
+    """The input artifact ids of each execution that output this artifact (cached executions included)."""
+    if artifact_id is None:
+        return []
+    events = client.store.get_events_by_artifact_ids([artifact_id])
+    producers = [e.execution_id for e in events if e.type == pb.Event.OUTPUT]
+    if not producers:
+        return []
+    inputs: dict[int, set[int]] = {p: set() for p in producers}
+    for event in client.store.get_events_by_execution_ids(producers):
+        if event.type == pb.Event.INPUT:
+            inputs[event.execution_id].add(event.artifact_id)
+    return list(inputs.values())
 
 
 def previous_span_statistics(
