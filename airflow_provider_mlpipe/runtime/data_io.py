@@ -38,7 +38,9 @@ def artifact_splits(artifact_dir: str, properties: dict[str, Any] | None = None)
     if isinstance(names, list) and names:
         return [str(n) for n in names]
     found = sorted(
-        d[len("Split-") :] for d in os.listdir(artifact_dir) if d.startswith("Split-") and os.path.isdir(os.path.join(artifact_dir, d))
+        d[len("Split-") :]
+        for d in os.listdir(artifact_dir)
+        if d.startswith("Split-") and os.path.isdir(os.path.join(artifact_dir, d))
     )
     if not found:
         raise ValueError(f"The artifact at {artifact_dir} has no Split-* directories.")
@@ -94,7 +96,9 @@ def _flatten_univalent(table: pa.Table) -> pa.Table:
         if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
             lengths = pc.fill_null(pc.list_value_length(column), 0)
             if len(column) == 0 or pc.max(lengths).as_py() <= 1:
-                column = pc.list_element(pc.if_else(pc.equal(lengths, 0), pa.nulls(len(column), column.type), column), 0)
+                column = pc.list_element(
+                    pc.if_else(pc.equal(lengths, 0), pa.nulls(len(column), column.type), column), 0
+                )
         if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
             try:
                 column = column.cast(pa.string())
@@ -162,9 +166,7 @@ def concat_files(tables: list[tuple[str, pa.Table]]) -> pa.Table:
             )
     if len(tables) == 1:
         return first
-    target = {
-        name: _unified_type({t.schema.field(name).type for _, t in tables}) for name in first.column_names
-    }
+    target = {name: _unified_type({t.schema.field(name).type for _, t in tables}) for name in first.column_names}
     schema = pa.schema([(name, typ) for name, typ in target.items()])
     return pa.concat_tables([t.cast(schema) for _, t in tables])
 

@@ -41,9 +41,7 @@ class ResolvedSplit:
     files: tuple[InputFile, ...]
 
 
-def span_date(
-    conf: dict[str, Any] | None, data_interval_start: str | None, logical_date: str | None
-) -> dt.date:
+def span_date(conf: dict[str, Any] | None, data_interval_start: str | None, logical_date: str | None) -> dt.date:
     """The day this run ingests: ``conf["span"]``, else the data interval start, else the logical date."""
     override = (conf or {}).get("span")
     if override not in (None, ""):

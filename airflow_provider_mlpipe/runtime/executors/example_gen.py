@@ -80,7 +80,9 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
         buckets = {str(k): int(v) for k, v in (params.get("splits") or DEFAULT_SPLITS).items()}
         splits = data_io.split_table(table, buckets, params.get("partition_feature"))
     else:
-        splits = {name: _read_split([f.uri for f in item.files], params, ctx.tmp_dir) for name, item in resolved.items()}
+        splits = {
+            name: _read_split([f.uri for f in item.files], params, ctx.tmp_dir) for name, item in resolved.items()
+        }
         columns = {name: t.column_names for name, t in splits.items()}
         if len({tuple(c) for c in columns.values()}) > 1:
             raise ValueError(f"The pre-split inputs do not share their columns: {columns}.")

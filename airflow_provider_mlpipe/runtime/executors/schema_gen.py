@@ -94,6 +94,30 @@ def schema_diff(previous: schema_pb2.Schema, current: schema_pb2.Schema) -> list
     return changes
 
 
+def allow_missing(schema: schema_pb2.Schema, features: bool | list[str]) -> list[str]:
+    """Let features be absent in some examples, as inference does for features that had missing values.
+
+    A small training split without a single NA makes TFDV require the feature everywhere (``shape`` and
+    ``presence.min_fraction = 1``); real data with occasional NAs then never validates. ``min_count`` stays, so
+    a dropped column is still an anomaly.
+    """
+    relaxed = []
+    known = {f.name for f in schema.feature}
+    unknown = sorted(set(features) - known) if isinstance(features, list) else []
+    if unknown:
+        raise ValueError(f"allow_missing names features the schema does not have: {unknown}.")
+    for feature in schema.feature:
+        if features is not True and feature.name not in features:
+            continue
+        feature.presence.ClearField("min_fraction")
+        if feature.HasField("shape") and [d.size for d in feature.shape.dim] == [1]:
+            feature.ClearField("shape")
+            feature.value_count.min = 1
+            feature.value_count.max = 1
+        relaxed.append(feature.name)
+    return relaxed
+
+
 def execute(ctx: ExecutorContext) -> dict[str, Any]:
     import tensorflow_data_validation as tfdv
 
@@ -111,6 +135,9 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
         stats = data_io.load_split_stats(statistics.uri, inferred_from)
         schema = tfdv.infer_schema(stats, infer_feature_shape=bool(ctx.params.get("infer_feature_shape", True)))
         out.properties["source"] = "inferred"
+        missing_ok = ctx.params.get("allow_missing")
+        if missing_ok:
+            allow_missing(schema, True if missing_ok is True else [str(f) for f in missing_ok])
     data_io.write_schema(schema, out.path)
 
     summary: dict[str, Any] = {

@@ -120,7 +120,9 @@ def summarize(stats: statistics_pb2.DatasetFeatureStatisticsList) -> dict[str, A
             common = feature.string_stats.common_stats
             entry.update(
                 unique=int(feature.string_stats.unique),
-                top_values=[{"value": v.value, "count": _num(v.frequency)} for v in feature.string_stats.top_values[:5]],
+                top_values=[
+                    {"value": v.value, "count": _num(v.frequency)} for v in feature.string_stats.top_values[:5]
+                ],
             )
         else:
             continue
