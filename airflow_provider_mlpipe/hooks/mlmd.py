@@ -88,3 +88,25 @@ def config_from_connection(
         "password": password or "",
         "database": database,
     }
+
+
+# Executors whose workers may run on several hosts: an SQLite file cannot be shared between them.
+MULTI_HOST_EXECUTORS = ("CeleryExecutor", "KubernetesExecutor", "EdgeExecutor", "CeleryKubernetesExecutor")
+
+
+def check_backend_fits_executor(config: dict[str, Any], executor: str) -> None:
+    """Fail fast when an SQLite MLMD store meets an executor whose tasks run on several hosts.
+
+    SQLite supports one writer at a time on one host; the runtime serialises writers with a file lock, which
+    is enough for LocalExecutor but not for workers on other machines, each of which would see its own file.
+    """
+    if config.get("backend") != "sqlite":
+        return
+    names = [part.strip().rsplit(".", 1)[-1] for part in executor.split(",") if part.strip()]
+    clash = [name for name in names if name in MULTI_HOST_EXECUTORS]
+    if clash:
+        raise ValueError(
+            f"The ML Metadata store is an SQLite file ({config.get('path')}), but the {clash[0]} runs tasks on "
+            "several hosts, which would each write their own copy. Point the mlmd connection at PostgreSQL or "
+            "MySQL (see README, 'Production'), or use the LocalExecutor."
+        )

@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_mlpipe.hooks.mlmd import MlmdHook
+from airflow_provider_mlpipe.hooks.mlmd import MlmdHook, check_backend_fits_executor
 from airflow_provider_mlpipe.operators.launch import FAILURE_PREFIX, kill_process_group, run_streaming, runtime_env
 from airflow_provider_mlpipe.operators.runtime_python import resolve_runtime_python
-from airflow_provider_mlpipe.protocol import ArtifactRef, StageRequest, StageResult
+from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, ArtifactRef, StageRequest, StageResult
 from airflow_provider_mlpipe.stages import get_stage
-from airflow_provider_mlpipe.version_compat import AirflowException, BaseOperator, Context
+from airflow_provider_mlpipe.version_compat import AirflowException, AirflowFailException, BaseOperator, Context, conf
 
 __all__ = ["FAILURE_PREFIX", "MlpipeStageOperator"]
 RUNTIME_MODULE = "airflow_provider_mlpipe.runtime"
@@ -108,7 +108,13 @@ class MlpipeStageOperator(BaseOperator):
         )
 
     def runtime_env(self) -> dict[str, str]:
-        return runtime_env(self.mlmd_conn_id)
+        env = runtime_env(self.mlmd_conn_id)
+        executor = conf.get("core", "executor", fallback="") or ""
+        try:
+            check_backend_fits_executor(json.loads(env[MLMD_CONFIG_ENV]), executor)
+        except ValueError as exc:
+            raise AirflowFailException(str(exc)) from None
+        return env
 
     # ----- execution -------------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:

@@ -7,10 +7,12 @@ same MLMD transaction that completes the execution, and only after their files w
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +133,21 @@ class MetadataClient:
                 "Check that the database is running and the mlmd connection is right; the stage did not run."
             )
         self._type_ids: dict[tuple[str, str], int] = {}
+        kind = self.config.WhichOneof("config")
+        self._lock_path = f"{self.config.sqlite.filename_uri}.lock" if kind == "sqlite" else None
+
+    @contextlib.contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """Serialise writers on SQLite, which supports a single writer; servers handle concurrency themselves."""
+        if self._lock_path is None:
+            yield
+            return
+        with open(self._lock_path, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     # ----- types -------------------------------------------------------------------------------------
     def _type_id(self, kind: str, name: str) -> int:
@@ -145,6 +162,10 @@ class MetadataClient:
         return self._type_ids[key]
 
     def register_types(self) -> None:
+        with self.write_lock():
+            self._register_types()
+
+    def _register_types(self) -> None:
         for name in ARTIFACT_TYPES:
             self._type_id("artifact", name)
         for stage in STAGES.values():
@@ -167,6 +188,10 @@ class MetadataClient:
         return ctx
 
     def lineage_contexts(self, pipeline: str, run_id: str, node_id: str) -> list[pb.Context]:
+        with self.write_lock():
+            return self._lineage_contexts(pipeline, run_id, node_id)
+
+    def _lineage_contexts(self, pipeline: str, run_id: str, node_id: str) -> list[pb.Context]:
         return [
             self.context(PIPELINE_CONTEXT, pipeline),
             self.context(RUN_CONTEXT, f"{pipeline}.{run_id}", {"pipeline": pipeline, "run_id": run_id}),
@@ -192,7 +217,8 @@ class MetadataClient:
             event = pb.Event(type=pb.Event.INPUT)
             event.path.steps.add().key = ref.name or ref.type
             events.append((artifact, event))
-        execution_id, _, _ = self.store.put_execution(execution, events, contexts)
+        with self.write_lock():
+            execution_id, _, _ = self.store.put_execution(execution, events, contexts)
         return execution_id
 
     def finish_execution(
@@ -222,7 +248,8 @@ class MetadataClient:
                 event = pb.Event(type=pb.Event.OUTPUT)
                 event.path.steps.add().key = slot
                 pairs.append((artifact, event))
-        _, artifact_ids, _ = self.store.put_execution(execution, pairs, contexts)
+        with self.write_lock():
+            _, artifact_ids, _ = self.store.put_execution(execution, pairs, contexts)
         flat = [ref for refs in outputs.values() for ref in refs]
         for ref, artifact_id in zip(flat, artifact_ids, strict=True):
             ref.id = artifact_id
@@ -231,7 +258,8 @@ class MetadataClient:
         [execution] = self.store.get_executions_by_id([execution_id])
         execution.last_known_state = state
         _set_value(execution.custom_properties["error"], message[-4000:])
-        self.store.put_executions([execution])
+        with self.write_lock():
+            self.store.put_executions([execution])
 
     def fail_abandoned_executions(self, node_context: pb.Context, run_context: pb.Context) -> int:
         """Mark RUNNING executions of this node in this run as FAILED: they belong to killed attempts."""

@@ -68,3 +68,15 @@ def test_runtime_python_resolution_order(monkeypatch, tmp_path):
     monkeypatch.setattr(runtime_python, "default_runtime_candidates", lambda: [tmp_path / "missing"])
     with pytest.raises(FileNotFoundError, match="No ML runtime interpreter"):
         runtime_python.resolve_runtime_python(None)
+
+
+def test_sqlite_mlmd_refuses_multi_host_executors():
+    from airflow_provider_mlpipe.hooks.mlmd import check_backend_fits_executor
+
+    sqlite = {"backend": "sqlite", "path": "/x/mlmd.sqlite"}
+    check_backend_fits_executor(sqlite, "LocalExecutor")
+    check_backend_fits_executor({"backend": "postgresql"}, "CeleryExecutor")
+    with pytest.raises(ValueError, match="CeleryExecutor runs tasks on several hosts"):
+        check_backend_fits_executor(sqlite, "airflow.providers.celery.executors.celery_executor.CeleryExecutor")
+    with pytest.raises(ValueError, match="PostgreSQL or MySQL"):
+        check_backend_fits_executor(sqlite, "LocalExecutor,KubernetesExecutor")
