@@ -1,0 +1,344 @@
+"""A read-only reader of the ML Metadata store for the UI, over MLMD's SQL schema.
+
+Why SQL and not ``ml_metadata``: the Airflow side must not import the ML stack, and a runtime subprocess per
+page view would cost seconds (TensorFlow-era imports) and a process per request. MLMD's relational schema
+(Type, Artifact, ArtifactProperty, Execution, ExecutionProperty, Event, EventPath, Context, Association,
+Attribution) is stable across 1.x and the same on SQLite, PostgreSQL and MySQL, so SQLAlchemy Core reads it
+directly. The reader only ever issues SELECTs; SQLite is opened with ``mode=ro`` so it cannot write or create
+the file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import sqlalchemy as sa
+
+# MLMD enums (metadata_store.proto), copied as numbers because the proto module is not importable here.
+TYPE_KIND = {"execution": 0, "artifact": 1, "context": 2}
+EXECUTION_STATES = {0: "UNKNOWN", 1: "NEW", 2: "RUNNING", 3: "COMPLETE", 4: "FAILED", 5: "CACHED", 6: "CANCELED"}
+ARTIFACT_STATES = {0: "UNKNOWN", 1: "PENDING", 2: "LIVE", 3: "MARKED_FOR_DELETION", 4: "DELETED", 5: "ABANDONED"}
+EVENT_INPUT, EVENT_OUTPUT = 3, 4
+RUN_CONTEXT = "pipeline_run"
+PIPELINE_CONTEXT = "pipeline"
+
+_md = sa.MetaData()
+_type = sa.Table(
+    "Type", _md, sa.Column("id", sa.Integer), sa.Column("name", sa.String), sa.Column("type_kind", sa.Integer)
+)
+_artifact = sa.Table(
+    "Artifact",
+    _md,
+    sa.Column("id", sa.Integer),
+    sa.Column("type_id", sa.Integer),
+    sa.Column("uri", sa.Text),
+    sa.Column("state", sa.Integer),
+    sa.Column("create_time_since_epoch", sa.BigInteger),
+)
+_execution = sa.Table(
+    "Execution",
+    _md,
+    sa.Column("id", sa.Integer),
+    sa.Column("type_id", sa.Integer),
+    sa.Column("last_known_state", sa.Integer),
+    sa.Column("create_time_since_epoch", sa.BigInteger),
+    sa.Column("last_update_time_since_epoch", sa.BigInteger),
+)
+_context = sa.Table(
+    "Context", _md, sa.Column("id", sa.Integer), sa.Column("type_id", sa.Integer), sa.Column("name", sa.String)
+)
+
+
+def _property_table(name: str, owner: str) -> sa.Table:
+    return sa.Table(
+        name,
+        _md,
+        sa.Column(owner, sa.Integer),
+        sa.Column("name", sa.String),
+        sa.Column("is_custom_property", sa.Integer),
+        sa.Column("int_value", sa.BigInteger),
+        sa.Column("double_value", sa.Float),
+        sa.Column("string_value", sa.Text),
+        sa.Column("bool_value", sa.Boolean),
+    )
+
+
+_artifact_prop = _property_table("ArtifactProperty", "artifact_id")
+_execution_prop = _property_table("ExecutionProperty", "execution_id")
+_context_prop = _property_table("ContextProperty", "context_id")
+_event = sa.Table(
+    "Event",
+    _md,
+    sa.Column("id", sa.Integer),
+    sa.Column("artifact_id", sa.Integer),
+    sa.Column("execution_id", sa.Integer),
+    sa.Column("type", sa.Integer),
+)
+_event_path = sa.Table("EventPath", _md, sa.Column("event_id", sa.Integer), sa.Column("step_key", sa.Text))
+_association = sa.Table("Association", _md, sa.Column("context_id", sa.Integer), sa.Column("execution_id", sa.Integer))
+_attribution = sa.Table("Attribution", _md, sa.Column("context_id", sa.Integer), sa.Column("artifact_id", sa.Integer))
+
+
+@dataclass
+class Artifact:
+    id: int
+    type: str
+    uri: str
+    state: str
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Execution:
+    id: int
+    type: str
+    state: str
+    properties: dict[str, Any] = field(default_factory=dict)
+    created_ms: int = 0
+    updated_ms: int = 0
+
+    @property
+    def component(self) -> str:
+        return self.type.removeprefix("mlpipe.")
+
+
+@dataclass
+class EventEdge:
+    execution_id: int
+    artifact_id: int
+    kind: str  # INPUT or OUTPUT
+    slot: str
+
+
+@dataclass
+class RunGraph:
+    """The lineage of one pipeline run: its executions, the artifacts they touched, and the events."""
+
+    executions: list[Execution]
+    artifacts: dict[int, Artifact]
+    events: list[EventEdge]
+
+    def outputs(self, execution_id: int) -> dict[str, list[Artifact]]:
+        out: dict[str, list[Artifact]] = {}
+        for ev in self.events:
+            if ev.execution_id == execution_id and ev.kind == "OUTPUT":
+                out.setdefault(ev.slot, []).append(self.artifacts[ev.artifact_id])
+        return out
+
+    def latest_output(self, artifact_type: str) -> Artifact | None:
+        """The output of this type from the run's latest successful (or cached) execution."""
+        for execution in sorted(self.executions, key=lambda e: e.id, reverse=True):
+            if execution.state not in ("COMPLETE", "CACHED"):
+                continue
+            for arts in self.outputs(execution.id).values():
+                for art in arts:
+                    if art.type == artifact_type:
+                        return art
+        return None
+
+
+def decode_value(row: Any) -> Any:
+    """A property row's value, with JSON strings (lists and dicts) decoded as the runtime encodes them."""
+    if row.string_value is not None:
+        text = row.string_value
+        if text[:1] in "[{":
+            try:
+                return json.loads(text)
+            except ValueError:
+                return text
+        return text
+    if row.int_value is not None:
+        return row.int_value
+    if row.double_value is not None:
+        return row.double_value
+    if row.bool_value is not None:
+        return bool(row.bool_value)
+    return None
+
+
+def engine_for(config: dict[str, Any]) -> sa.Engine:
+    """A read-only SQLAlchemy engine for an ``mlmd`` connection config (see hooks/mlmd.py)."""
+    backend = config.get("backend", "sqlite")
+    if backend == "sqlite":
+        # mode=ro: the UI can never create, migrate or write the store, even by accident.
+        path = quote(str(config["path"]))
+        return sa.create_engine(f"sqlite:///file:{path}?mode=ro&uri=true", poolclass=sa.pool.NullPool)
+    driver = {"postgresql": "postgresql+psycopg2", "mysql": "mysql+pymysql"}.get(backend)
+    if driver is None:
+        raise ValueError(f"The MLMD backend {backend!r} is not supported by the UI.")
+    url = sa.URL.create(
+        driver,
+        username=config.get("user") or None,
+        password=config.get("password") or None,
+        host=config.get("host"),
+        port=int(config["port"]) if config.get("port") else None,
+        database=config["database"],
+    )
+    options = {"options": "-c default_transaction_read_only=on"} if backend == "postgresql" else {}
+    return sa.create_engine(url, pool_pre_ping=True, connect_args=options)
+
+
+class MlmdReader:
+    """SELECT-only lookups the run and pipeline views need."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> MlmdReader:
+        return cls(engine_for(config))
+
+    # ----- low level -----------------------------------------------------------------------------------
+    def _rows(self, query: sa.Select) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(query))
+
+    def _types(self, kind: str) -> dict[int, str]:
+        rows = self._rows(sa.select(_type.c.id, _type.c.name).where(_type.c.type_kind == TYPE_KIND[kind]))
+        return {r.id: r.name for r in rows}
+
+    def _properties(self, table: sa.Table, owner: str, ids: list[int]) -> dict[int, dict[str, Any]]:
+        out: dict[int, dict[str, Any]] = {i: {} for i in ids}
+        if not ids:
+            return out
+        for row in self._rows(sa.select(table).where(table.c[owner].in_(ids))):
+            out[row[0]][row.name] = decode_value(row)
+        return out
+
+    def _context_id(self, type_name: str, name: str) -> int | None:
+        query = (
+            sa.select(_context.c.id)
+            .join(_type, _type.c.id == _context.c.type_id)
+            .where(_type.c.name == type_name, _type.c.type_kind == TYPE_KIND["context"], _context.c.name == name)
+        )
+        rows = self._rows(query)
+        return rows[0].id if rows else None
+
+    # ----- entities ------------------------------------------------------------------------------------
+    def artifacts(self, ids: list[int]) -> dict[int, Artifact]:
+        if not ids:
+            return {}
+        types = self._types("artifact")
+        rows = self._rows(sa.select(_artifact).where(_artifact.c.id.in_(ids)))
+        props = self._properties(_artifact_prop, "artifact_id", [r.id for r in rows])
+        return {
+            r.id: Artifact(r.id, types.get(r.type_id, "?"), r.uri or "", ARTIFACT_STATES.get(r.state, "?"), props[r.id])
+            for r in rows
+        }
+
+    def executions(self, ids: list[int]) -> list[Execution]:
+        if not ids:
+            return []
+        types = self._types("execution")
+        rows = self._rows(sa.select(_execution).where(_execution.c.id.in_(ids)).order_by(_execution.c.id))
+        props = self._properties(_execution_prop, "execution_id", [r.id for r in rows])
+        return [
+            Execution(
+                r.id,
+                types.get(r.type_id, "?"),
+                EXECUTION_STATES.get(r.last_known_state, "?"),
+                props[r.id],
+                r.create_time_since_epoch or 0,
+                r.last_update_time_since_epoch or 0,
+            )
+            for r in rows
+        ]
+
+    def events(self, execution_ids: list[int]) -> list[EventEdge]:
+        if not execution_ids:
+            return []
+        query = (
+            sa.select(_event, _event_path.c.step_key)
+            .select_from(_event.outerjoin(_event_path, _event_path.c.event_id == _event.c.id))
+            .where(_event.c.execution_id.in_(execution_ids), _event.c.type.in_([EVENT_INPUT, EVENT_OUTPUT]))
+            .order_by(_event.c.id)
+        )
+        seen: set[int] = set()
+        edges = []
+        for r in self._rows(query):
+            if r.id in seen:  # a multi-step path would repeat the event; the first step is the slot
+                continue
+            seen.add(r.id)
+            kind = "INPUT" if r.type == EVENT_INPUT else "OUTPUT"
+            edges.append(EventEdge(r.execution_id, r.artifact_id, kind, r.step_key or ""))
+        return edges
+
+    # ----- lineage of runs -----------------------------------------------------------------------------
+    def run_execution_ids(self, pipeline: str, run_id: str) -> list[int]:
+        ctx = self._context_id(RUN_CONTEXT, f"{pipeline}.{run_id}")
+        if ctx is None:
+            return []
+        rows = self._rows(sa.select(_association.c.execution_id).where(_association.c.context_id == ctx))
+        return sorted(r.execution_id for r in rows)
+
+    def run_graph(self, pipeline: str, run_id: str) -> RunGraph:
+        executions = self.executions(self.run_execution_ids(pipeline, run_id))
+        events = self.events([e.id for e in executions])
+        artifacts = self.artifacts(sorted({ev.artifact_id for ev in events}))
+        return RunGraph(executions, artifacts, [ev for ev in events if ev.artifact_id in artifacts])
+
+    def pipeline_of_executions(self, execution_ids: list[int]) -> str | None:
+        for execution in self.executions(execution_ids):
+            if execution.properties.get("pipeline"):
+                return str(execution.properties["pipeline"])
+        return None
+
+    def run_ids(self, pipeline: str) -> list[str]:
+        """Airflow run ids that recorded executions for this pipeline, oldest first."""
+        query = (
+            sa.select(_context.c.id, _context.c.name)
+            .join(_type, _type.c.id == _context.c.type_id)
+            .where(_type.c.name == RUN_CONTEXT, _context.c.name.startswith(f"{pipeline}.", autoescape=True))
+            .order_by(_context.c.id)
+        )
+        rows = self._rows(query)
+        props = self._properties(_context_prop, "context_id", [r.id for r in rows])
+        out = []
+        for r in rows:
+            if props[r.id].get("pipeline", pipeline) == pipeline:
+                out.append(str(props[r.id].get("run_id") or r.name[len(pipeline) + 1 :]))
+        return out
+
+    def pipeline_artifacts(self, pipeline: str, type_name: str) -> list[Artifact]:
+        """All artifacts of a type attributed to the pipeline, oldest first (the pipeline view's history)."""
+        ctx = self._context_id(PIPELINE_CONTEXT, pipeline)
+        if ctx is None:
+            return []
+        query = (
+            sa.select(_artifact.c.id)
+            .join(_attribution, _attribution.c.artifact_id == _artifact.c.id)
+            .join(_type, _type.c.id == _artifact.c.type_id)
+            .where(_attribution.c.context_id == ctx, _type.c.name == type_name)
+            .order_by(_artifact.c.id)
+        )
+        ids = [r.id for r in self._rows(query)]
+        found = self.artifacts(ids)
+        return [found[i] for i in ids if i in found]
+
+    def producers(self, artifact_ids: list[int]) -> dict[int, Execution]:
+        """The execution that first output each artifact (a cached execution re-outputs it later)."""
+        if not artifact_ids:
+            return {}
+        query = (
+            sa.select(_event.c.artifact_id, sa.func.min(_event.c.execution_id).label("execution_id"))
+            .where(_event.c.artifact_id.in_(artifact_ids), _event.c.type == EVENT_OUTPUT)
+            .group_by(_event.c.artifact_id)
+        )
+        pairs = {r.artifact_id: r.execution_id for r in self._rows(query)}
+        by_id = {e.id: e for e in self.executions(sorted(set(pairs.values())))}
+        return {a: by_id[e] for a, e in pairs.items() if e in by_id}
+
+    def pipeline_executions(self, pipeline: str, type_name: str) -> list[Execution]:
+        ctx = self._context_id(PIPELINE_CONTEXT, pipeline)
+        if ctx is None:
+            return []
+        query = (
+            sa.select(_execution.c.id)
+            .join(_association, _association.c.execution_id == _execution.c.id)
+            .join(_type, _type.c.id == _execution.c.type_id)
+            .where(_association.c.context_id == ctx, _type.c.name == type_name)
+        )
+        return self.executions(sorted(r.id for r in self._rows(query)))
