@@ -1,0 +1,120 @@
+"""Trainer: calls the user's ``run_fn(fn_args)`` and checks that it exported a servable model.
+
+``fn_args`` (see ``model_fn_args.FnArgs``) carries the example file patterns, the schema, the transform graph,
+``serving_model_dir`` (``Format-Serving`` inside the Model artifact), ``model_run_dir`` (logs), the step counts and
+the hyperparameters: the spec's ``hyperparameters`` updated by ``dag_run.conf["stages"]["trainer"]
+["hyperparameters"]``. A NaN loss or an exception in user code fails the stage with a clear message.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import traceback
+from typing import Any
+
+from airflow_provider_mlpipe.protocol import StageRequest
+from airflow_provider_mlpipe.runtime import model_examples
+from airflow_provider_mlpipe.runtime.context import ExecutorContext
+from airflow_provider_mlpipe.runtime.model_common import merged_hyperparameters, user_module_fingerprint
+from airflow_provider_mlpipe.runtime.model_fn_args import FnArgs
+
+log = logging.getLogger("mlpipe.runtime.trainer")
+
+SERVING_DIR = "Format-Serving"
+RUN_DIR = "model_run"
+_PATTERNS = {"tfrecord_gzip": "*.tfrecord.gz", "parquet": "*.parquet"}
+
+
+class UserCodeError(RuntimeError):
+    """The user's run_fn raised; the message carries its traceback."""
+
+
+def fingerprint(request: StageRequest) -> str:
+    return user_module_fingerprint(request)
+
+
+def _patterns(examples_uri: str, split: str, fmt: str) -> list[str]:
+    pattern = os.path.join(model_examples.split_dir(examples_uri, split), _PATTERNS[fmt])
+    if not glob.glob(pattern):
+        raise FileNotFoundError(f"No {_PATTERNS[fmt]} files for the {split!r} split in {examples_uri}.")
+    return [pattern]
+
+
+def build_fn_args(ctx: ExecutorContext) -> FnArgs:
+    examples = ctx.input("examples")
+    fmt = str(examples.properties.get("format") or "tfrecord_gzip")
+    if fmt not in _PATTERNS:
+        raise ValueError(f"The trainer reads Examples in {sorted(_PATTERNS)}, not {fmt!r}.")
+    splits = model_examples.split_names(examples.uri, examples.properties.get("split_names"))
+    train_split = ctx.params.get("train_split", "train")
+    eval_split = ctx.params.get("eval_split", "eval")
+    for split in (train_split, eval_split):
+        if split not in splits:
+            raise ValueError(f"The examples have no {split!r} split (they have {splits}).")
+    transform_graph = ctx.optional_input("transform_graph")
+    if ctx.params.get("train_steps") is None:
+        raise ValueError("The trainer stage needs params.train_steps.")
+    model_dir = ctx.output("model").path
+    eval_steps = ctx.params.get("eval_steps")
+    return FnArgs(
+        train_files=_patterns(examples.uri, train_split, fmt),
+        eval_files=_patterns(examples.uri, eval_split, fmt),
+        schema_path=os.path.join(ctx.input("schema").uri, model_examples.SCHEMA_FILE),
+        serving_model_dir=os.path.join(model_dir, SERVING_DIR),
+        model_run_dir=os.path.join(model_dir, RUN_DIR),
+        train_steps=int(ctx.params["train_steps"]),
+        eval_steps=int(eval_steps) if eval_steps is not None else None,
+        transform_output=transform_graph.uri if transform_graph else None,
+        hyperparameters=merged_hyperparameters(ctx.params, ctx.conf, ctx.node_id, "trainer"),
+        examples_format=fmt,
+        span=examples.properties.get("span"),
+        tmp_dir=ctx.tmp_dir,
+    )
+
+
+def execute(ctx: ExecutorContext) -> dict[str, Any]:
+    module_file = ctx.params.get("module_file")
+    if not module_file:
+        raise ValueError("The trainer stage needs params.module_file, a module that defines run_fn.")
+    module = ctx.load_user_module(module_file, required=("run_fn",))
+    fn_args = build_fn_args(ctx)
+    fn_args.add_guards()
+    os.makedirs(fn_args.model_run_dir, exist_ok=True)
+    log.info(
+        "Training with %s for %d steps; hyperparameters %s.", module_file, fn_args.train_steps, fn_args.hyperparameters
+    )
+    try:
+        module.run_fn(fn_args)
+    except Exception as exc:
+        raise UserCodeError(
+            f"run_fn in {module_file} raised {type(exc).__name__}: {exc}\n"
+            + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        ) from exc
+    fn_args.check_guards()
+    if not os.path.isfile(os.path.join(fn_args.serving_model_dir, "saved_model.pb")):
+        raise UserCodeError(
+            f"run_fn in {module_file} returned without exporting a SavedModel to fn_args.serving_model_dir "
+            f"({SERVING_DIR}/saved_model.pb is missing)."
+        )
+    signatures = _signatures(fn_args.serving_model_dir)
+    if "serving_default" not in signatures:
+        raise UserCodeError(f"The exported model has no serving_default signature (it has {sorted(signatures)}).")
+    props: dict[str, Any] = {"train_steps": fn_args.train_steps, "module_file": module_file}
+    if fn_args.span is not None:
+        props["span"] = fn_args.span
+    if fn_args.hyperparameters:
+        props["hyperparameters"] = fn_args.hyperparameters
+    ctx.output("model").properties.update(props)
+    return {"train_steps": fn_args.train_steps, "hyperparameters": fn_args.hyperparameters, "signatures": signatures}
+
+
+def _signatures(saved_model_dir: str) -> list[str]:
+    """Signature names read from saved_model.pb, without loading the model."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(saved_model_dir, "saved_model.pb"), "rb") as fh:
+        proto.ParseFromString(fh.read())
+    return sorted({name for graph in proto.meta_graphs for name in graph.signature_def if not name.startswith("__")})

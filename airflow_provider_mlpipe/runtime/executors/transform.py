@@ -1,0 +1,124 @@
+"""Transform: tf.Transform on Beam with the user's ``preprocessing_fn``.
+
+The analyzers (vocabularies, means, variances) run over the analysis splits (default ``train``); every split is
+then transformed with the same graph. Parquet is read by Beam, turned into the list-column Arrow layout of
+``model_examples`` and fed to TFT through a ``TensorAdapterConfig`` derived from the schema, so missing values
+reach ``preprocessing_fn`` as sparse tensors (or NaN in dense float features).
+
+Outputs: ``transform_graph`` (``transform_fn/``, ``transformed_metadata/`` and the raw ``metadata/``) and
+``transformed_examples`` (``Split-<split>/transformed-<shard>.tfrecord.gz``, gzipped ``tf.Example``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from airflow_provider_mlpipe.protocol import StageRequest
+from airflow_provider_mlpipe.runtime import model_examples
+from airflow_provider_mlpipe.runtime.context import ExecutorContext
+from airflow_provider_mlpipe.runtime.model_common import user_module_fingerprint
+
+log = logging.getLogger("mlpipe.runtime.transform")
+
+
+def fingerprint(request: StageRequest) -> str:
+    return user_module_fingerprint(request)
+
+
+def _arrow_schema(schema: Any) -> Any:
+    import pyarrow as pa
+
+    types = {1: pa.binary(), 2: pa.int64(), 3: pa.float32()}  # schema_pb2 BYTES, INT, FLOAT
+    return pa.schema([(f.name, pa.large_list(types[f.type])) for f in schema.feature])
+
+
+def _to_list_batch(table: Any, schema: Any) -> Any:
+    return model_examples.to_list_batch(table, schema)
+
+
+def _encode(item: Any) -> list[bytes]:
+    batch, _ = item
+    return model_examples.encode_examples(batch)
+
+
+def execute(ctx: ExecutorContext) -> dict[str, Any]:
+    import apache_beam as beam
+    import pyarrow.parquet as pq
+    import tensorflow_transform as tft
+    import tensorflow_transform.beam as tft_beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
+    from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
+
+    module_file = ctx.params.get("module_file")
+    if not module_file:
+        raise ValueError("The transform stage needs params.module_file, a module that defines preprocessing_fn.")
+    module = ctx.load_user_module(module_file, required=("preprocessing_fn",))
+    examples = ctx.input("examples")
+    if examples.properties.get("format", "parquet") != "parquet":
+        raise ValueError(
+            f"Transform reads Parquet Examples; this artifact's format is {examples.properties['format']}."
+        )
+    schema = model_examples.load_schema(ctx.input("schema").uri)
+    splits = model_examples.split_names(examples.uri, examples.properties.get("split_names"))
+    analyze = list(ctx.params.get("analyze_splits") or ["train"])
+    missing = [s for s in analyze if s not in splits]
+    if missing:
+        raise ValueError(f"The analysis split(s) {missing} are not among the example splits {splits}.")
+    files = {split: model_examples.split_files(examples.uri, split) for split in splits}
+    row_counts = {split: sum(pq.ParquetFile(f).metadata.num_rows for f in paths) for split, paths in files.items()}
+
+    representations = tensor_representation_util.InferTensorRepresentationsFromSchema(schema)
+    config = tensor_adapter.TensorAdapterConfig(_arrow_schema(schema), representations)
+    graph_dir = ctx.output("transform_graph").path
+    out_dir = ctx.output("transformed_examples").path
+    temp_dir = os.path.join(ctx.tmp_dir, "tft-temp")
+
+    log.info("Analyzing %s and transforming %s with %s.", analyze, splits, module_file)
+    with beam.Pipeline(options=PipelineOptions(ctx.beam_args)) as pipeline, tft_beam.Context(temp_dir=temp_dir):
+
+        def read(split: str) -> Any:
+            pattern_files = files[split]
+            return (
+                pipeline
+                | f"List{split}" >> beam.Create(pattern_files)
+                | f"Read{split}" >> beam.io.ReadAllFromParquetBatched()
+                | f"ToLists{split}" >> beam.Map(_to_list_batch, schema)
+            )
+
+        if len(analyze) == 1:
+            analysis_data = read(analyze[0])
+        else:
+            analysis_data = [read(s) for s in analyze] | "FlattenAnalysis" >> beam.Flatten()
+        transform_fn = (analysis_data, config) | "Analyze" >> tft_beam.AnalyzeDataset(module.preprocessing_fn)
+        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(graph_dir)
+        for split in splits:
+            data = analysis_data if split in analyze and len(analyze) == 1 else read(split)
+            transformed, _ = ((data, config), transform_fn) | f"Transform{split}" >> tft_beam.TransformDataset(
+                output_record_batches=True
+            )
+            _ = (
+                transformed
+                | f"Encode{split}" >> beam.FlatMap(_encode)
+                | f"Write{split}"
+                >> beam.io.WriteToTFRecord(
+                    os.path.join(out_dir, f"Split-{split}", "transformed"),
+                    file_name_suffix=".tfrecord.gz",
+                    compression_type=beam.io.filesystem.CompressionTypes.GZIP,
+                )
+            )
+    # TFX keeps the raw schema beside the graph, so TFTransformOutput.raw_feature_spec() works for serving.
+    metadata_io.write_metadata(
+        dataset_metadata.DatasetMetadata(schema), os.path.join(graph_dir, tft.TFTransformOutput.RAW_METADATA_DIR)
+    )
+    transformed_features = sorted(tft.TFTransformOutput(graph_dir).transformed_feature_spec())
+    span = examples.properties.get("span")
+    graph_props: dict[str, Any] = {"module_file": module_file, "analyze_splits": analyze}
+    example_props: dict[str, Any] = {"split_names": splits, "row_counts": row_counts, "format": "tfrecord_gzip"}
+    if span is not None:
+        graph_props["span"] = example_props["span"] = span
+    ctx.output("transform_graph").properties.update(graph_props)
+    ctx.output("transformed_examples").properties.update(example_props)
+    return {"splits": splits, "row_counts": row_counts, "transformed_features": transformed_features}

@@ -1,0 +1,128 @@
+"""Reading the Parquet ``Examples`` of ExampleGen for the model stages, consistently with the schema.
+
+Transform, Evaluator (both engines) and the tests all turn Parquet columns into the same Arrow layout: one
+list column per schema feature, cast to the schema's type (INT -> int64, FLOAT -> float32, BYTES -> binary).
+A null becomes an empty list (a missing feature in a ``tf.Example``), except in a dense FLOAT feature, where it
+becomes NaN: a schema inferred from pandas statistics marks such columns dense, and the user's
+``preprocessing_fn`` imputes NaN. Encoding that layout with tfx_bsl's C++ encoder gives the serialized
+``tf.Example``s that the serving signature takes.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+SCHEMA_FILE = "schema.pbtxt"
+
+
+def load_schema(schema_dir_or_file: str) -> schema_pb2.Schema:
+    from google.protobuf import text_format
+
+    path = schema_dir_or_file
+    if os.path.isdir(path):
+        path = os.path.join(path, SCHEMA_FILE)
+    with open(path, encoding="utf-8") as fh:
+        return text_format.Parse(fh.read(), schema_pb2.Schema())
+
+
+def split_dir(examples_uri: str, split: str) -> str:
+    return os.path.join(examples_uri, f"Split-{split}")
+
+
+def split_files(examples_uri: str, split: str, pattern: str = "*.parquet") -> list[str]:
+    files = sorted(glob.glob(os.path.join(split_dir(examples_uri, split), pattern)))
+    if not files:
+        raise FileNotFoundError(f"No {pattern} files in {split_dir(examples_uri, split)}.")
+    return files
+
+
+def split_names(examples_uri: str, declared: list[str] | None = None) -> list[str]:
+    """The splits of an Examples artifact: its ``split_names`` property, or its ``Split-*`` folders."""
+    if declared:
+        return list(declared)
+    found = sorted(d[len("Split-") :] for d in os.listdir(examples_uri) if d.startswith("Split-"))
+    if not found:
+        raise FileNotFoundError(f"The Examples artifact {examples_uri} has no Split-* folders.")
+    return found
+
+
+_ARROW_TYPES = {
+    schema_pb2.INT: pa.int64(),
+    schema_pb2.FLOAT: pa.float32(),
+    schema_pb2.BYTES: pa.binary(),
+}
+
+
+def _is_dense(feature: schema_pb2.Feature) -> bool:
+    return feature.HasField("shape")
+
+
+def _to_list_column(column: pa.Array, feature: schema_pb2.Feature) -> pa.Array:
+    target = _ARROW_TYPES.get(feature.type)
+    if target is None:
+        raise ValueError(f"The feature {feature.name!r} has a schema type mlpipe cannot read ({feature.type}).")
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        return column.cast(pa.large_list(target))
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        column = column.cast(pa.large_binary()).cast(target) if target == pa.binary() else column.cast(target)
+    else:
+        column = column.cast(target, safe=target != pa.float32())
+    if column.null_count and _is_dense(feature):
+        if target != pa.float32():
+            raise ValueError(
+                f"The schema marks {feature.name!r} as always present, but {column.null_count} value(s) are null; "
+                "infer the schema from these examples or curate it so the feature may be missing."
+            )
+        column = pc.fill_null(column, np.float32("nan"))
+    valid = np.ones(len(column), dtype=bool) if not column.null_count else column.is_valid().to_numpy(False)
+    offsets = np.zeros(len(column) + 1, dtype=np.int64)
+    np.cumsum(valid, out=offsets[1:])
+    return pa.LargeListArray.from_arrays(pa.array(offsets), column.drop_null())
+
+
+def to_list_batch(table: pa.Table | pa.RecordBatch, schema: schema_pb2.Schema) -> pa.RecordBatch:
+    """Arrow columns as one list column per schema feature (columns the schema does not name are dropped)."""
+    names = set(table.schema.names)
+    arrays, fields = [], []
+    for feature in schema.feature:
+        if feature.name not in names:
+            raise ValueError(f"The examples have no column {feature.name!r}, which the schema requires.")
+        arrays.append(_to_list_column(table.column(feature.name), feature))
+        fields.append(feature.name)
+    return pa.RecordBatch.from_arrays(arrays, fields)
+
+
+def iter_batches(files: list[str], batch_size: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    for path in files:
+        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns)
+
+
+def encode_examples(batch: pa.RecordBatch) -> list[bytes]:
+    """Serialized ``tf.Example``s of a list-column batch (tfx_bsl's C++ encoder)."""
+    from tfx_bsl.coders import example_coder
+
+    return example_coder.RecordBatchToExamplesEncoder().encode(batch)
+
+
+def write_tfrecords(files: list[str], schema: schema_pb2.Schema, path: str, batch_size: int = 65536) -> int:
+    """Write the rows of Parquet ``files`` as gzipped ``tf.Example`` TFRecords; returns the row count."""
+    import tensorflow as tf
+
+    count = 0
+    columns = [f.name for f in schema.feature]
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for batch in iter_batches(files, batch_size, columns):
+            for record in encode_examples(to_list_batch(batch, schema)):
+                writer.write(record)
+                count += 1
+    return count
