@@ -10,6 +10,7 @@ prefix without the marker, neither of which looks finished.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import shutil
@@ -153,6 +154,22 @@ class ArtifactStore:
 
     def discard(self, staging: str) -> None:
         shutil.rmtree(staging, ignore_errors=True)
+
+    def unpublish(self, final_uri: str) -> None:
+        """Remove a published artifact whose MLMD record could not be written (marker first, then the rest)."""
+        if is_gcs(final_uri):
+            bucket_name, prefix = split_gcs(final_uri)
+            client = _gcs_client()
+            client.bucket(bucket_name).blob(f"{prefix}/{COMPLETE_MARKER}").delete()
+            for blob in client.list_blobs(bucket_name, prefix=prefix + "/"):
+                blob.delete()
+            return
+        marker = os.path.join(final_uri, COMPLETE_MARKER)
+        if os.path.exists(marker):
+            os.remove(marker)
+        shutil.rmtree(final_uri, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the execution folder, if no other output is left in it
+            os.rmdir(os.path.dirname(final_uri))
 
     def localize(self, uri: str, cache_key: str) -> str:
         """Return a local directory holding the artifact at ``uri`` (a download for ``gs://``)."""

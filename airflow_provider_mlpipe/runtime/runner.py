@@ -101,6 +101,7 @@ def run_stage(request: StageRequest, client: MetadataClient, store: ArtifactStor
     execution_id = client.start_execution(stage.execution_type, contexts, all_inputs, base_props)
     tmp_dir = tempfile.mkdtemp(prefix=f"mlpipe-{request.node_id}-")
     outputs: dict[str, OutputArtifact] = {}
+    published: list[str] = []
     try:
         for slot in stage.outputs:
             final = store.final_uri(request.pipeline, request.node_id, execution_id, slot.name)
@@ -126,12 +127,16 @@ def run_stage(request: StageRequest, client: MetadataClient, store: ArtifactStor
         refs: dict[str, list[ArtifactRef]] = {}
         for slot, out in outputs.items():
             store.publish(out.path, out.uri)
+            published.append(out.uri)
             uri = out.external_uri or out.uri
             refs[slot] = [ArtifactRef(type=out.type, uri=uri, name=slot, properties=out.properties)]
         client.finish_execution(execution_id, contexts, refs, {"summary": summary})
     except BaseException as exc:
         for out in outputs.values():
             store.discard(out.path)
+        # An output without its LIVE record in MLMD must not look finished: take published ones back.
+        for uri in published:
+            store.unpublish(uri)
         message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         try:
             client.fail_execution(execution_id, message)
