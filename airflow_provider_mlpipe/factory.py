@@ -1,0 +1,242 @@
+"""Pipeline specs -> Airflow DAGs: one DAG per valid spec, one import error per invalid spec.
+
+``dags/mlpipe_dags.py`` calls ``load_pipelines(folder, globals())`` once. Valid specs become DAGs in that module's
+globals. Invalid specs are written into the import errors of the DagBag that is parsing the file, keyed by the
+spec file itself, so ``airflow dags list-import-errors`` and the UI name the spec, its line and the field, while
+every good DAG of the same file is still serialized and scheduled (raising would lose them all).
+
+Parsing never imports the ML stack; under a task's parsing context only that task's DAG is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import sys
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_mlpipe.operators.stages import operator_for
+from airflow_provider_mlpipe.spec.errors import SpecError, SpecErrors
+from airflow_provider_mlpipe.spec.graph import Gate
+from airflow_provider_mlpipe.spec.loader import selected_environment
+from airflow_provider_mlpipe.spec.model import AssetSchedule
+from airflow_provider_mlpipe.spec.validate import Pipeline, discover, load_all
+from airflow_provider_mlpipe.stages import STAGES
+from airflow_provider_mlpipe.version_compat import Asset, BaseOperator, get_parsing_context
+
+log = logging.getLogger(__name__)
+SPEC_ERROR_MARKER = "mlpipe spec error"
+
+
+def load_pipelines(
+    folder: str | Path,
+    globals_dict: dict[str, Any],
+    *,
+    base_dir: str | Path | None = None,
+    environment: str | None = None,
+) -> dict[str, Any]:
+    """Build a DAG for every valid spec under ``folder`` and report the invalid ones as import errors.
+
+    :param folder: where the ``*.yaml`` specs live (searched recursively).
+    :param globals_dict: the calling DAG file's ``globals()``; DAGs are placed there for the DagBag to find.
+    :param base_dir: the pipeline folder handed to the runtime (user modules must live under it); defaults to
+        the parent of ``folder``, e.g. ``dags/`` for ``dags/pipelines``.
+    :param environment: the overlay (dev, staging, prod); by default the Airflow Variable ``mlpipe_environment``,
+        then ``$MLPIPE_ENVIRONMENT``, then ``[mlpipe] environment``.
+    """
+    folder = Path(folder)
+    base = Path(base_dir) if base_dir else folder.resolve().parent
+    only = get_parsing_context().dag_id  # a task's own parse needs only its own DAG
+    pipelines, errors = load_all(
+        discover(folder), base_dir=base, environment=selected_environment(environment), only=only
+    )
+    dags: dict[str, Any] = {}
+    for pipeline in pipelines:
+        try:
+            dag = build_dag(pipeline)
+        except SpecErrors as exc:
+            exc.path = pipeline.loaded.path
+            errors.append(exc)
+            continue
+        dags[pipeline.name] = globals_dict[f"mlpipe__{pipeline.name}"] = dag
+    if errors:
+        report_spec_errors(errors)
+    return dags
+
+
+# ----- DAG building ------------------------------------------------------------------------------------------------
+def _aware(value: date | datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time())
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _schedule(value: Any) -> Any:
+    if not isinstance(value, AssetSchedule):
+        return value
+    # a URI names an outside asset; a bare name (mlpipe/<pipeline>/pushed_model) refers to one Airflow knows
+    assets = [Asset(uri) if "://" in uri else Asset.ref(name=uri) for uri in value.assets]
+    combined = assets[0]
+    for asset in assets[1:]:
+        combined = combined | asset if value.logic == "any" else combined & asset
+    return combined
+
+
+def _import(dotted: str) -> Any:
+    module, _, attr = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _params(pipeline: Pipeline) -> dict[str, Any]:
+    from airflow.sdk import Param
+
+    out = {}
+    for name, param in pipeline.spec.params.items():
+        schema = param.model_dump(exclude_none=True, exclude={"default"})
+        out[name] = Param(param.default, **schema)
+    return out
+
+
+def _asset_uri(destination: str) -> str:
+    return destination if "://" in destination else Path(destination).resolve().as_uri()
+
+
+def _runtime_kwargs(pipeline: Pipeline) -> dict[str, Any]:
+    runtime = pipeline.spec.runtime
+    if runtime.image:
+        from airflow_provider_mlpipe.operators.stage import MlpipeStageOperator
+
+        if "runtime_image" not in inspect.signature(MlpipeStageOperator.__init__).parameters:
+            raise SpecErrors(
+                [pipeline.loaded.error(("runtime", "image"), "Container runtimes are not supported yet; use python.")]
+            )
+        return {"runtime_image": runtime.model_dump(exclude={"python"}, exclude_none=True)}
+    return {"runtime_python": runtime.python}
+
+
+def build_dag(pipeline: Pipeline) -> Any:
+    """One validated pipeline -> one DAG (stages, gates, schedule, pushed-model asset)."""
+    from airflow.sdk import DAG
+
+    spec = pipeline.spec
+    default_args: dict[str, Any] = {"owner": spec.owner, "retries": spec.retries, "retry_delay": spec.retry_delay}
+    if spec.execution_timeout is not None:
+        default_args["execution_timeout"] = spec.execution_timeout
+    callbacks = {
+        key: _import(getattr(spec, key)) for key in ("on_failure_callback", "on_success_callback") if getattr(spec, key)
+    }
+    dag = DAG(
+        dag_id=spec.name,
+        description=spec.description or None,
+        doc_md=f"{spec.description}\n\nSpec: `{pipeline.loaded.display}`"
+        + (f" (environment `{pipeline.loaded.environment}`)" if pipeline.loaded.environment else ""),
+        schedule=_schedule(spec.schedule),
+        start_date=_aware(spec.start_date),
+        end_date=_aware(spec.end_date),
+        catchup=spec.catchup,
+        max_active_runs=spec.max_active_runs,
+        tags=sorted({*spec.tags, "mlpipe"}),
+        params=_params(pipeline),
+        default_args=default_args,
+        **callbacks,
+    )
+    runtime = _runtime_kwargs(pipeline)
+    tasks: dict[str, BaseOperator] = {}
+    for node_id in pipeline.graph.order():
+        node = pipeline.graph.nodes[node_id]
+        stage = spec.stages[node_id]
+        kwargs: dict[str, Any] = {
+            "task_id": node_id,
+            "pipeline": spec.name,
+            "pipeline_root": pipeline.pipeline_root,
+            "stage_params": pipeline.stage_params[node_id],
+            "inputs": dict(node.inputs),
+            "beam_args": pipeline.beam_args if STAGES[node.kind].uses_beam else [],
+            "mlmd_conn_id": spec.mlmd_conn_id,
+            "spec_dir": str(pipeline.base_dir),
+            "enable_cache": spec.enable_cache if stage.enable_cache is None else stage.enable_cache,
+            "dag": dag,
+            **runtime,
+        }
+        if stage.retries is not None:
+            kwargs["retries"] = stage.retries
+        if stage.execution_timeout is not None:
+            kwargs["execution_timeout"] = stage.execution_timeout
+        if node.kind == "pusher":
+            name = f"mlpipe/{spec.name}/pushed_model" if node_id == "pusher" else f"mlpipe/{spec.name}/{node_id}"
+            uri = _asset_uri(pipeline.stage_params[node_id]["destination"])
+            kwargs["outlets"] = [Asset(uri=uri, name=name)]
+        tasks[node_id] = operator_for(node.kind)(**kwargs)
+    for gate in pipeline.graph.gates:
+        tasks[gate.task_id] = _gate_sensor(pipeline, gate, dag)
+    for node_id, node in pipeline.graph.nodes.items():
+        for upstream in sorted(node.upstream):
+            tasks[upstream] >> tasks[node_id]
+    for gate in pipeline.graph.gates:
+        tasks[gate.upstream] >> tasks[gate.task_id]
+    return dag
+
+
+def _gate_sensor(pipeline: Pipeline, gate: Gate, dag: Any) -> BaseOperator:
+    # Imported here: the gates module may evolve separately, and pipelines without gates never need it.
+    from airflow_provider_mlpipe.sensors.gates import DataValidationSensor, ModelBlessingSensor
+
+    spec = pipeline.spec
+    config = getattr(spec.gates, gate.gate)
+    kwargs: dict[str, Any] = {
+        "task_id": gate.task_id,
+        "upstream_task_id": gate.upstream,
+        "policy": config.policy,
+        "deferrable": config.deferrable,
+        "mode": config.mode,
+        "poke_interval": config.poke_interval.total_seconds(),
+        "timeout": config.timeout.total_seconds(),
+        "pipeline": spec.name,
+        "mlmd_conn_id": spec.mlmd_conn_id,
+        "runtime_python": spec.runtime.python,
+        "dag": dag,
+    }
+    if gate.gate == "data_validation":
+        kwargs.update(ignore_features=list(config.ignore_features), min_severity=config.min_severity)
+        return DataValidationSensor(**kwargs)
+    return ModelBlessingSensor(**kwargs)
+
+
+# ----- import errors ---------------------------------------------------------------------------------------------
+def _parsing_dagbag() -> Any:
+    """The DagBag whose ``process_file`` is importing the calling DAG file, if any."""
+    module = sys.modules.get("airflow.dag_processing.dagbag")
+    if module is None:  # nothing imported it, so no DagBag is parsing us (e.g. a plain `python dags/x.py`)
+        return None
+    frame = sys._getframe(1)
+    while frame is not None:
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, module.DagBag):
+            return candidate
+        frame = frame.f_back
+    return None
+
+
+def _bag_key(bag: Any, path: Path) -> str:
+    try:
+        return str(bag._get_relative_fileloc(str(path.resolve())))
+    except (AttributeError, ValueError):  # no bundle, or a spec outside the bundle
+        return str(path.resolve())
+
+
+def report_spec_errors(errors: list[SpecErrors]) -> None:
+    """Log every spec error, and record each spec's errors as that spec file's import error in the DagBag."""
+    bag = _parsing_dagbag()
+    for exc in errors:
+        path = getattr(exc, "path", None)
+        key = _bag_key(bag, path) if bag is not None and path is not None else exc.file
+        lines = [SpecError(key, e.line, e.field, e.message).format() for e in exc.errors]
+        for line in lines:
+            log.error("%s: %s", SPEC_ERROR_MARKER, line)
+        if bag is not None:
+            bag.import_errors[key] = f"{SPEC_ERROR_MARKER} ({len(lines)}):\n" + "\n".join(lines)

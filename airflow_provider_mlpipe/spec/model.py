@@ -1,0 +1,369 @@
+"""The pipeline spec as pydantic v2 models: one YAML file -> one validated ``PipelineSpec``.
+
+Every model forbids unknown keys. Stage ``params`` follow docs/artifacts-and-params.md exactly. Values that
+YAML users write in several shapes (schedules, durations) are parsed by one before-validator each, so a bad
+value yields one sentence rather than one error per union member.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    WithJsonSchema,
+    model_validator,
+)
+
+# ----- value types -------------------------------------------------------------------------------------------
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*w)?\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?"
+                       r"\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")  # fmt: skip
+_DURATION_KEYS = ("weeks", "days", "hours", "minutes", "seconds")
+PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually")
+_DURATION_HELP = 'Use a duration such as "1d", "6h", "90s", "1h30m" or a mapping such as {days: 1}.'
+_DURATION_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "pattern": r"^(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?$", "examples": ["1d", "6h", "1h30m"]},
+        {"type": "number", "minimum": 0, "description": "seconds"},
+        {
+            "type": "object",
+            "properties": {k: {"type": "number", "minimum": 0} for k in _DURATION_KEYS},
+            "additionalProperties": False,
+        },
+    ]
+}
+
+
+def parse_duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError(f"Expected a duration, got {value!r}. {_DURATION_HELP}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"A duration cannot be negative, got {value}.")
+        return timedelta(seconds=value)
+    if isinstance(value, dict):
+        unknown = [k for k in value if k not in _DURATION_KEYS]
+        bad = [k for k, v in value.items() if isinstance(v, bool) or not isinstance(v, int | float) or v < 0]
+        if unknown or bad or not value:
+            raise ValueError(f"Invalid duration {value!r}. {_DURATION_HELP}")
+        return timedelta(**{k: float(v) for k, v in value.items()})
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match and any(match.groups()):
+            return timedelta(**{k: float(v) for k, v in zip(_DURATION_KEYS, match.groups(), strict=True) if v})
+    raise ValueError(f"Invalid duration {value!r}. {_DURATION_HELP}")
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
+
+
+class AssetSchedule(BaseModel):
+    """Run when the listed assets are updated (all of them, or any of them)."""
+
+    model_config = ConfigDict(extra="forbid")
+    assets: list[str] = Field(min_length=1, description="Asset URIs, e.g. s3://bucket/table or a pipeline's model.")
+    logic: Literal["all", "any"] = "all"
+
+
+def parse_schedule(value: Any) -> str | timedelta | AssetSchedule | None:
+    if value is None or isinstance(value, timedelta | AssetSchedule):
+        return value
+    if isinstance(value, list):
+        value = {"assets": value}
+    if isinstance(value, dict):
+        if "assets" in value:
+            return AssetSchedule.model_validate(value)
+        return parse_duration(value)
+    if not isinstance(value, str):
+        raise ValueError(f"Expected a cron expression, a preset, a duration or assets, got {value!r}.")
+    text = value.strip()
+    if text.startswith("@"):
+        if text not in PRESETS:
+            close = [p for p in PRESETS if p.startswith(text[:3])]
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"Unknown schedule preset {text!r}.{hint} Presets: {', '.join(PRESETS)}.")
+        return text
+    if _DURATION.match(text) and any(_DURATION.match(text).groups()):  # type: ignore[union-attr]
+        return parse_duration(text)
+    from croniter import croniter  # an Airflow dependency; imported late to keep `import model` cheap
+
+    if len(text.split()) != 5 or not croniter.is_valid(text):
+        raise ValueError(
+            f"Invalid cron expression {text!r}: a cron has five fields (minute hour day month weekday), "
+            'e.g. "0 3 * * *". Presets such as "@daily" and durations such as "6h" also work.'
+        )
+    return text
+
+
+Schedule = Annotated[
+    str | timedelta | AssetSchedule | None,
+    BeforeValidator(parse_schedule),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "null"},
+                {"type": "string", "description": 'A cron ("0 3 * * *"), a preset ("@daily") or a duration ("6h").'},
+                _DURATION_SCHEMA["anyOf"][2],
+                {
+                    "type": "object",
+                    "properties": {
+                        "assets": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                        "logic": {"enum": ["all", "any"]},
+                    },
+                    "required": ["assets"],
+                    "additionalProperties": False,
+                },
+                {"type": "array", "items": {"type": "string"}, "description": "Asset URIs (all of them)."},
+            ]
+        }
+    ),
+]
+DottedPath = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ----- stage params (docs/artifacts-and-params.md) -----------------------------------------------------------
+class ExampleGenInput(_Model):
+    pattern: str | None = Field(None, description="Files of one span; takes {SPAN} {YYYY} {MM} {DD} {VERSION}.")
+    format: Literal["csv", "parquet", "tfrecord"] = "csv"
+    splits: dict[str, str] | None = Field(None, description="Pre-split input: split name -> pattern.")
+
+
+class CsvOptions(_Model):
+    delimiter: str = Field(",", min_length=1, max_length=1)
+
+
+class ExampleGenParams(_Model):
+    input: ExampleGenInput
+    splits: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: {"train": 2, "eval": 1})
+    partition_feature: str | None = None
+    version: int | None = Field(None, ge=0, description="Input version; the latest when absent.")
+    csv: CsvOptions | None = None
+
+
+class StatisticsGenParams(_Model):
+    mode: Literal["auto", "arrow", "beam"] = "auto"
+    arrow_max_bytes: int = Field(1 << 30, ge=1)
+
+
+class SchemaGenParams(_Model):
+    schema_file: str | None = Field(None, description="A curated schema.pbtxt, relative to the spec's folder.")
+    infer_feature_shape: bool = True
+
+
+class Comparator(_Model):
+    comparator: Literal["linf", "jsd"] = "linf"
+    threshold: float = Field(ge=0)
+
+
+class SkewConfig(BaseModel):
+    """``serving_statistics`` (a URI) plus feature -> comparator entries."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "additionalProperties": {
+                "type": "object",
+                "properties": {"comparator": {"enum": ["linf", "jsd"]}, "threshold": {"type": "number", "minimum": 0}},
+                "required": ["threshold"],
+                "additionalProperties": False,
+            }
+        },
+    )
+    serving_statistics: str
+
+    @model_validator(mode="after")
+    def _features(self) -> SkewConfig:
+        extra = self.model_extra or {}
+        for feature, value in extra.items():
+            extra[feature] = Comparator.model_validate(value)
+        return self
+
+
+class ExampleValidatorParams(_Model):
+    drift: dict[str, Comparator] = Field(default_factory=dict)
+    skew: SkewConfig | None = None
+
+
+class TransformParams(_Model):
+    module_file: str = Field(description="Python file defining preprocessing_fn, relative to the spec's folder.")
+
+
+class TrainerParams(_Model):
+    module_file: str = Field(description="Python file defining run_fn, relative to the spec's folder.")
+    train_steps: int | None = Field(None, ge=1)
+    eval_steps: int | None = Field(None, ge=1)
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class ChangeThreshold(_Model):
+    direction: Literal["higher_is_better", "lower_is_better"] = "higher_is_better"
+    absolute: float | None = None
+    relative: float | None = None
+
+
+class MetricThreshold(_Model):
+    lower_bound: float | None = None
+    upper_bound: float | None = None
+    change: ChangeThreshold | None = None
+
+
+class MetricSpec(_Model):
+    name: str
+    class_name: str | None = Field(None, description="Keras/TFMA metric class; defaults from the name.")
+    threshold: MetricThreshold | None = None
+
+
+class EvaluatorParams(_Model):
+    label_key: str
+    slices: list[list[str]] = Field(default_factory=lambda: [[]], description="Feature lists; [] is overall.")
+    metrics: list[MetricSpec] = Field(default_factory=list)
+
+
+class PusherParams(_Model):
+    destination: str = Field(description="Serving directory: a local path (relative to the spec) or gs://.")
+    keep_versions: int | None = Field(None, ge=1)
+
+
+class ProbeParams(_Model):
+    values: list[float] = Field(default_factory=lambda: [1.0, 2.0, 3.0])
+    fail: str = ""
+    sleep_s: float = Field(0.0, ge=0)
+
+
+# ----- stages -------------------------------------------------------------------------------------------------
+class _StageBase(_Model):
+    enabled: bool = True
+    inputs: dict[str, str] = Field(
+        default_factory=dict, description='Explicit wiring: input slot -> "<stage>.<output slot>" (or "<stage>").'
+    )
+    enable_cache: bool | None = None
+    retries: int | None = Field(None, ge=0)
+    execution_timeout: Duration | None = None
+
+
+def _stage(kind: str, params: type[BaseModel], required: bool) -> type[_StageBase]:
+    annotations = {"kind": Literal[kind], "params": params}  # type: ignore[valid-type]
+    namespace: dict[str, Any] = {"__annotations__": annotations, "kind": kind, "__module__": __name__}
+    if not required:
+        namespace["params"] = Field(default_factory=params)
+    name = "".join(p.title() for p in kind.split("_")) + "Stage"
+    return type(name, (_StageBase,), namespace)
+
+
+STAGE_PARAMS: dict[str, tuple[type[BaseModel], bool]] = {
+    "example_gen": (ExampleGenParams, True),
+    "statistics_gen": (StatisticsGenParams, False),
+    "schema_gen": (SchemaGenParams, False),
+    "example_validator": (ExampleValidatorParams, False),
+    "transform": (TransformParams, True),
+    "trainer": (TrainerParams, True),
+    "evaluator": (EvaluatorParams, True),
+    "pusher": (PusherParams, True),
+    "probe": (ProbeParams, False),
+}
+STAGE_MODELS: dict[str, type[_StageBase]] = {k: _stage(k, p, r) for k, (p, r) in STAGE_PARAMS.items()}
+USER_MODULES: dict[str, str] = {"transform": "preprocessing_fn", "trainer": "run_fn"}
+
+
+def _stage_kind(value: Any) -> str | None:
+    return value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+
+
+# A tagged union on `kind` (the loader fills `kind` from the stage name for the standard stages).
+_TAGGED = tuple(Annotated[model, Tag(kind)] for kind, model in STAGE_MODELS.items())
+StageSpec = Annotated[Union[_TAGGED], Discriminator(_stage_kind)]  # type: ignore[valid-type]  # noqa: UP007
+
+
+# ----- gates, runtime, beam, params --------------------------------------------------------------------------
+class _GateBase(_Model):
+    policy: Literal["fail", "skip", "warn"] = "fail"
+    deferrable: bool = True
+    mode: Literal["poke", "reschedule"] = "poke"
+    poke_interval: Duration = timedelta(seconds=10)
+    timeout: Duration = timedelta(hours=1)
+
+
+class DataValidationGate(_GateBase):
+    ignore_features: list[str] = Field(default_factory=list)
+    min_severity: Literal["WARNING", "ERROR"] = "WARNING"
+
+
+class BlessingGate(_GateBase):
+    pass
+
+
+class GatesSpec(_Model):
+    data_validation: DataValidationGate | None = None
+    blessing: BlessingGate | None = None
+
+
+class RuntimeSpec(_Model):
+    python: str | None = Field(None, description="Interpreter of the ML runtime venv.")
+    image: str | None = Field(None, description="Container image holding the runtime (container launcher).")
+    namespace: str | None = None
+    service_account: str | None = None
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class BeamSpec(_Model):
+    runner: str | None = Field(None, description="e.g. DirectRunner, DataflowRunner; becomes --runner=<runner>.")
+    args: list[Annotated[str, Field(pattern=r"^--[A-Za-z]")]] = Field(default_factory=list)
+
+
+class ParamSpec(_Model):
+    default: Any = None
+    type: str | list[str] | None = None
+    description: str | None = None
+    enum: list[Any] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+def _param_shorthand(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: v if isinstance(v, dict) else {"default": v} for k, v in value.items()}
+    return value
+
+
+# ----- the pipeline ------------------------------------------------------------------------------------------
+class PipelineSpec(_Model):
+    """One ML pipeline; becomes one Airflow DAG whose id is ``name``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=200)
+    description: str = ""
+    owner: str = "mlpipe"
+    tags: list[str] = Field(default_factory=list)
+    schedule: Schedule = None
+    start_date: datetime | date | None = None
+    end_date: datetime | date | None = None
+    catchup: bool = False
+    max_active_runs: int = Field(1, ge=1)
+    retries: int = Field(0, ge=0)
+    retry_delay: Duration = timedelta(minutes=5)
+    execution_timeout: Duration | None = None
+    on_failure_callback: DottedPath | None = None
+    on_success_callback: DottedPath | None = None
+    params: Annotated[dict[str, ParamSpec], BeforeValidator(_param_shorthand)] = Field(default_factory=dict)
+    pipeline_root: str | None = Field(
+        None, description="Local path (relative to the spec) or gs://; $MLPIPE_PIPELINE_ROOT or AIRFLOW_HOME default."
+    )
+    mlmd_conn_id: str = "mlmd_default"
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    beam: BeamSpec = Field(default_factory=BeamSpec)
+    enable_cache: bool = True
+    stages: dict[str, StageSpec] = Field(min_length=1)
+    gates: GatesSpec = Field(default_factory=GatesSpec)

@@ -1,0 +1,344 @@
+"""From loaded YAML to a checked pipeline: pydantic validation, file checks and wiring, all as SpecErrors.
+
+Nothing here imports user code: user modules are checked with ``ast`` (they import TensorFlow) and callbacks are
+located with ``importlib.util.find_spec`` and read with ``ast`` as well.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+import sys
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from airflow_provider_mlpipe.spec.errors import FieldPath, SpecError, SpecErrors, suggest
+from airflow_provider_mlpipe.spec.graph import PipelineGraph, WiringError, build_graph
+from airflow_provider_mlpipe.spec.loader import LoadedSpec, default_airflow_home, load_spec
+from airflow_provider_mlpipe.spec.model import STAGE_MODELS, USER_MODULES, PipelineSpec
+
+_TYPE_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "string": "a string",
+    "dict": "a mapping",
+    "model": "a mapping",
+    "list": "a list",
+    "date": "a date such as 2024-01-01",
+    "datetime": "a date or timestamp such as 2024-01-01",
+}
+_PATTERN_HELP = {
+    "name": "A pipeline name may hold letters, digits, '_', '.' and '-'.",
+    "on_failure_callback": "Give a dotted path such as my_package.alerts.notify.",
+    "on_success_callback": "Give a dotted path such as my_package.alerts.notify.",
+    "args": "Beam arguments start with '--', e.g. --project=my-project.",
+}
+
+
+@dataclass
+class Pipeline:
+    """A spec that passed every check, with paths resolved for the operators."""
+
+    spec: PipelineSpec
+    loaded: LoadedSpec
+    base_dir: Path  # the pipeline folder handed to the runtime as spec_dir; user modules live under it
+    graph: PipelineGraph
+    pipeline_root: str
+    stage_params: dict[str, dict[str, Any]]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def beam_args(self) -> list[str]:
+        runner = [f"--runner={self.spec.beam.runner}"] if self.spec.beam.runner else []
+        return [*runner, *self.spec.beam.args]
+
+
+# ----- pydantic errors -> sentences ----------------------------------------------------------------------------
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+            tp = models[0] if models else args[0]
+        else:
+            return tp
+
+
+def _keys_at(loc: FieldPath, kinds: dict[str, str]) -> list[str]:
+    tp: Any = PipelineSpec
+    for i, part in enumerate(loc):
+        tp = _unwrap(tp)
+        if i == 1 and loc[0] == "stages":
+            tp = STAGE_MODELS.get(kinds.get(str(part), ""))
+        elif isinstance(tp, type) and issubclass(tp, BaseModel):
+            info = tp.model_fields.get(str(part))
+            tp = info.annotation if info else None
+        elif typing.get_origin(tp) in (dict, list):
+            tp = typing.get_args(tp)[-1]
+        else:
+            return []
+        if tp is None:
+            return []
+    tp = _unwrap(tp)
+    return list(tp.model_fields) if isinstance(tp, type) and issubclass(tp, BaseModel) else []
+
+
+def _message(error: dict[str, Any], path: FieldPath, kinds: dict[str, str]) -> str:
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    key = path[-1] if path else ""
+    shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+    if kind == "extra_forbidden":
+        allowed = _keys_at(path[:-1], kinds)
+        return f"Unknown key {key!r}.{suggest(str(key), allowed)} Allowed keys: {', '.join(allowed)}."
+    if kind == "missing":
+        return f"The required key {key!r} is missing."
+    if kind == "literal_error":
+        return f"Expected {ctx.get('expected')}, got {shown}."
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        bound = {"greater_than_equal": "at least", "greater_than": "more than"}.get(kind, "at most")
+        limit = next(iter(ctx.values()), "")
+        return f"Must be {bound} {limit}, got {shown}."
+    if kind == "string_pattern_mismatch":
+        field = next((str(p) for p in reversed(path) if isinstance(p, str)), "")
+        return f"Invalid value {shown}. {_PATTERN_HELP.get(field, 'It must match ' + str(ctx.get('pattern')))}"
+    if kind in ("too_short", "too_long"):
+        return f"Needs {'at least' if kind == 'too_short' else 'at most'} {ctx.get('min_length', ctx.get('max_length'))} item(s)."
+    if kind in ("value_error", "assertion_error"):
+        return str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    for prefix, words in _TYPE_WORDS.items():
+        if kind.startswith(prefix + "_") or kind == prefix:
+            return f"Expected {words}, got {shown}."
+    return f"{error['msg']}: got {shown}."
+
+
+def _field_path(loc: tuple[Any, ...], kinds: dict[str, str]) -> FieldPath:
+    path = [p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
+    if len(path) > 2 and path[0] == "stages" and path[2] == kinds.get(str(path[1])):
+        del path[2]  # the tagged-union tag pydantic inserts
+    return tuple(path)
+
+
+def _pydantic_errors(loaded: LoadedSpec, exc: ValidationError, kinds: dict[str, str]) -> list[SpecError]:
+    out = []
+    for error in exc.errors():
+        path = _field_path(error["loc"], kinds)
+        out.append(loaded.error(path, _message(error, path, kinds)))
+    return out
+
+
+# ----- checks outside pydantic -----------------------------------------------------------------------------------
+def _stage_kinds(loaded: LoadedSpec) -> dict[str, str]:
+    """Fill ``kind`` from the stage name; unknown names need ``kind`` (typos get a suggestion)."""
+    stages = loaded.data.get("stages")
+    kinds: dict[str, str] = {}
+    if not isinstance(stages, dict):
+        return kinds
+    for name, stage in stages.items():
+        if stage is None:
+            stage = stages[name] = {}
+        if not isinstance(stage, dict):
+            continue
+        kind = stage.get("kind", name)
+        if kind not in STAGE_MODELS:
+            field: FieldPath = ("stages", name, "kind") if "kind" in stage else ("stages", name)
+            hint = suggest(str(kind), STAGE_MODELS)
+            extra = "" if "kind" in stage else " To add a stage under a new name, set its `kind`."
+            raise loaded.error(field, f"Unknown stage {kind!r}.{hint} Known stages: {', '.join(STAGE_MODELS)}.{extra}")
+        stage.setdefault("kind", kind)
+        kinds[str(name)] = kind
+    return kinds
+
+
+def top_level_names(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, ast.ImportFrom | ast.Import):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
+def check_callback(dotted: str) -> str | None:
+    """None when ``module.attr`` can be found without importing the module, else the reason."""
+    module, _, attr = dotted.rpartition(".")
+    if module in sys.modules:
+        return None if hasattr(sys.modules[module], attr) else f"The module {module!r} has no attribute {attr!r}."
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError) as exc:
+        return f"The module {module!r} cannot be found ({exc})."
+    if found is None:
+        return f"The module {module!r} cannot be found on the Python path."
+    if found.origin and found.origin.endswith(".py"):
+        try:
+            if attr not in top_level_names(Path(found.origin)):
+                return f"The module {module!r} ({found.origin}) defines no {attr!r}."
+        except SyntaxError as exc:
+            return f"The module {module!r} has a syntax error on line {exc.lineno}: {exc.msg}."
+    return None
+
+
+def resolve_local(value: str, folder: Path) -> str:
+    """A path relative to the spec folder made absolute; URIs (gs://...) and absolute paths stay as they are."""
+    if "://" in value or os.path.isabs(value):
+        return value
+    return os.path.normpath(str(folder / value))
+
+
+def _inside(path: Path, base: Path) -> bool:
+    return path == base or base in path.parents
+
+
+def _spec_file(loaded: LoadedSpec, base: Path, field: FieldPath, value: str) -> tuple[Path, str]:
+    """A file the runtime loads from spec_dir: must exist inside it. Returns (absolute, relative to spec_dir)."""
+    path = Path(resolve_local(value, loaded.path.resolve().parent)).resolve()
+    if not _inside(path, base):
+        raise loaded.error(field, f"{value!r} lies outside the pipeline folder {base.name}/; keep user files there.")
+    if not path.is_file():
+        raise loaded.error(field, f"The file {value!r} does not exist (looked for {os.path.relpath(path)}).")
+    return path, path.relative_to(base).as_posix()
+
+
+def _stage_params(loaded: LoadedSpec, spec: PipelineSpec, base: Path) -> dict[str, dict[str, Any]]:
+    folder = loaded.path.resolve().parent
+    out: dict[str, dict[str, Any]] = {}
+    for name, stage in spec.stages.items():
+        params = stage.params.model_dump(mode="json", exclude_none=True)
+        prefix: FieldPath = ("stages", name, "params")
+        if stage.kind in USER_MODULES:
+            function = USER_MODULES[stage.kind]
+            path, params["module_file"] = _spec_file(loaded, base, (*prefix, "module_file"), stage.params.module_file)
+            try:
+                names = top_level_names(path)
+            except SyntaxError as exc:
+                raise loaded.error((*prefix, "module_file"), f"{path.name} has a syntax error on line {exc.lineno}.")
+            if function not in names:
+                raise loaded.error((*prefix, "module_file"), f"{path.name} defines no top-level function {function!r}.")
+        if stage.kind == "schema_gen" and stage.params.schema_file:
+            _, params["schema_file"] = _spec_file(loaded, base, (*prefix, "schema_file"), stage.params.schema_file)
+        if stage.kind == "example_gen":
+            source = params["input"]
+            if bool(source.get("pattern")) == bool(source.get("splits")):
+                raise loaded.error((*prefix, "input"), "Give exactly one of `pattern` or `splits`.")
+            if "pattern" in source:
+                source["pattern"] = resolve_local(source["pattern"], folder)
+            if "splits" in source:
+                source["splits"] = {k: resolve_local(v, folder) for k, v in source["splits"].items()}
+        if stage.kind == "pusher":
+            params["destination"] = resolve_local(params["destination"], folder)
+        if stage.kind == "example_validator" and "skew" in params:
+            params["skew"]["serving_statistics"] = resolve_local(params["skew"]["serving_statistics"], folder)
+        out[name] = params
+    return out
+
+
+def _semantic(loaded: LoadedSpec, spec: PipelineSpec) -> None:
+    if spec.schedule is not None and spec.start_date is None:
+        raise loaded.error(("start_date",), "A scheduled pipeline needs a start_date, e.g. 2024-01-01.")
+    if spec.start_date and spec.end_date and str(spec.end_date) < str(spec.start_date):
+        raise loaded.error(("end_date",), "end_date is before start_date.")
+    for key in ("on_failure_callback", "on_success_callback"):
+        dotted = getattr(spec, key)
+        if dotted and (reason := check_callback(dotted)):
+            raise loaded.error((key,), reason)
+    if spec.runtime.python and spec.runtime.image:
+        raise loaded.error(("runtime",), "Set either runtime.python or runtime.image, not both.")
+    if spec.beam.runner and any(a.startswith("--runner") for a in spec.beam.args):
+        raise loaded.error(("beam", "args"), "The runner is set twice: in beam.runner and in beam.args.")
+    for gate in ("data_validation", "blessing"):
+        config = getattr(spec.gates, gate)
+        if config is not None and config.policy == "warn" and loaded.environment != "dev":
+            env = loaded.environment or "no environment"
+            raise loaded.error(
+                ("gates", gate, "policy"),
+                f"The policy 'warn' is only allowed in the dev environment (selected: {env}). Use fail or skip.",
+            )
+
+
+def default_pipeline_root() -> str:
+    return os.environ.get("MLPIPE_PIPELINE_ROOT") or os.path.join(default_airflow_home(), "mlpipe", "pipelines")
+
+
+def validate(loaded: LoadedSpec, base_dir: str | Path) -> Pipeline:
+    """Raises SpecErrors with every problem pydantic finds, or the first later one."""
+    base = Path(base_dir).resolve()
+    try:
+        kinds = _stage_kinds(loaded)
+        try:
+            spec = PipelineSpec.model_validate(loaded.data)
+        except ValidationError as exc:
+            raise SpecErrors(_pydantic_errors(loaded, exc, kinds)) from None
+        _semantic(loaded, spec)
+        params = _stage_params(loaded, spec, base)
+        try:
+            graph = build_graph(spec)
+        except WiringError as exc:
+            raise loaded.error(exc.path, exc.message) from None
+    except SpecError as exc:
+        raise SpecErrors([exc]) from None
+    root = (
+        resolve_local(spec.pipeline_root, loaded.path.resolve().parent)
+        if spec.pipeline_root
+        else default_pipeline_root()
+    )
+    return Pipeline(spec=spec, loaded=loaded, base_dir=base, graph=graph, pipeline_root=root, stage_params=params)
+
+
+def load_pipeline(path: str | Path, *, base_dir: str | Path | None = None, environment: str | None = None) -> Pipeline:
+    """Load and validate one spec; ``base_dir`` defaults to the parent of the spec's folder."""
+    path = Path(path)
+    return validate(load_spec(path, environment=environment), base_dir or path.resolve().parent.parent)
+
+
+def discover(folder: str | Path) -> list[Path]:
+    """Spec files under ``folder`` (recursively), in a stable order."""
+    root = Path(folder)
+    if root.is_file():
+        return [root]
+    return sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def load_all(
+    paths: list[Path], *, base_dir: str | Path, environment: str | None, only: str | None = None
+) -> tuple[list[Pipeline], list[SpecErrors]]:
+    """Every spec validated on its own; a pipeline name seen twice is an error on the second file.
+
+    ``only`` (a dag id) skips the full validation of other specs: their name is read from the YAML only.
+    """
+    pipelines: list[Pipeline] = []
+    errors: list[SpecErrors] = []
+    owners: dict[str, str] = {}
+    for path in paths:
+        try:
+            loaded = load_spec(path, environment=environment)
+            name = loaded.data.get("name")
+            if isinstance(name, str) and name in owners:
+                raise SpecErrors(
+                    [loaded.error(("name",), f"The pipeline name {name!r} is already used by {owners[name]}.")]
+                )
+            if isinstance(name, str):
+                owners[name] = loaded.display
+            if only is not None and name != only:
+                continue
+            pipelines.append(validate(loaded, base_dir))
+        except SpecErrors as exc:
+            exc.path = path
+            errors.append(exc)
+    return pipelines, errors
