@@ -43,6 +43,7 @@ POLICIES = ("fail", "skip", "warn")
 SEVERITIES = {"UNKNOWN": 0, "INFO": 1, "WARNING": 2, "ERROR": 3}
 GATE_RECORD_MODULE = "airflow_provider_mlpipe.runtime.gate_record"
 DECISION_KEY = "gate_decision"
+MAX_LISTED = 50
 
 
 def check_policy(policy: str) -> str:
@@ -119,8 +120,11 @@ def format_threshold(failed: dict[str, Any]) -> str:
     return f"{failed['metric']} on {failed.get('slice') or 'Overall'} = {shown}, threshold {failed.get('threshold')}"
 
 
-def _bullets(lines: Iterable[str]) -> str:
-    return "".join(f"\n  - {line}" for line in lines)
+def _bullets(lines: Iterable[str], limit: int = MAX_LISTED) -> str:
+    # A broken upstream can raise hundreds of anomalies; the message, XCom and MLMD keep the first ones readable.
+    lines = list(lines)
+    more = f"\n  ... and {len(lines) - limit} more" if len(lines) > limit else ""
+    return "".join(f"\n  - {line}" for line in lines[:limit]) + more
 
 
 # ----- sensors ---------------------------------------------------------------------------------------------

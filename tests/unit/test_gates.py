@@ -17,6 +17,7 @@ from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
 from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, ArtifactRef, StageResult
 from airflow_provider_mlpipe.sensors import DataValidationSensor, ModelBlessingSensor, gates
 from airflow_provider_mlpipe.triggers import VerdictFileTrigger
+from airflow_provider_mlpipe.triggers.gates import read_verdict
 from airflow_provider_mlpipe.version_compat import AirflowException, AirflowFailException, AirflowSkipException
 
 DROPPED = {
@@ -81,6 +82,8 @@ def test_messages_name_feature_severity_description_and_metric_threshold() -> No
     )
     assert gates.format_anomaly(MINOR) == "island [INFO]: New value"
     assert gates.format_threshold(REGRESSED["failed"][0]) == "accuracy on Overall = 0.41, threshold lower_bound 0.8"
+    listed = gates._bullets([f"f{i}" for i in range(60)])
+    assert listed.count("\n  - ") == 50 and listed.endswith("... and 10 more")
 
 
 def test_constructors_refuse_bad_policies_and_filters() -> None:
@@ -247,3 +250,22 @@ def test_the_gate_refuses_a_missing_or_mismatched_upstream_result(tmp_path: Path
     context, _ = _context(_result(tmp_path, "ModelBlessing", "blessing"))
     with pytest.raises(AirflowFailException, match="no ExampleAnomalies artifact"):
         DataValidationSensor(task_id="g").execute(context)
+
+
+def test_trigger_reads_gs_uris_through_google_cloud_storage() -> None:
+    from tests.support.gcs_emulator import running_emulator
+
+    with running_emulator(default_bucket="gates"):
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        uri = "gs://gates/penguins/evaluator/9/blessing/blessing.json"
+        assert read_verdict(uri) is None  # a missing object means "not yet", not an error
+        trigger = VerdictFileTrigger(uri=uri, poll_interval=0.2, timeout=30)
+
+        def upload() -> None:
+            client = storage.Client(project="mlpipe-test", credentials=AnonymousCredentials())
+            blob = client.bucket("gates").blob("penguins/evaluator/9/blessing/blessing.json")
+            blob.upload_from_string(json.dumps(REGRESSED))
+
+        assert _first_event(trigger, after=upload) == {"status": "success", "uri": uri, "verdict": REGRESSED}
