@@ -1,0 +1,164 @@
+"""Artifacts on gs:// against gcp-storage-emulator: publish, localize, discard, and a whole stage run.
+
+Also pins down how the ML libraries' own gs:// I/O behaves against an emulator, which is why mlpipe stages all
+data through the google-cloud-storage client (runtime/artifacts.py) and executors only ever see local paths:
+- TensorFlow's GCS filesystem (tf.io.gfile, and so TFDV/TFT/TFMA/Keras file access) has the Google endpoints
+  compiled in and ignores STORAGE_EMULATOR_HOST;
+- Beam 2.61's GcsIO is built on google-cloud-storage and does honour it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_mlpipe.protocol import StageRequest
+from airflow_provider_mlpipe.runtime import artifacts
+from airflow_provider_mlpipe.runtime.artifacts import COMPLETE_MARKER, ArtifactStore, UnsafePathError
+from airflow_provider_mlpipe.runtime.metadata import MetadataClient
+from airflow_provider_mlpipe.runtime.runner import run_stage
+from tests.support.gcs_emulator import GcsEmulator, running_emulator
+
+BUCKET = "mlpipe-test"
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    with running_emulator(default_bucket=BUCKET) as emu:
+        yield emu
+
+
+@pytest.fixture
+def store(emulator: GcsEmulator, tmp_path: Path, request: pytest.FixtureRequest) -> ArtifactStore:
+    # A root per test, so tests sharing the module's emulator never see each other's objects.
+    return ArtifactStore(f"gs://{BUCKET}/{request.node.name}/", scratch_dir=str(tmp_path / "scratch"))
+
+
+def fill(directory: str) -> dict[str, bytes]:
+    files = {"model/saved_model.pb": b"\x08\x01binary\x00", "model/variables/v.index": b"idx", "meta.json": b"{}"}
+    for rel, data in files.items():
+        path = Path(directory, rel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return files
+
+
+def test_publish_uploads_everything_then_the_marker(store: ArtifactStore, emulator: GcsEmulator) -> None:
+    uri = store.final_uri("penguins", "trainer", 7, "model")
+    assert uri == f"{store.pipeline_root}/penguins/trainer/7/model"
+    staging = store.staging_dir(uri)
+    assert not staging.startswith("gs://") and os.path.isdir(staging)  # executors write locally
+    files = fill(staging)
+    assert not store.is_complete(uri)
+
+    store.publish(staging, uri)
+
+    prefix = uri[len(f"gs://{BUCKET}/") :]
+    names = emulator.objects(BUCKET, prefix + "/")
+    assert names == sorted([f"{prefix}/{rel}" for rel in files] + [f"{prefix}/{COMPLETE_MARKER}"])
+    assert store.is_complete(uri)
+    assert not os.path.exists(staging)  # the local staging copy is gone once uploaded
+
+
+def test_localize_downloads_identical_bytes_once(store: ArtifactStore) -> None:
+    uri = store.final_uri("penguins", "trainer", 8, "model")
+    staging = store.staging_dir(uri)
+    files = fill(staging)
+    store.publish(staging, uri)
+
+    local = store.localize(uri, "Model-8")
+    for rel, data in files.items():
+        assert Path(local, rel).read_bytes() == data
+    assert Path(local, COMPLETE_MARKER).exists()
+    # A second localize is served from the scratch cache, even after the objects changed underneath.
+    artifacts.write_text(artifacts.join(uri, "meta.json"), '{"changed": true}')
+    assert store.localize(uri, "Model-8") == local
+    assert Path(local, "meta.json").read_bytes() == b"{}"
+
+
+def test_localize_of_a_missing_artifact_fails_and_leaves_no_cache(store: ArtifactStore, tmp_path: Path) -> None:
+    uri = store.final_uri("penguins", "trainer", 9, "model")
+    with pytest.raises(FileNotFoundError, match="No objects found"):
+        store.localize(uri, "Model-9")
+    assert not Path(store.scratch_dir, "in", "Model-9").exists()
+
+
+def test_discard_uploads_nothing(store: ArtifactStore, emulator: GcsEmulator) -> None:
+    uri = store.final_uri("penguins", "trainer", 10, "model")
+    staging = store.staging_dir(uri)
+    fill(staging)
+    store.discard(staging)
+    assert not os.path.exists(staging)
+    assert emulator.objects(BUCKET, uri[len(f"gs://{BUCKET}/") :]) == []
+    assert not store.is_complete(uri)
+
+
+def test_uris_outside_the_root_are_refused(store: ArtifactStore) -> None:
+    with pytest.raises(UnsafePathError):
+        artifacts.ensure_within(store.pipeline_root, f"{store.pipeline_root}/../other/x")
+    with pytest.raises(UnsafePathError):
+        store.final_uri("penguins", "../../escape", 1, "model")
+
+
+def test_probe_stage_on_gcs_with_lineage_and_cache(emulator: GcsEmulator, tmp_path: Path) -> None:
+    client = MetadataClient({"backend": "sqlite", "path": str(tmp_path / "mlmd.sqlite")})
+    root = f"gs://{BUCKET}/stage-run"
+
+    def request(run_id: str) -> StageRequest:
+        return StageRequest(
+            pipeline="probe", pipeline_root=root, stage="probe", node_id="probe", run_id=run_id,
+            params={"values": [0.5, 1.5]},
+        )  # fmt: skip
+
+    first = run_stage(request("run-1"), client)
+    uri = first.artifact("probe").uri
+    assert uri == f"{root}/probe/probe/{first.execution_id}/probe"
+    prefix = uri[len(f"gs://{BUCKET}/") :]
+    assert emulator.objects(BUCKET, prefix + "/") == [f"{prefix}/{COMPLETE_MARKER}", f"{prefix}/probe.json"]
+    assert json.loads(artifacts.read_text(f"{uri}/probe.json"))["sum"] == 2.0
+    [stored] = client.store.get_artifacts_by_id([first.artifact("probe").id])
+    assert stored.uri == uri
+
+    second = run_stage(request("run-2"), client)
+    assert second.cached and second.artifact("probe").uri == uri
+
+
+def test_tensorflow_gfile_ignores_the_emulator(emulator: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TF's GCS filesystem talks to www.googleapis.com whatever STORAGE_EMULATOR_HOST says."""
+    import tensorflow as tf
+
+    artifacts.write_text(f"gs://{BUCKET}/tf-probe/hello.txt", "hi")
+    assert os.environ["STORAGE_EMULATOR_HOST"] == emulator.url
+    monkeypatch.setenv("GOOGLE_AUTH_TOKEN_FOR_TESTING", "unused")  # skip TF's own credential lookup
+    monkeypatch.setenv("GCS_RETRY_CONFIG_MAX_RETRIES", "0")
+    with pytest.raises(tf.errors.OpError) as err:
+        tf.io.gfile.exists(f"gs://{BUCKET}/tf-probe/hello.txt")
+    assert "googleapis.com" in str(err.value)
+
+
+def test_beam_filesystems_honour_the_emulator(emulator: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beam's GcsIO reads and writes gs:// through google-cloud-storage, so the emulator serves it."""
+    import apache_beam as beam
+    from apache_beam.internal.gcp import auth
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    # Beam first retries Application Default Credentials for ~25 s before it connects anonymously;
+    # start anonymous right away (what it ends up doing anyway without credentials).
+    monkeypatch.setattr(auth._Credentials, "_credentials_init", True)
+    monkeypatch.setattr(auth._Credentials, "_credentials", None)
+    artifacts.write_text(f"gs://{BUCKET}/beam/in/a.txt", "x\ny\n")
+    with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as pipeline:
+        _ = (
+            pipeline
+            | beam.io.ReadFromText(f"gs://{BUCKET}/beam/in/*.txt")
+            | beam.Map(str.upper)
+            | beam.io.WriteToText(f"gs://{BUCKET}/beam/out/upper", num_shards=1)
+        )
+    [match] = FileSystems.match([f"gs://{BUCKET}/beam/out/upper*"])
+    [written] = match.metadata_list
+    assert written.path == f"gs://{BUCKET}/beam/out/upper-00000-of-00001"
+    assert artifacts.read_text(written.path).split() == ["X", "Y"]
