@@ -331,14 +331,24 @@ class MlmdReader:
         by_id = {e.id: e for e in self.executions(sorted(set(pairs.values())))}
         return {a: by_id[e] for a, e in pairs.items() if e in by_id}
 
-    def pipeline_executions(self, pipeline: str, type_name: str) -> list[Execution]:
+    def pipeline_executions_like(self, pipeline: str, type_part: str) -> list[Execution]:
+        """Executions whose type name contains ``type_part`` (e.g. rollbacks) recorded for this pipeline.
+
+        A rollback may be recorded outside a run, so both the pipeline context and the ``pipeline`` property
+        count.
+        """
         ctx = self._context_id(PIPELINE_CONTEXT, pipeline)
-        if ctx is None:
-            return []
+        in_ctx = sa.select(_association.c.execution_id).where(_association.c.context_id == (ctx or -1))
+        with_prop = sa.select(_execution_prop.c.execution_id).where(
+            _execution_prop.c.name == "pipeline", _execution_prop.c.string_value == pipeline
+        )
         query = (
             sa.select(_execution.c.id)
-            .join(_association, _association.c.execution_id == _execution.c.id)
             .join(_type, _type.c.id == _execution.c.type_id)
-            .where(_association.c.context_id == ctx, _type.c.name == type_name)
+            .where(
+                _type.c.type_kind == TYPE_KIND["execution"],
+                _type.c.name.contains(type_part, autoescape=True),
+                sa.or_(_execution.c.id.in_(in_ctx), _execution.c.id.in_(with_prop)),
+            )
         )
         return self.executions(sorted(r.id for r in self._rows(query)))

@@ -1,0 +1,240 @@
+"""The mlpipe FastAPI app, mounted by the Airflow API server under ``/mlpipe``.
+
+Authentication and authorization are Airflow's own: every route depends on ``requires_access_dag``, which
+resolves the user from the ``Authorization: Bearer`` header or the ``_token`` cookie the Airflow UI sets (the
+external views are same-origin iframes, so the browser sends that cookie) and asks the auth manager whether
+the user may read the DAG's runs, or trigger them for a rollback.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode, urlsplit
+
+from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from airflow_provider_mlpipe.ui import svg
+from airflow_provider_mlpipe.ui.backend import UiBackend
+from airflow_provider_mlpipe.ui.data import (
+    NotFoundError,
+    artifact_in_run,
+    build_pipeline_view,
+    build_run_view,
+    checked_split,
+    list_files,
+    pipeline_for_run,
+    read_bytes,
+    read_json,
+)
+
+log = logging.getLogger(__name__)
+URL_PREFIX = "/mlpipe"
+JSON_FILES = ("summary.json", "anomalies.json", "schema_diff.json", "metrics.json", "blessing.json", "push.json")
+# The stats page is TFDV's own HTML; it may run its scripts, but only inside an opaque-origin sandbox.
+STATS_CSP = "sandbox allow-scripts; frame-ancestors 'self'"
+
+
+def _access(method: str) -> Any:
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+    from airflow.api_fastapi.core_api.security import requires_access_dag
+
+    return requires_access_dag(method, DagAccessEntity.RUN)
+
+
+# Module-level so tests can override them; the dag_id comes from the query string of every route.
+read_access = _access("GET")
+rollback_access = _access("POST")
+
+
+def get_backend(request: Request) -> UiBackend:
+    return request.app.state.backend
+
+
+BackendDep = Annotated[UiBackend, Depends(get_backend)]
+DagId = Annotated[str, Query(min_length=1, max_length=250)]
+RunId = Annotated[str, Query(min_length=1, max_length=250)]
+
+_templates = Environment(
+    loader=FileSystemLoader(str(Path(__file__).with_name("templates"))),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _url(request: Request, route: str, **params: Any) -> str:
+    """A URL inside this app that keeps working under the API server's base path."""
+    root = request.scope.get("root_path", "").rstrip("/")
+    return f"{root}/{route}?{urlencode({k: v for k, v in params.items() if v is not None})}"
+
+
+def _page(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    return HTMLResponse(_templates.get_template(name).render(**context), status_code=status_code)
+
+
+def _not_found(exc: Exception) -> HTTPException:
+    return HTTPException(status_code=404, detail=str(exc) or "not found")
+
+
+def create_app(backend: UiBackend | None = None) -> FastAPI:
+    app = FastAPI(title="mlpipe", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.backend = backend or UiBackend()
+
+    def run_view(backend: UiBackend, dag_id: str, run_id: str) -> Any:
+        reader = backend.reader()
+        pipeline = pipeline_for_run(reader, dag_id, backend.xcoms(dag_id, run_id))
+        return build_run_view(reader, dag_id, run_id, pipeline)
+
+    @app.get("/run", response_class=HTMLResponse, dependencies=[Depends(read_access)])
+    def run_page(request: Request, backend: BackendDep, dag_id: DagId, run_id: RunId) -> HTMLResponse:
+        view = run_view(backend, dag_id, run_id)
+
+        def artifact_href(artifact_id: int) -> str:
+            return _url(request, "artifact", dag_id=dag_id, run_id=run_id, artifact_id=artifact_id)
+
+        def stats_href(split: str) -> str:
+            return _url(request, "stats", dag_id=dag_id, run_id=run_id, artifact_id=view.statistics.id, split=split)
+
+        return _page(
+            "run.html",
+            view=view,
+            lineage=svg.lineage_svg(view.graph, artifact_href),
+            artifact_href=artifact_href,
+            stats_href=stats_href,
+            pipeline_href=_url(request, "pipeline", dag_id=dag_id),
+        )
+
+    @app.get("/stats", dependencies=[Depends(read_access)])
+    def stats_page(
+        backend: BackendDep, dag_id: DagId, run_id: RunId, artifact_id: int, split: Annotated[str, Query(max_length=64)]
+    ) -> Response:
+        view = run_view(backend, dag_id, run_id)
+        try:
+            artifact = artifact_in_run(view, artifact_id)
+            if artifact.type != "ExampleStatistics":
+                raise NotFoundError(f"artifact {artifact_id} is not an ExampleStatistics artifact")
+            body = read_bytes(artifact.uri, f"Split-{checked_split(artifact, split)}", "stats.html")
+        except NotFoundError as exc:
+            raise _not_found(exc)
+        if body is None:
+            raise HTTPException(status_code=404, detail=f"no stats.html for split {split}")
+        return Response(body, media_type="text/html", headers={"Content-Security-Policy": STATS_CSP})
+
+    @app.get("/artifact", response_class=HTMLResponse, dependencies=[Depends(read_access)])
+    def artifact_page(
+        request: Request, backend: BackendDep, dag_id: DagId, run_id: RunId, artifact_id: int
+    ) -> HTMLResponse:
+        view = run_view(backend, dag_id, run_id)
+        try:
+            artifact = artifact_in_run(view, artifact_id)
+        except NotFoundError as exc:
+            raise _not_found(exc)
+        documents = {name: doc for name in JSON_FILES if (doc := read_json(artifact, name)) is not None}
+        return _page(
+            "artifact.html",
+            view=view,
+            artifact=artifact,
+            files=list_files(artifact),
+            documents=documents,
+            run_href=_url(request, "run", dag_id=dag_id, run_id=run_id),
+            stats_href=lambda split: _url(
+                request, "stats", dag_id=dag_id, run_id=run_id, artifact_id=artifact.id, split=split
+            ),
+        )
+
+    @app.get("/task", response_class=HTMLResponse, dependencies=[Depends(read_access)])
+    def task_page(request: Request, backend: BackendDep, dag_id: DagId, run_id: RunId, task_id: str) -> HTMLResponse:
+        """The artifacts one stage task produced (the target of the operator's "artifacts" extra link)."""
+        view = run_view(backend, dag_id, run_id)
+        result = backend.xcoms(dag_id, run_id).get(task_id)
+        execution_id = result.get("execution_id") if isinstance(result, dict) else None
+        execution = next((e for e in view.graph.executions if e.id == execution_id), None)
+        if execution is None:
+            execution = next(
+                (e for e in reversed(view.graph.executions) if e.properties.get("node_id") == task_id), None
+            )
+        if execution is None:
+            raise HTTPException(status_code=404, detail=f"task {task_id} recorded no execution in this run")
+        return _page(
+            "task.html",
+            view=view,
+            task_id=task_id,
+            execution=execution,
+            outputs=view.graph.outputs(execution.id),
+            artifact_href=lambda i: _url(request, "artifact", dag_id=dag_id, run_id=run_id, artifact_id=i),
+            run_href=_url(request, "run", dag_id=dag_id, run_id=run_id),
+        )
+
+    @app.get("/pipeline", response_class=HTMLResponse, dependencies=[Depends(read_access)])
+    def pipeline_page(request: Request, backend: BackendDep, dag_id: DagId) -> HTMLResponse:
+        reader = backend.reader()
+        runs = backend.dag_runs(dag_id)
+        pipeline = dag_id
+        for run in reversed(runs):
+            pipeline = pipeline_for_run(reader, dag_id, backend.xcoms(dag_id, run["run_id"]))
+            if pipeline != dag_id:
+                break
+        view = build_pipeline_view(reader, dag_id, pipeline, runs)
+        labels = [str(p.span) for p in view.metric_points]
+        metric_charts = [
+            svg.trend_svg(name, labels, {name: [p.values.get(name) for p in view.metric_points]})
+            for name in view.metric_names
+        ]
+        anomaly_labels = [str(p.span) for p in view.anomaly_points]
+        anomaly_chart = svg.trend_svg(
+            "anomalies per span",
+            anomaly_labels,
+            {sev: [p.values.get(sev, 0.0) for p in view.anomaly_points] for sev in view.severities},
+        )
+        return _page(
+            "pipeline.html",
+            view=view,
+            metric_charts=metric_charts,
+            anomaly_chart=anomaly_chart,
+            run_href=lambda run_id: _url(request, "run", dag_id=dag_id, run_id=run_id),
+            rollback_action=_url(request, "rollback", dag_id=dag_id),
+        )
+
+    @app.post("/rollback", response_class=HTMLResponse, dependencies=[Depends(rollback_access)])
+    def rollback(
+        request: Request,
+        backend: BackendDep,
+        dag_id: DagId,
+        version: Annotated[str, Form(max_length=32)],
+        confirm: Annotated[str, Form()] = "",
+    ) -> HTMLResponse:
+        origin = request.headers.get("origin")
+        if origin and origin != "null" and urlsplit(origin).netloc != request.url.netloc:
+            raise HTTPException(status_code=403, detail="cross-origin rollback refused")
+        if confirm != "yes":
+            raise HTTPException(status_code=400, detail="the rollback was not confirmed")
+        reader = backend.reader()
+        runs = backend.dag_runs(dag_id)
+        pipeline = next(
+            (
+                p
+                for r in reversed(runs)
+                if (p := pipeline_for_run(reader, dag_id, backend.xcoms(dag_id, r["run_id"]))) != dag_id
+            ),
+            dag_id,
+        )
+        view = build_pipeline_view(reader, dag_id, pipeline, runs)
+        known = {str(p.get("version")) for p in view.pushes}
+        if version not in known:
+            raise HTTPException(status_code=404, detail=f"version {version} was never pushed by {pipeline}")
+        outcome = backend.rollback(pipeline, version)
+        log.info("Rollback of %s to version %s: exit %s", pipeline, version, outcome.returncode)
+        return _page(
+            "rollback.html",
+            status_code=200 if outcome.returncode == 0 else 500,
+            pipeline=pipeline,
+            version=version,
+            outcome=outcome,
+            pipeline_href=_url(request, "pipeline", dag_id=dag_id),
+        )
+
+    return app

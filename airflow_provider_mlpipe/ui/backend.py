@@ -1,0 +1,129 @@
+"""Where the views get their inputs: Airflow's metadata DB (runs, XComs), the MLMD store, the rollback command.
+
+Kept behind one small class so the views can be tested without an Airflow database and a fake runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_provider_mlpipe.ui.lineage import MlmdReader
+
+log = logging.getLogger(__name__)
+ROLLBACK_TIMEOUT_S = 300
+
+
+@dataclass
+class CommandOutcome:
+    command: list[str]
+    returncode: int
+    output: str
+
+
+def _decode(value: Any) -> Any:
+    # XCom values are stored as JSON; older rows may hold a JSON string of the JSON.
+    for _ in range(2):
+        if isinstance(value, (bytes, str)):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                break
+    return value
+
+
+class UiBackend:
+    """The production backend, used inside the Airflow API server."""
+
+    def __init__(self, mlmd_conn_id: str | None = None) -> None:
+        self._mlmd_conn_id = mlmd_conn_id
+        self._reader: MlmdReader | None = None
+        self._reader_key: str | None = None
+
+    @property
+    def mlmd_conn_id(self) -> str:
+        if self._mlmd_conn_id:
+            return self._mlmd_conn_id
+        from airflow.configuration import conf
+
+        return conf.get("mlpipe", "ui_mlmd_conn_id", fallback="mlmd_default") or "mlmd_default"
+
+    def mlmd_config(self) -> dict[str, Any]:
+        from airflow_provider_mlpipe.hooks.mlmd import MlmdHook
+
+        return MlmdHook(self.mlmd_conn_id).get_config()
+
+    def reader(self) -> MlmdReader:
+        config = self.mlmd_config()
+        key = json.dumps(config, sort_keys=True, default=str)
+        if self._reader is None or key != self._reader_key:  # rebuild when the connection changes
+            self._reader, self._reader_key = MlmdReader.from_config(config), key
+        return self._reader
+
+    def xcoms(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        """task_id -> the task's ``return_value`` (a StageResult dict for stage tasks)."""
+        from airflow.models.xcom import XComModel
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        query = select(XComModel.task_id, XComModel.value).where(
+            XComModel.dag_id == dag_id,
+            XComModel.run_id == run_id,
+            XComModel.key == "return_value",
+            XComModel.map_index == -1,
+        )
+        with create_session() as session:
+            return {task_id: _decode(value) for task_id, value in session.execute(query)}
+
+    def dag_runs(self, dag_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        from airflow.models.dagrun import DagRun
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        query = (
+            select(DagRun.run_id, DagRun.state, DagRun.logical_date, DagRun.run_after, DagRun.start_date)
+            .where(DagRun.dag_id == dag_id)
+            .order_by(DagRun.id.desc())
+            .limit(limit)
+        )
+        with create_session() as session:
+            rows = list(session.execute(query))
+        return [
+            {
+                "run_id": r.run_id,
+                "state": str(r.state.value if hasattr(r.state, "value") else r.state),
+                "logical_date": (r.logical_date or r.run_after).isoformat() if (r.logical_date or r.run_after) else "",
+                "start_date": r.start_date.isoformat() if r.start_date else "",
+            }
+            for r in reversed(rows)
+        ]
+
+    def rollback_command(self, pipeline: str, version: str) -> list[str]:
+        from airflow_provider_mlpipe.operators.runtime_python import resolve_runtime_python
+
+        python = resolve_runtime_python()
+        return [python, "-m", "airflow_provider_mlpipe.runtime", "rollback", pipeline, "--to", version]
+
+    def rollback(self, pipeline: str, version: str) -> CommandOutcome:
+        """Run the rollback command in the runtime venv; it re-points serving and records the rollback in MLMD."""
+        from airflow_provider_mlpipe.operators.launch import runtime_env
+
+        command = self.rollback_command(pipeline, version)
+        env = runtime_env(self.mlmd_conn_id)
+        env.setdefault("MLPIPE_ROLLBACK_REQUESTED_BY", "airflow-ui")
+        try:
+            proc = subprocess.run(
+                command,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=ROLLBACK_TIMEOUT_S,
+                cwd=os.environ.get("AIRFLOW_HOME") or None,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return CommandOutcome(command, 1, f"{type(exc).__name__}: {exc}")
+        return CommandOutcome(command, proc.returncode, (proc.stdout + proc.stderr)[-8000:])

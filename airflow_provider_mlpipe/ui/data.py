@@ -1,0 +1,277 @@
+"""What the run and pipeline views show, gathered from MLMD (lineage, properties) and the artifact files.
+
+Every file path is derived from an artifact URI recorded in MLMD plus a file name fixed in this module; a
+request can only name an artifact id and a split, and both are checked against the run's lineage and the
+artifact's own ``split_names`` before any path is built.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_mlpipe.ui.lineage import Artifact, Execution, MlmdReader, RunGraph
+
+SPLIT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+MAX_FILE_BYTES = 20 * 1024 * 1024
+
+
+class NotFoundError(LookupError):
+    """The thing asked for is not part of this run (or does not exist); the views answer 404."""
+
+
+# ----- files ---------------------------------------------------------------------------------------------
+def _inside(base: str, *parts: str) -> str:
+    """Join ``parts`` under ``base`` and refuse anything that resolves outside it (``..``, symlinks)."""
+    if base.startswith("gs://"):
+        joined = "/".join([base.rstrip("/"), *parts])
+        if any(p in ("", ".", "..") for part in parts for p in part.split("/")):
+            raise NotFoundError("unsafe path")
+        return joined
+    root = os.path.realpath(base)
+    path = os.path.realpath(os.path.join(root, *parts))
+    if path != root and not path.startswith(root + os.sep):
+        raise NotFoundError("unsafe path")
+    return path
+
+
+def read_bytes(base: str, *parts: str) -> bytes | None:
+    """The bytes of a file inside an artifact directory, or None when it is absent."""
+    path = _inside(base, *parts)
+    if path.startswith("gs://"):
+        try:
+            from google.cloud import storage  # optional on the Airflow side
+        except ImportError:
+            return None
+        bucket, _, name = path[len("gs://") :].partition("/")
+        blob = storage.Client().bucket(bucket).blob(name)
+        return blob.download_as_bytes() if blob.exists() else None
+    if not os.path.isfile(path) or os.path.getsize(path) > MAX_FILE_BYTES:
+        return None
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def read_json(artifact: Artifact | None, *parts: str) -> Any:
+    if artifact is None:
+        return None
+    raw = read_bytes(artifact.uri, *parts)
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def list_files(artifact: Artifact, limit: int = 200) -> list[str]:
+    if artifact.uri.startswith("gs://") or not os.path.isdir(artifact.uri):
+        return []
+    out = []
+    for dirpath, _, names in os.walk(artifact.uri):
+        for name in sorted(names):
+            out.append(os.path.relpath(os.path.join(dirpath, name), artifact.uri))
+            if len(out) >= limit:
+                return out
+    return sorted(out)
+
+
+def checked_split(artifact: Artifact, split: str) -> str:
+    """``split`` if the artifact declares it; anything else (``..``, slashes, unknown names) is a 404."""
+    names = artifact.properties.get("split_names") or []
+    if not isinstance(names, list) or split not in names or not SPLIT_RE.match(split):
+        raise NotFoundError(f"split {split!r} is not one of the artifact's splits")
+    return split
+
+
+# ----- run view --------------------------------------------------------------------------------------------
+@dataclass
+class RunView:
+    dag_id: str
+    run_id: str
+    pipeline: str
+    graph: RunGraph
+    statistics: Artifact | None = None
+    stats_summary: dict[str, Any] = field(default_factory=dict)
+    schema: Artifact | None = None
+    anomalies_artifact: Artifact | None = None
+    anomalies: dict[str, Any] = field(default_factory=dict)
+    evaluation: Artifact | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    blessing_artifact: Artifact | None = None
+    blessing: dict[str, Any] = field(default_factory=dict)
+    pushed: Artifact | None = None
+    push_record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def splits(self) -> list[str]:
+        names = (self.statistics.properties.get("split_names") if self.statistics else None) or []
+        return [n for n in names if isinstance(n, str) and SPLIT_RE.match(n)]
+
+    def split_features(self, split: str) -> list[dict[str, Any]]:
+        splits = self.stats_summary.get("splits") or {}
+        if isinstance(splits, list):
+            splits = {s.get("name") or s.get("split"): s for s in splits if isinstance(s, dict)}
+        data = splits.get(split) or {}
+        feats = data.get("features") or []
+        if isinstance(feats, dict):
+            feats = [{"name": k, **v} for k, v in feats.items() if isinstance(v, dict)]
+        return [f for f in feats if isinstance(f, dict)]
+
+    def split_examples(self, split: str) -> Any:
+        splits = self.stats_summary.get("splits") or {}
+        if isinstance(splits, dict) and isinstance(splits.get(split), dict):
+            return splits[split].get("num_examples")
+        counts = self.statistics.properties.get("num_examples") if self.statistics else None
+        return counts.get(split) if isinstance(counts, dict) else None
+
+    @property
+    def schema_changes(self) -> list[Any]:
+        if self.schema is None:
+            return []
+        diff = self.schema.properties.get("diff")
+        if diff is None:
+            diff = read_json(self.schema, "schema_diff.json")
+        return diff if isinstance(diff, list) else ([diff] if diff else [])
+
+    @property
+    def baseline_by_slice(self) -> dict[str, dict[str, Any]]:
+        base = self.metrics.get("baseline") or {}
+        return {s.get("slice"): s.get("metrics") or {} for s in base.get("slices") or [] if isinstance(s, dict)}
+
+    @property
+    def blessed(self) -> bool | None:
+        if self.blessing_artifact is None:
+            return None
+        value = self.blessing.get("blessed", self.blessing_artifact.properties.get("blessed"))
+        return bool(value) if value is not None else None
+
+
+def pipeline_for_run(reader: MlmdReader, dag_id: str, xcoms: dict[str, Any]) -> str:
+    """The MLMD pipeline name behind a DAG: read from the executions its tasks reported, else the DAG id."""
+    ids = [int(v["execution_id"]) for v in xcoms.values() if isinstance(v, dict) and v.get("execution_id")]
+    return reader.pipeline_of_executions(ids) or dag_id
+
+
+def build_run_view(reader: MlmdReader, dag_id: str, run_id: str, pipeline: str) -> RunView:
+    graph = reader.run_graph(pipeline, run_id)
+    view = RunView(dag_id, run_id, pipeline, graph)
+    view.statistics = graph.latest_output("ExampleStatistics")
+    view.stats_summary = read_json(view.statistics, "summary.json") or {}
+    view.schema = graph.latest_output("Schema")
+    view.anomalies_artifact = graph.latest_output("ExampleAnomalies")
+    view.anomalies = read_json(view.anomalies_artifact, "anomalies.json") or {}
+    view.evaluation = graph.latest_output("ModelEvaluation")
+    view.metrics = read_json(view.evaluation, "metrics.json") or {}
+    view.blessing_artifact = graph.latest_output("ModelBlessing")
+    view.blessing = read_json(view.blessing_artifact, "blessing.json") or {}
+    if view.blessing_artifact and not view.blessing:
+        view.blessing = dict(view.blessing_artifact.properties)
+    view.pushed = graph.latest_output("PushedModel")
+    view.push_record = read_json(view.pushed, "push.json") or {}
+    return view
+
+
+def artifact_in_run(view: RunView, artifact_id: int) -> Artifact:
+    artifact = view.graph.artifacts.get(artifact_id)
+    if artifact is None:
+        raise NotFoundError(f"artifact {artifact_id} is not part of run {view.run_id}")
+    return artifact
+
+
+# ----- pipeline view ---------------------------------------------------------------------------------------
+@dataclass
+class SpanPoint:
+    run_id: str
+    span: Any
+    values: dict[str, float]
+
+
+@dataclass
+class PipelineView:
+    dag_id: str
+    pipeline: str
+    runs: list[dict[str, Any]]
+    metric_points: list[SpanPoint]
+    anomaly_points: list[SpanPoint]
+    pushes: list[dict[str, Any]]
+    rollbacks: list[Execution]
+
+    @property
+    def metric_names(self) -> list[str]:
+        return sorted({k for p in self.metric_points for k in p.values})
+
+    @property
+    def severities(self) -> list[str]:
+        return sorted({k for p in self.anomaly_points for k in p.values})
+
+    @property
+    def serving_version(self) -> Any:
+        """The version serving points at: the newest rollback target, else the newest push."""
+        for execution in reversed(self.rollbacks):
+            target = execution.properties.get("to_version") or execution.properties.get("version")
+            if target is not None:
+                return target
+        return self.pushes[-1]["version"] if self.pushes else None
+
+
+def _run_of(producers: dict[int, Execution], artifact: Artifact) -> str:
+    execution = producers.get(artifact.id)
+    return str(execution.properties.get("run_id", "")) if execution else ""
+
+
+def _overall_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    for entry in metrics.get("slices") or []:
+        if isinstance(entry, dict) and entry.get("slice") in ("Overall", "", None):
+            values = entry.get("metrics") or {}
+            return {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {}
+
+
+def _sort_key(point: SpanPoint) -> tuple[str, str]:
+    return (f"{point.span}".zfill(12), point.run_id)
+
+
+def build_pipeline_view(reader: MlmdReader, dag_id: str, pipeline: str, dag_runs: list[dict[str, Any]]) -> PipelineView:
+    evaluations = reader.pipeline_artifacts(pipeline, "ModelEvaluation")
+    anomalies = reader.pipeline_artifacts(pipeline, "ExampleAnomalies")
+    blessings = reader.pipeline_artifacts(pipeline, "ModelBlessing")
+    pushed = reader.pipeline_artifacts(pipeline, "PushedModel")
+    producers = reader.producers([a.id for a in [*evaluations, *anomalies, *blessings, *pushed]])
+
+    metric_points = [
+        SpanPoint(
+            _run_of(producers, a), a.properties.get("span", ""), _overall_metrics(read_json(a, "metrics.json") or {})
+        )
+        for a in evaluations
+    ]
+    anomaly_points = []
+    for a in anomalies:
+        counts = a.properties.get("severity_counts") or (read_json(a, "anomalies.json") or {}).get("counts") or {}
+        values = {str(k): float(v) for k, v in counts.items()} if isinstance(counts, dict) else {}
+        values["total"] = float(a.properties.get("anomaly_count", sum(values.values())))
+        anomaly_points.append(SpanPoint(_run_of(producers, a), a.properties.get("span", ""), values))
+    metric_points.sort(key=_sort_key)
+    anomaly_points.sort(key=_sort_key)
+
+    by_run: dict[str, dict[str, Any]] = {}
+    for point in metric_points:
+        by_run.setdefault(point.run_id, {}).update(span=point.span, metrics=point.values)
+    for point in anomaly_points:
+        by_run.setdefault(point.run_id, {}).update(span=point.span, anomalies=int(point.values.get("total", 0)))
+    for a in blessings:
+        by_run.setdefault(_run_of(producers, a), {})["blessed"] = bool(a.properties.get("blessed"))
+    pushes = []
+    for a in pushed:
+        run_id = _run_of(producers, a)
+        record = {"artifact_id": a.id, "run_id": run_id, "uri": a.uri, **a.properties}
+        pushes.append(record)
+        by_run.setdefault(run_id, {})["pushed_version"] = a.properties.get("version")
+    runs = []
+    for dag_run in dag_runs:
+        runs.append({**dag_run, **by_run.get(dag_run["run_id"], {})})
+    rollbacks = reader.pipeline_executions_like(pipeline, "Rollback")
+    return PipelineView(dag_id, pipeline, runs, metric_points, anomaly_points, pushes, rollbacks)
