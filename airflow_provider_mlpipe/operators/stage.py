@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_mlpipe.hooks.mlmd import MlmdHook, check_backend_fits_executor
+from airflow_provider_mlpipe.links.stage import MlpipeArtifactsLink, MlpipeRunViewLink
 from airflow_provider_mlpipe.operators.launch import FAILURE_PREFIX, kill_process_group, run_streaming, runtime_env
 from airflow_provider_mlpipe.operators.runtime_python import resolve_runtime_python
 from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, ArtifactRef, StageRequest, StageResult
@@ -42,6 +43,7 @@ class MlpipeStageOperator(BaseOperator):
     template_fields: Sequence[str] = ("pipeline_root", "stage_params", "beam_args", "runtime_python")
     template_fields_renderers = {"stage_params": "json"}
     ui_color = "#e8f1fb"
+    operator_extra_links = (MlpipeRunViewLink(), MlpipeArtifactsLink())
     stage_kind: str = ""
 
     def __init__(
