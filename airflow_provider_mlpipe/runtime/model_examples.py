@@ -33,6 +33,28 @@ def load_schema(schema_dir_or_file: str) -> schema_pb2.Schema:
         return text_format.Parse(fh.read(), schema_pb2.Schema())
 
 
+def schema_from_parquet(files: list[str]) -> schema_pb2.Schema:
+    """A schema without shapes from Parquet column types, for when no Schema artifact is wired.
+
+    Every feature may be missing (a null becomes an absent feature), which a serving signature that gives dense
+    features defaults accepts.
+    """
+    arrow_schema = pq.read_schema(files[0])
+    schema = schema_pb2.Schema()
+    for name, kind in zip(arrow_schema.names, arrow_schema.types, strict=True):
+        base = kind.value_type if pa.types.is_list(kind) or pa.types.is_large_list(kind) else kind
+        if pa.types.is_integer(base) or pa.types.is_boolean(base):
+            feature_type = schema_pb2.INT
+        elif pa.types.is_floating(base):
+            feature_type = schema_pb2.FLOAT
+        elif pa.types.is_string(base) or pa.types.is_large_string(base) or pa.types.is_binary(base):
+            feature_type = schema_pb2.BYTES
+        else:
+            continue  # timestamps, structs ...: not model features
+        schema.feature.add(name=name, type=feature_type)
+    return schema
+
+
 def split_dir(examples_uri: str, split: str) -> str:
     return os.path.join(examples_uri, f"Split-{split}")
 
@@ -114,13 +136,15 @@ def encode_examples(batch: pa.RecordBatch) -> list[bytes]:
     return example_coder.RecordBatchToExamplesEncoder().encode(batch)
 
 
-def write_tfrecords(files: list[str], schema: schema_pb2.Schema, path: str, batch_size: int = 65536) -> int:
-    """Write the rows of Parquet ``files`` as gzipped ``tf.Example`` TFRecords; returns the row count."""
+def write_tfrecords(
+    files: list[str], schema: schema_pb2.Schema, path: str, batch_size: int = 65536, compress: bool = True
+) -> int:
+    """Write the rows of Parquet ``files`` as (gzipped) ``tf.Example`` TFRecords; returns the row count."""
     import tensorflow as tf
 
     count = 0
     columns = [f.name for f in schema.feature]
-    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+    with tf.io.TFRecordWriter(path, options="GZIP" if compress else None) as writer:
         for batch in iter_batches(files, batch_size, columns):
             for record in encode_examples(to_list_batch(batch, schema)):
                 writer.write(record)

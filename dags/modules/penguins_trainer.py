@@ -2,7 +2,8 @@
 
 Trains a small dense network on the tf.Transform features and exports a SavedModel with two signatures:
 ``serving_default`` takes serialized raw ``tf.Example``s, applies the transform graph and returns class
-probabilities; ``transform_features`` returns the transformed features (the Evaluator reads the label there).
+probabilities; ``transform_features`` returns the transformed features (the Evaluator reads the label
+``species_xf`` there).
 
 Hyperparameters: ``learning_rate``, ``batch_size``, ``hidden_units``, ``seed`` and ``shuffle_labels`` (shuffles
 labels within each training batch, which trains a deliberately worse model for tests and demos).
@@ -19,12 +20,16 @@ CATEGORICAL_FEATURES = ["island", "sex"]
 LABEL_KEY = "species"
 
 
+def transformed_name(key: str) -> str:
+    return f"{key}_xf"
+
+
 def features_to_vector(features, tft_output: tft.TFTransformOutput):
     """One float vector per example: the z-scores, then one-hot island and sex (with their OOV bucket)."""
-    parts = [tf.reshape(tf.cast(features[key], tf.float32), [-1, 1]) for key in NUMERIC_FEATURES]
+    parts = [tf.reshape(tf.cast(features[transformed_name(key)], tf.float32), [-1, 1]) for key in NUMERIC_FEATURES]
     for key in CATEGORICAL_FEATURES:
         depth = tft_output.vocabulary_size_by_name(key) + 1
-        parts.append(tf.one_hot(tf.reshape(features[key], [-1]), depth))
+        parts.append(tf.one_hot(tf.reshape(features[transformed_name(key)], [-1]), depth))
     return tf.concat(parts, axis=1)
 
 
@@ -36,7 +41,7 @@ def _dataset(pattern, tft_output, batch_size: int, shuffle_labels: bool, seed: i
 
     def parse(serialized):
         features = tf.io.parse_example(serialized, spec)
-        labels = tf.reshape(features.pop(LABEL_KEY), [-1])
+        labels = tf.reshape(features.pop(transformed_name(LABEL_KEY)), [-1])
         if shuffle_labels:
             labels = tf.random.shuffle(labels, seed=seed)
         return features_to_vector(features, tft_output), labels
@@ -99,7 +104,7 @@ def run_fn(fn_args) -> None:
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(serialized):
         transformed = model.tft_layer(tf.io.parse_example(serialized, serving_spec))
-        transformed.pop(LABEL_KEY, None)
+        transformed.pop(transformed_name(LABEL_KEY), None)
         return {"probabilities": model(features_to_vector(transformed, tft_output))}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import shutil
 import traceback
 from typing import Any
 
@@ -98,6 +99,8 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
             f"run_fn in {module_file} returned without exporting a SavedModel to fn_args.serving_model_dir "
             f"({SERVING_DIR}/saved_model.pb is missing)."
         )
+    # The model carries the raw schema it was trained on, so the Evaluator encodes examples the way serving parses.
+    shutil.copyfile(fn_args.schema_path, os.path.join(ctx.output("model").path, model_examples.SCHEMA_FILE))
     signatures = _signatures(fn_args.serving_model_dir)
     if "serving_default" not in signatures:
         raise UserCodeError(f"The exported model has no serving_default signature (it has {sorted(signatures)}).")

@@ -1,0 +1,177 @@
+"""Evaluator: metrics per slice for the candidate model and the latest blessed baseline, and the blessing.
+
+The baseline is ``ctx.resolved["baseline_model"]`` (the runner's ``latest_blessed_model`` resolver); on the first
+run there is none and change thresholds are skipped, as in TFX. ``engine``: ``fast`` (batched predictions and
+exact metric arithmetic, see ``model_eval_fast``), ``tfma`` (TFMA's ``run_model_analysis`` on Beam, writing
+``tfma/``), or ``auto`` (fast when it supports every configured metric). Both engines give identical metric
+values, and the blessing is decided by one rule set (``model_eval_config.validate``, TFMA's semantics).
+
+Outputs: ``evaluation`` (``metrics.json``) and ``blessing`` (``BLESSED`` or ``NOT_BLESSED`` holding the reason,
+``blessing.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any
+
+from airflow_provider_mlpipe.runtime import model_eval_config, model_examples
+from airflow_provider_mlpipe.runtime.context import ExecutorContext
+from airflow_provider_mlpipe.runtime.model_eval_config import OVERALL, EvalSpec
+
+log = logging.getLogger("mlpipe.runtime.evaluator")
+
+SERVING_DIR = "Format-Serving"
+
+
+def _serving_dir(model_uri: str) -> str:
+    path = os.path.join(model_uri, SERVING_DIR)
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        raise FileNotFoundError(f"The model artifact {model_uri} has no {SERVING_DIR}/saved_model.pb.")
+    return path
+
+
+def _has_signature(saved_model_dir: str, name: str) -> bool:
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(saved_model_dir, "saved_model.pb"), "rb") as fh:
+        proto.ParseFromString(fh.read())
+    return any(name in graph.signature_def for graph in proto.meta_graphs)
+
+
+def choose_engine(spec: EvalSpec) -> str:
+    from airflow_provider_mlpipe.runtime import model_eval_fast
+
+    missing = model_eval_fast.unsupported(spec)
+    if spec.engine == "fast" and missing:
+        raise ValueError(f"engine: fast cannot compute {missing} exactly; use engine: tfma or auto.")
+    if spec.engine == "auto":
+        return "tfma" if missing else "fast"
+    return spec.engine
+
+
+def _ordered(metrics: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    names = sorted(metrics, key=lambda n: (n != OVERALL, n))
+    return [{"slice": name, "metrics": metrics[name]} for name in names]
+
+
+def execute(ctx: ExecutorContext) -> dict[str, Any]:
+    spec = model_eval_config.parse_params(ctx.params)
+    examples = ctx.input("examples")
+    model = ctx.input("model")
+    baseline = ctx.resolved.get("baseline_model")
+    if baseline is not None and baseline.id is not None and baseline.id == model.id:
+        baseline = None  # a model is never its own baseline
+    split = ctx.params.get("eval_split", "eval")
+    files = model_examples.split_files(examples.uri, split)
+    schema_ref = ctx.optional_input("schema")
+    schema = _schema(schema_ref.uri if schema_ref else None, model.uri, files)
+    model_dir = _serving_dir(model.uri)
+    baseline_dir = _serving_dir(baseline.uri) if baseline is not None else None
+    engine = choose_engine(spec)
+    started = time.monotonic()
+    tfma_ok: bool | None = None
+    if engine == "fast":
+        from airflow_provider_mlpipe.runtime import model_eval_fast
+
+        candidate, base = model_eval_fast.evaluate(spec, model_dir, baseline_dir, files, schema)
+    else:
+        from airflow_provider_mlpipe.runtime import model_eval_tfma
+
+        candidate, base, tfma_ok = model_eval_tfma.evaluate(
+            spec,
+            model_dir,
+            baseline_dir,
+            files,
+            schema,
+            output_path=os.path.join(ctx.output("evaluation").path, "tfma"),
+            tmp_dir=ctx.tmp_dir,
+            beam_args=ctx.beam_args,
+            has_transform=_has_signature(model_dir, model_eval_config.TRANSFORM_SIGNATURE),
+        )
+    seconds = round(time.monotonic() - started, 3)
+    failed = model_eval_config.validate(spec, candidate, base)
+    blessed = not failed
+    if tfma_ok is not None and tfma_ok != blessed:
+        log.warning("TFMA's own validation says %s, mlpipe's rules say %s.", tfma_ok, blessed)
+    reason = model_eval_config.reason(failed, base is not None)
+    thresholds = [
+        {
+            "metric": m.name,
+            "lower_bound": m.lower_bound,
+            "upper_bound": m.upper_bound,
+            "change": (
+                {"direction": m.change_direction, "absolute": m.change_absolute, "relative": m.change_relative}
+                if m.has_change_threshold
+                else None
+            ),
+            "change_applied": base is not None and m.has_change_threshold,
+        }
+        for m in spec.metrics
+        if m.has_value_threshold or m.has_change_threshold
+    ]
+    metrics_doc: dict[str, Any] = {
+        "engine": engine,
+        "seconds": seconds,
+        "label_key": spec.label_key,
+        "model_id": model.id,
+        "slices": _ordered(candidate),
+        "thresholds": thresholds,
+        "baseline": None,
+    }
+    if base is not None:
+        diffs = {
+            s: {k: v - base[s][k] for k, v in vals.items() if k in base.get(s, {})}
+            for s, vals in candidate.items()
+            if s in base
+        }
+        metrics_doc["baseline"] = {"model_id": baseline.id, "slices": _ordered(base), "diff": _ordered(diffs)}
+    if tfma_ok is not None:
+        metrics_doc["tfma_validation_ok"] = tfma_ok
+    eval_dir = ctx.output("evaluation").path
+    with open(os.path.join(eval_dir, "metrics.json"), "w", encoding="utf-8") as fh:
+        json.dump(metrics_doc, fh, indent=2, sort_keys=True)
+
+    blessing_dir = ctx.output("blessing").path
+    blessing_doc = {
+        "blessed": blessed,
+        "reason": reason,
+        "failed": failed,
+        "current_model_id": model.id,
+        "baseline_model_id": baseline.id if baseline is not None else None,
+    }
+    with open(os.path.join(blessing_dir, "blessing.json"), "w", encoding="utf-8") as fh:
+        json.dump(blessing_doc, fh, indent=2, sort_keys=True)
+    with open(os.path.join(blessing_dir, "BLESSED" if blessed else "NOT_BLESSED"), "w", encoding="utf-8") as fh:
+        fh.write(reason + "\n")
+
+    span = examples.properties.get("span", model.properties.get("span"))
+    eval_props: dict[str, Any] = {"engine": engine}
+    blessing_props: dict[str, Any] = {"blessed": int(blessed), "reason": reason}
+    if model.id is not None:
+        blessing_props["current_model_id"] = model.id
+    if baseline is not None and baseline.id is not None:
+        eval_props["baseline_model_id"] = blessing_props["baseline_model_id"] = baseline.id
+    if span is not None:
+        eval_props["span"] = blessing_props["span"] = span
+    ctx.output("evaluation").properties.update(eval_props)
+    ctx.output("blessing").properties.update(blessing_props)
+    overall = candidate.get(OVERALL, {})
+    log.info("%s: %s", "BLESSED" if blessed else "NOT_BLESSED", reason)
+    return {"blessed": blessed, "reason": reason, "engine": engine, "seconds": seconds, "overall": overall}
+
+
+def _schema(schema_uri: str | None, model_uri: str, files: list[str]) -> Any:
+    """The raw schema that encodes Parquet rows as the model parses them: a wired Schema input, else the copy the
+    Trainer keeps in the model artifact, else (a model from elsewhere) the Parquet column types."""
+    if schema_uri:
+        return model_examples.load_schema(schema_uri)
+    kept = os.path.join(model_uri, model_examples.SCHEMA_FILE)
+    if os.path.isfile(kept):
+        return model_examples.load_schema(kept)
+    log.warning("No schema input and none in the model artifact: encoding examples by their Parquet types.")
+    return model_examples.schema_from_parquet(files)

@@ -1,0 +1,234 @@
+"""The Evaluator's configuration: spec params -> metric specs, a TFMA ``EvalConfig``, and threshold checks.
+
+Threshold semantics are TFMA's (``tensorflow_model_analysis/evaluators/metrics_validator.py``): a value
+threshold passes when ``lower_bound <= value <= upper_bound``; a change threshold compares
+``diff = candidate - baseline`` with ``absolute`` (``diff >= absolute`` when higher is better, ``<=`` when lower
+is better) and ``diff / baseline`` with ``relative``. Thresholds apply to every slice, as TFMA applies a
+threshold without ``per_slice_thresholds``. Without a baseline, change thresholds are skipped (as in TFX).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+OVERALL = "Overall"
+EXAMPLE_COUNT = "example_count"
+CANDIDATE = "candidate"
+BASELINE = "baseline"
+TRANSFORM_SIGNATURE = "transform_features"
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+@dataclass
+class MetricSpec:
+    name: str
+    class_name: str
+    lower_bound: float | None = None
+    upper_bound: float | None = None
+    change_direction: str | None = None  # "higher_is_better" or "lower_is_better"
+    change_absolute: float | None = None
+    change_relative: float | None = None
+
+    @property
+    def has_value_threshold(self) -> bool:
+        return self.lower_bound is not None or self.upper_bound is not None
+
+    @property
+    def has_change_threshold(self) -> bool:
+        return self.change_direction is not None and (
+            self.change_absolute is not None or self.change_relative is not None
+        )
+
+
+@dataclass
+class EvalSpec:
+    label_key: str
+    slices: list[list[str]]
+    metrics: list[MetricSpec]
+    prediction_key: str | None = None
+    engine: str = "auto"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _float(value: Any, what: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"The evaluator's {what} must be a number, not {value!r}.")
+
+
+def parse_params(params: dict[str, Any]) -> EvalSpec:
+    label_key = params.get("label_key")
+    if not label_key:
+        raise ValueError("The evaluator stage needs params.label_key.")
+    slices = [list(s) for s in (params.get("slices") or [[]])]
+    if [] not in slices:
+        slices.insert(0, [])
+    metrics: list[MetricSpec] = []
+    for raw in params.get("metrics") or []:
+        class_name = raw.get("class_name")
+        if not class_name:
+            raise ValueError(f"An evaluator metric needs a class_name: {raw!r}.")
+        threshold = raw.get("threshold") or {}
+        change = threshold.get("change") or {}
+        direction = change.get("direction")
+        if change and direction not in ("higher_is_better", "lower_is_better"):
+            raise ValueError(f"A change threshold needs direction higher_is_better or lower_is_better: {change!r}.")
+        metrics.append(
+            MetricSpec(
+                name=raw.get("name") or _snake(class_name),
+                class_name=class_name,
+                lower_bound=_float(threshold.get("lower_bound"), "lower_bound"),
+                upper_bound=_float(threshold.get("upper_bound"), "upper_bound"),
+                change_direction=direction,
+                change_absolute=_float(change.get("absolute"), "change.absolute"),
+                change_relative=_float(change.get("relative"), "change.relative"),
+            )
+        )
+    if not any(m.class_name == "ExampleCount" for m in metrics):
+        metrics.insert(0, MetricSpec(name=EXAMPLE_COUNT, class_name="ExampleCount"))
+    names = [m.name for m in metrics]
+    if len(set(names)) != len(names):
+        raise ValueError(f"The evaluator's metric names must be unique: {names}.")
+    engine = params.get("engine", "auto")
+    if engine not in ("auto", "fast", "tfma"):
+        raise ValueError(f"params.engine must be auto, fast or tfma, not {engine!r}.")
+    return EvalSpec(
+        label_key=label_key,
+        slices=slices,
+        metrics=metrics,
+        prediction_key=params.get("prediction_key"),
+        engine=engine,
+    )
+
+
+def slice_name(pairs: list[tuple[str, Any]] | tuple[tuple[str, Any], ...]) -> str:
+    """``Overall`` or ``island=Biscoe`` (``a=x, b=y`` for crosses), the names metrics.json uses."""
+    if not pairs:
+        return OVERALL
+    parts = []
+    for column, value in pairs:
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        parts.append(f"{column}={value}")
+    return ", ".join(parts)
+
+
+def tfma_eval_config(spec: EvalSpec, has_transform: bool, with_baseline: bool) -> Any:
+    """The TFMA ``EvalConfig`` for this spec (change thresholds only when a baseline exists)."""
+    import tensorflow_model_analysis as tfma
+
+    def model_spec(name: str, is_baseline: bool) -> Any:
+        model = tfma.ModelSpec(
+            name=name, signature_name="serving_default", label_key=spec.label_key, is_baseline=is_baseline
+        )
+        if spec.prediction_key:
+            model.prediction_key = spec.prediction_key
+        if has_transform:
+            model.preprocessing_function_names.append(TRANSFORM_SIGNATURE)
+        return model
+
+    metric_configs = []
+    for metric in spec.metrics:
+        config = tfma.MetricConfig(class_name=metric.class_name, config=json.dumps({"name": metric.name}))
+        if metric.has_value_threshold:
+            value = config.threshold.value_threshold
+            if metric.lower_bound is not None:
+                value.lower_bound.value = metric.lower_bound
+            if metric.upper_bound is not None:
+                value.upper_bound.value = metric.upper_bound
+        if with_baseline and metric.has_change_threshold:
+            change = config.threshold.change_threshold
+            change.direction = (
+                tfma.MetricDirection.HIGHER_IS_BETTER
+                if metric.change_direction == "higher_is_better"
+                else tfma.MetricDirection.LOWER_IS_BETTER
+            )
+            if metric.change_absolute is not None:
+                change.absolute.value = metric.change_absolute
+            if metric.change_relative is not None:
+                change.relative.value = metric.change_relative
+        metric_configs.append(config)
+    models = [model_spec(CANDIDATE, False)]
+    if with_baseline:
+        models.append(model_spec(BASELINE, True))
+    config = tfma.EvalConfig(
+        model_specs=models,
+        slicing_specs=[tfma.SlicingSpec(feature_keys=s) if s else tfma.SlicingSpec() for s in spec.slices],
+        metrics_specs=[tfma.MetricsSpec(metrics=metric_configs)],
+    )
+    # Only the configured metrics: not the Keras model's compiled loss and metrics, which TFMA adds by default.
+    config.options.include_default_metrics.value = False
+    return config
+
+
+def validate(
+    spec: EvalSpec,
+    candidate: dict[str, dict[str, float]],
+    baseline: dict[str, dict[str, float]] | None,
+) -> list[dict[str, Any]]:
+    """Failed thresholds, per slice and metric, with TFMA's rules; an empty list means blessed."""
+    failed: list[dict[str, Any]] = []
+    for slice_key, values in candidate.items():
+        for metric in spec.metrics:
+            value = values.get(metric.name)
+            if value is None:
+                continue
+            if metric.has_value_threshold:
+                lower = -math.inf if metric.lower_bound is None else metric.lower_bound
+                upper = math.inf if metric.upper_bound is None else metric.upper_bound
+                if not (lower <= value <= upper):
+                    bound = f"lower_bound {lower}" if value < lower else f"upper_bound {upper}"
+                    failed.append({"metric": metric.name, "slice": slice_key, "value": value, "threshold": bound})
+            base = (baseline or {}).get(slice_key, {}).get(metric.name)
+            if base is None or not metric.has_change_threshold:
+                continue
+            diff = value - base
+            higher = metric.change_direction == "higher_is_better"
+            checks = []
+            if metric.change_absolute is not None:
+                ok = diff >= metric.change_absolute if higher else diff <= metric.change_absolute
+                checks.append((ok, f"change absolute {metric.change_absolute} ({metric.change_direction})"))
+            if metric.change_relative is not None:
+                ratio = math.nan if math.isclose(base, 0.0) else diff / base
+                ok = ratio >= metric.change_relative if higher else ratio <= metric.change_relative
+                checks.append((ok, f"change relative {metric.change_relative} ({metric.change_direction})"))
+            for ok, text in checks:
+                if not ok:
+                    failed.append(
+                        {
+                            "metric": metric.name,
+                            "slice": slice_key,
+                            "value": value,
+                            "baseline": base,
+                            "diff": diff,
+                            "threshold": text,
+                        }
+                    )
+    return failed
+
+
+def reason(failed: list[dict[str, Any]], with_baseline: bool) -> str:
+    if not failed:
+        against = "and the change thresholds against the baseline" if with_baseline else "(no baseline yet)"
+        return f"All value thresholds {against} passed."
+    parts = []
+    for item in failed[:5]:
+        if "diff" in item:
+            parts.append(
+                f"{item['metric']} on {item['slice']}: {item['value']:.4f} vs baseline {item['baseline']:.4f} "
+                f"(diff {item['diff']:+.4f}) fails {item['threshold']}"
+            )
+        else:
+            parts.append(f"{item['metric']} on {item['slice']}: {item['value']:.4f} fails {item['threshold']}")
+    more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
+    return "; ".join(parts) + more
