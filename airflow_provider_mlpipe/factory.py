@@ -62,8 +62,13 @@ def load_pipelines(
             errors.append(exc)
             continue
         dags[pipeline.name] = globals_dict[f"mlpipe__{pipeline.name}"] = dag
+    bag = _parsing_dagbag()
+    if bag is not None and isinstance(getattr(bag, "file_last_changed", None), dict):
+        # `airflow dags reserialize` clears import errors of the files it parsed: count the good specs in
+        for pipeline in pipelines:
+            bag.file_last_changed.setdefault(str(pipeline.loaded.path.resolve()), datetime.now())
     if errors:
-        report_spec_errors(errors)
+        report_spec_errors(errors, bag)
     return dags
 
 
@@ -213,7 +218,7 @@ def _parsing_dagbag() -> Any:
     module = sys.modules.get("airflow.dag_processing.dagbag")
     if module is None:  # nothing imported it, so no DagBag is parsing us (e.g. a plain `python dags/x.py`)
         return None
-    frame = sys._getframe(1)
+    frame: Any = sys._getframe(1)
     while frame is not None:
         candidate = frame.f_locals.get("self")
         if isinstance(candidate, module.DagBag):
@@ -229,9 +234,8 @@ def _bag_key(bag: Any, path: Path) -> str:
         return str(path.resolve())
 
 
-def report_spec_errors(errors: list[SpecErrors]) -> None:
+def report_spec_errors(errors: list[SpecErrors], bag: Any = None) -> None:
     """Log every spec error, and record each spec's errors as that spec file's import error in the DagBag."""
-    bag = _parsing_dagbag()
     for exc in errors:
         path = getattr(exc, "path", None)
         key = _bag_key(bag, path) if bag is not None and path is not None else exc.file

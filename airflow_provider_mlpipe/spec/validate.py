@@ -115,7 +115,8 @@ def _message(error: dict[str, Any], path: FieldPath, kinds: dict[str, str]) -> s
         field = next((str(p) for p in reversed(path) if isinstance(p, str)), "")
         return f"Invalid value {shown}. {_PATTERN_HELP.get(field, 'It must match ' + str(ctx.get('pattern')))}"
     if kind in ("too_short", "too_long"):
-        return f"Needs {'at least' if kind == 'too_short' else 'at most'} {ctx.get('min_length', ctx.get('max_length'))} item(s)."
+        bound = ctx.get("min_length", ctx.get("max_length"))
+        return f"Needs {'at least' if kind == 'too_short' else 'at most'} {bound} item(s)."
     if kind in ("value_error", "assertion_error"):
         return str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
     for prefix, words in _TYPE_WORDS.items():
@@ -265,10 +266,10 @@ def _semantic(loaded: LoadedSpec, spec: PipelineSpec) -> None:
     for gate in ("data_validation", "blessing"):
         config = getattr(spec.gates, gate)
         if config is not None and config.policy == "warn" and loaded.environment != "dev":
-            env = loaded.environment or "no environment"
             raise loaded.error(
                 ("gates", gate, "policy"),
-                f"The policy 'warn' is only allowed in the dev environment (selected: {env}). Use fail or skip.",
+                "The policy 'warn' is only allowed in the dev environment; use fail or skip, or move it to "
+                "environments.dev.",
             )
 
 
