@@ -13,6 +13,26 @@ def get_provider_info() -> dict[str, Any]:
         "name": "mlpipe",
         "description": "TFX-style ML pipelines (TFDV, tf.Transform, Keras, TFMA, MLMD, Beam) from YAML specs.",
         "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "mlpipe",
+                "external-doc-url": "https://github.com/mlpipe/airflow-provider-mlpipe",
+                "tags": ["software"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "mlpipe",
+                "python-modules": [
+                    "airflow_provider_mlpipe.operators.stage",
+                    "airflow_provider_mlpipe.operators.stages",
+                    "airflow_provider_mlpipe.operators.container",
+                ],
+            }
+        ],
+        "sensors": [{"integration-name": "mlpipe", "python-modules": ["airflow_provider_mlpipe.sensors.gates"]}],
+        "triggers": [{"integration-name": "mlpipe", "python-modules": ["airflow_provider_mlpipe.triggers.gates"]}],
+        "hooks": [{"integration-name": "mlpipe", "python-modules": ["airflow_provider_mlpipe.hooks.mlmd"]}],
         "connection-types": [
             {
                 "connection-type": "mlmd",

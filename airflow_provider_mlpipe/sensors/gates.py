@@ -23,8 +23,6 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 # PokeReturnValue is not (yet) in version_compat; airflow.sdk is where Airflow 3 exports it.
-from airflow.sdk import PokeReturnValue
-
 from airflow_provider_mlpipe.operators.launch import kill_process_group, run_streaming, runtime_env
 from airflow_provider_mlpipe.operators.runtime_python import resolve_runtime_python
 from airflow_provider_mlpipe.protocol import ArtifactRef, StageResult
@@ -37,6 +35,7 @@ from airflow_provider_mlpipe.version_compat import (
     AirflowSkipException,
     BaseSensorOperator,
     Context,
+    PokeReturnValue,
 )
 
 POLICIES = ("fail", "skip", "warn")
