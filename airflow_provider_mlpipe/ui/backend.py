@@ -110,10 +110,11 @@ class UiBackend:
 
     def rollback(self, pipeline: str, version: str) -> CommandOutcome:
         """Run the rollback command in the runtime venv; it re-points serving and records the rollback in MLMD."""
-        from airflow_provider_mlpipe.operators.launch import runtime_env
+        from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV
 
         command = self.rollback_command(pipeline, version)
-        env = runtime_env(self.mlmd_conn_id)
+        # The same store the views read; the password travels in the environment, never on a command line.
+        env = {**os.environ, MLMD_CONFIG_ENV: json.dumps(self.mlmd_config()), "PYTHONUNBUFFERED": "1"}
         env.setdefault("MLPIPE_ROLLBACK_REQUESTED_BY", "airflow-ui")
         try:
             proc = subprocess.run(

@@ -258,7 +258,7 @@ def _execute(stage: str, req: dict[str, Any], out: dict[str, Path]) -> tuple[dic
     raise ValueError(stage)
 
 
-def runtime_main(stage: str, request_json: str) -> None:
+def runtime_main(stage: str, request_json: str) -> dict[str, Any]:
     from airflow_provider_mlpipe.protocol import ArtifactRef, StageResult
     from airflow_provider_mlpipe.runtime.metadata import MetadataClient, State, properties_of
 
@@ -282,9 +282,7 @@ def runtime_main(stage: str, request_json: str) -> None:
         if earlier:
             outputs = client.outputs_of(earlier[0].id)
             client.finish_execution(execution_id, contexts, outputs, {"cached_from": earlier[0].id}, State.CACHED)
-            result = StageResult(stage, execution_id, True, outputs, {"cached_from": earlier[0].id})
-            print("RESULT " + result.to_json())
-            return
+            return StageResult(stage, execution_id, True, outputs, {"cached_from": earlier[0].id}).to_dict()
     slots = {slot: Path(req["root"], PIPELINE, stage, str(execution_id), slot) for slot, _ in CHAIN_OUT[stage]}
     for path in slots.values():
         path.mkdir(parents=True)
@@ -298,16 +296,33 @@ def runtime_main(stage: str, request_json: str) -> None:
         for slot, atype in CHAIN_OUT[stage]
     }
     client.finish_execution(execution_id, contexts, outputs, {"summary": summary})
-    print("RESULT " + StageResult(stage, execution_id, False, outputs, summary).to_json())
+    return StageResult(stage, execution_id, False, outputs, summary).to_dict()
+
+
+def runtime_batch(runs_json: str) -> dict[str, dict[str, Any]]:
+    """Whole runs in one process (for tests without Airflow): run_id -> task_id -> StageResult dict."""
+    out: dict[str, dict[str, Any]] = {}
+    for run in json.loads(runs_json):
+        results: dict[str, Any] = {}
+        for stage, _, upstream, _ in CHAIN:
+            inputs = {slot: results[task]["outputs"][slot] for slot, task in upstream.items()}
+            if stage == "pusher" and not inputs["blessing"][0]["properties"]["blessed"]:
+                continue
+            results[stage] = runtime_main(stage, json.dumps({**run, "inputs": inputs}))
+        out[run["run_id"]] = results
+    return out
 
 
 CHAIN_OUT = {name: outs for name, _, _, outs in CHAIN}
 
 if __name__ == "__main__":
-    runtime_main(sys.argv[1], sys.argv[2])
+    if sys.argv[1] == "--batch":
+        print("RESULT " + json.dumps(runtime_batch(sys.argv[2]), default=str))
+    else:
+        print("RESULT " + json.dumps(runtime_main(sys.argv[1], sys.argv[2]), default=str))
 else:  # ----- Airflow side ---------------------------------------------------------------------------------
     import pendulum
-    from airflow.sdk import DAG, task
+    from airflow.sdk import DAG
 
     def _run_stage(stage: str, upstream: dict[str, str], **context: Any) -> dict[str, Any]:
         from importlib.resources import files
@@ -340,6 +355,22 @@ else:  # ----- Airflow side ----------------------------------------------------
             raise RuntimeError(f"{stage} failed: {proc.stderr[-500:]}")
         return json.loads(proc.stdout.split("RESULT ", 1)[1])
 
+    from airflow.sdk import BaseOperator
+
+    from airflow_provider_mlpipe.links.stage import MlpipeArtifactsLink, MlpipeRunViewLink
+
+    class FixtureStageOperator(BaseOperator):
+        """Carries the same extra links as MlpipeStageOperator, so the UI tests can follow them."""
+
+        operator_extra_links = (MlpipeRunViewLink(), MlpipeArtifactsLink())
+
+        def __init__(self, *, stage: str, upstream: dict[str, str], **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.stage, self.upstream = stage, upstream
+
+        def execute(self, context: Any) -> dict[str, Any]:
+            return _run_stage(self.stage, self.upstream, **context)
+
     with DAG(
         dag_id=PIPELINE,
         schedule=None,
@@ -348,6 +379,6 @@ else:  # ----- Airflow side ----------------------------------------------------
     ):
         tasks = {}
         for name, _, upstream, _ in CHAIN:
-            tasks[name] = task(task_id=name)(_run_stage)(stage=name, upstream=upstream)
+            tasks[name] = FixtureStageOperator(task_id=name, stage=name, upstream=upstream)
             for task_id in upstream.values():
                 tasks[task_id] >> tasks[name]
