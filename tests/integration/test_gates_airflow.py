@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.airflow_env import AIRFLOW, REPO, AirflowEnv, mlmd_dump
+from tests.support.airflow_env import REPO, AirflowEnv, mlmd_dump
+from tests.support.airflow_stack import AirflowStack, free_port, query, stack_env, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -67,24 +64,9 @@ def tree_digest(root: Path) -> dict[str, str]:
     }
 
 
-def query(env: AirflowEnv, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    with env.db() as conn:
-        return conn.execute(sql, args).fetchall()
-
-
 def run_state(env: AirflowEnv, dag_id: str) -> tuple[str, str]:
     [(run_id, state)] = query(env, "select run_id, state from dag_run where dag_id=? order by id desc limit 1", dag_id)
     return run_id, state
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"Timed out after {timeout:.0f} s waiting for {what}.")
 
 
 def gate_executions(env: AirflowEnv) -> list[dict[str, Any]]:
@@ -199,55 +181,6 @@ def test_a_regressed_model_is_blocked_at_the_blessing_gate(gates_env: AirflowEnv
 
 
 # ----- a real scheduler, triggerer and execution API: deferral and reschedule ------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class AirflowStack:
-    """api-server (execution API only), scheduler (LocalExecutor), dag-processor and triggerer, all local."""
-
-    COMMANDS = {
-        "api-server": ["api-server", "--apps", "execution", "-H", "127.0.0.1", "-p", "{port}"],
-        "scheduler": ["scheduler", "--skip-serve-logs"],  # no log server: it would listen on all interfaces
-        "dag-processor": ["dag-processor"],
-        "triggerer": ["triggerer", "--skip-serve-logs"],
-    }
-
-    def __init__(self, env: AirflowEnv, port: int) -> None:
-        self.env, self.port = env, port
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def log(self, name: str) -> str:
-        return (self.env.home / f"{name}.out").read_text(errors="replace")
-
-    def start(self) -> None:
-        for name, args in self.COMMANDS.items():
-            with open(self.env.home / f"{name}.out", "wb") as out:
-                command = [AIRFLOW, *(a.format(port=self.port) for a in args)]
-                self.processes[name] = subprocess.Popen(
-                    command, env=self.env.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-                )
-
-    def check_alive(self) -> None:
-        for name, proc in self.processes.items():
-            if proc.poll() is not None:
-                raise AssertionError(f"airflow {name} exited with {proc.returncode}:\n{self.log(name)[-4000:]}")
-
-    def stop(self) -> None:
-        for proc in self.processes.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        for proc in self.processes.values():
-            try:
-                proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-
-
 @pytest.fixture
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
     dags = tmp_path_factory.mktemp("gate-dags")
@@ -259,15 +192,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
         {
             "MLPIPE_TEST_GATES_ROOT": str(tmp_path_factory.mktemp("gate-root")),
             # Airflow 3.3 runs LocalExecutor on SQLite (what `airflow standalone` does); no PostgreSQL needed.
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "2",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(port),
-            # Every process must sign and check task tokens with the same secret.
-            "AIRFLOW__API_AUTH__JWT_SECRET": hashlib.sha256(os.urandom(16)).hexdigest(),
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            **stack_env(port),
         },
     )
     env.migrate()
