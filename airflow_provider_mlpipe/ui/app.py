@@ -223,10 +223,10 @@ def create_app(backend: UiBackend | None = None) -> FastAPI:
             dag_id,
         )
         view = build_pipeline_view(reader, dag_id, pipeline, runs)
-        known = {str(p.get("version")) for p in view.pushes}
-        if version not in known:
+        destination = view.destination_of(version)
+        if destination is None:
             raise HTTPException(status_code=404, detail=f"version {version} was never pushed by {pipeline}")
-        outcome = backend.rollback(pipeline, version)
+        outcome = backend.rollback(pipeline, version, destination)
         log.info("Rollback of %s to version %s: exit %s", pipeline, version, outcome.returncode)
         return _page(
             "rollback.html",

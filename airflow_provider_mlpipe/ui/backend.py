@@ -102,17 +102,18 @@ class UiBackend:
             for r in reversed(rows)
         ]
 
-    def rollback_command(self, pipeline: str, version: str) -> list[str]:
+    def rollback_command(self, pipeline: str, version: str, destination: str) -> list[str]:
         from airflow_provider_mlpipe.operators.runtime_python import resolve_runtime_python
 
         python = resolve_runtime_python()
-        return [python, "-m", "airflow_provider_mlpipe.runtime", "rollback", pipeline, "--to", version]
+        runtime = "airflow_provider_mlpipe.runtime"
+        return [python, "-m", runtime, "rollback", pipeline, "--to", version, "--destination", destination]
 
-    def rollback(self, pipeline: str, version: str) -> CommandOutcome:
+    def rollback(self, pipeline: str, version: str, destination: str) -> CommandOutcome:
         """Run the rollback command in the runtime venv; it re-points serving and records the rollback in MLMD."""
         from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV
 
-        command = self.rollback_command(pipeline, version)
+        command = self.rollback_command(pipeline, version, destination)
         # The same store the views read; the password travels in the environment, never on a command line.
         env = {**os.environ, MLMD_CONFIG_ENV: json.dumps(self.mlmd_config()), "PYTHONUNBUFFERED": "1"}
         env.setdefault("MLPIPE_ROLLBACK_REQUESTED_BY", "airflow-ui")

@@ -210,12 +210,16 @@ class PipelineView:
 
     @property
     def serving_version(self) -> Any:
-        """The version serving points at: the newest rollback target, else the newest push."""
-        for execution in reversed(self.rollbacks):
-            target = execution.properties.get("to_version") or execution.properties.get("version")
-            if target is not None:
-                return target
-        return self.pushes[-1]["version"] if self.pushes else None
+        """TF Serving serves the highest version; a rollback pushes a copy of the target as a new highest one."""
+        versions = [p["version"] for p in self.pushes if isinstance(p.get("version"), int)]
+        return max(versions) if versions else None
+
+    def destination_of(self, version: str) -> str | None:
+        """The destination a version was pushed to, from MLMD (never from the request)."""
+        for push in reversed(self.pushes):
+            if str(push.get("version")) == version and push.get("destination"):
+                return str(push["destination"])
+        return None
 
 
 def _run_of(producers: dict[int, Execution], artifact: Artifact) -> str:

@@ -82,8 +82,8 @@ class FakeBackend(UiBackend):
     def dag_runs(self, dag_id: str, limit: int = 200) -> list[dict[str, Any]]:
         return [{"run_id": r, "state": "success", "logical_date": str(s)} for r, s, _ in RUNS] if dag_id == DAG else []
 
-    def rollback_command(self, pipeline: str, version: str) -> list[str]:
-        return [sys.executable, str(self.rollback_script), pipeline, "--to", version]
+    def rollback_command(self, pipeline: str, version: str, destination: str) -> list[str]:
+        return [sys.executable, str(self.rollback_script), pipeline, "--to", version, "--destination", destination]
 
 
 @pytest.fixture
@@ -252,7 +252,8 @@ def test_rollback_needs_confirmation_a_pushed_version_and_the_same_origin(
     done = client.post(url, data={"version": "1", "confirm": "yes"})
     assert done.status_code == 200 and "Rolled back penguins_ui to version 1" in done.text
     [call] = [json.loads(line) for line in calls.read_text().splitlines()]
-    assert call["argv"] == ["penguins_ui", "--to", "1"]
+    destination = backend.store.artifact(RUN1, "pusher", "pushed_model")["properties"]["destination"]
+    assert call["argv"] == ["penguins_ui", "--to", "1", "--destination", destination]
     assert json.loads(call["mlmd"])["path"] == str(backend.store.mlmd)
 
 
