@@ -23,7 +23,11 @@ def format_field(path: Sequence[str | int]) -> str:
 
 def suggest(word: str, choices: Iterable[str]) -> str:
     """A " Did you mean 'x'?" suffix, or an empty string when nothing is close."""
-    close = difflib.get_close_matches(str(word), sorted(set(choices)), n=1, cutoff=0.6)
+    options = sorted(set(choices))
+    close = difflib.get_close_matches(str(word), options, n=1, cutoff=0.6)
+    if not close:  # abbreviations and long forms: "prod" for "production", "eval" for "evaluation"
+        lowered = str(word).lower()
+        close = [c for c in options if len(c) >= 3 and (lowered.startswith(c) or c.startswith(lowered))][:1]
     return f" Did you mean {close[0]!r}?" if close else ""
 
 

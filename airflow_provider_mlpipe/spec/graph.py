@@ -168,18 +168,19 @@ def build_graph(spec: PipelineSpec) -> PipelineGraph:
         gates.append(Gate(task_id=task_id, gate=gate, upstream=source, downstream=downstream))
         for n in downstream:
             nodes[n].upstream.add(task_id)
-    _check_cycles(nodes, gates)
+    _check_cycles(nodes, gates, explicit={n for n in kinds if spec.stages[n].inputs})
     return PipelineGraph(nodes=nodes, gates=gates)
 
 
-def _check_cycles(nodes: dict[str, Node], gates: list[Gate]) -> None:
+def _check_cycles(nodes: dict[str, Node], gates: list[Gate], explicit: set[str]) -> None:
     edges = {n: set(node.upstream) for n, node in nodes.items()}
     edges.update({g.task_id: {g.upstream} for g in gates})
     try:
         TopologicalSorter(edges).prepare()
     except CycleError as exc:
-        cycle = list(exc.args[1])
-        first = next((n for n in cycle if n in nodes), cycle[0])
-        raise WiringError(
-            ("stages", first, "inputs"), f"The stages form a cycle: {' -> '.join(reversed(cycle))}."
-        ) from None
+        cycle = list(reversed(exc.args[1][1:]))  # graphlib lists it downstream-first, closing node repeated
+        # blame a stage whose inputs the user wrote: implied wiring alone never loops
+        first = next((n for n in cycle if n in explicit), next(n for n in cycle if n in nodes))
+        start = cycle.index(first)
+        loop = [*cycle[start:], *cycle[:start], first]
+        raise WiringError(("stages", first, "inputs"), f"The stages form a cycle: {' -> '.join(loop)}.") from None

@@ -52,8 +52,9 @@ class LoadedSpec:
                 return line
         return None
 
-    def error(self, path: FieldPath, message: str) -> SpecError:
-        return SpecError(self.display, self.line_of(path), format_field(path), message)
+    def error(self, path: FieldPath, message: str, *, at: FieldPath | None = None) -> SpecError:
+        """An error about ``path``, on the line of ``at`` when the problem shows elsewhere (a missing key)."""
+        return SpecError(self.display, self.line_of(path if at is None else at), format_field(path), message)
 
 
 def default_airflow_home() -> str:
@@ -161,6 +162,7 @@ def parse_yaml(text: str, display: str) -> tuple[Any, dict[FieldPath, int]]:
         if node is None:
             return None, {}
         composer = _Composer(display, loader)
+        composer.lines[()] = node.start_mark.line + 1  # where the content starts: the line of a missing key
         data = composer.build(node, (), frozenset())
         return data, composer.lines
     finally:
@@ -257,7 +259,7 @@ def load_spec(
         if data is None:
             raise SpecError(display, 1, "<spec>", "The spec is empty; it needs at least `name` and `stages`.")
         if not isinstance(data, dict):
-            raise SpecError(display, 1, "<spec>", "The spec must be a mapping of keys such as `name` and `stages`.")
+            raise spec.error((), "The spec must be a mapping of keys such as `name` and `stages`.")
         overlays = data.pop("environments", None) or {}
         if not isinstance(overlays, dict):
             raise spec.error(("environments",), "`environments` must map dev, staging or prod to overrides.")
@@ -265,7 +267,7 @@ def load_spec(
             if name not in ENVIRONMENTS:
                 raise spec.error(
                     ("environments", name),
-                    f"Unknown environment {name!r}; use dev, staging or prod.{suggest(name, ENVIRONMENTS)}",
+                    f"Unknown environment {name!r}.{suggest(name, ENVIRONMENTS)} Use dev, staging or prod.",
                 )
             if overlay is not None and not isinstance(overlay, dict):
                 raise spec.error(("environments", name), "An environment overlay must be a mapping of overrides.")

@@ -151,7 +151,7 @@ def _stage_kinds(loaded: LoadedSpec) -> dict[str, str]:
         if stage is None:
             stage = stages[name] = {}
         if not isinstance(stage, dict):
-            continue
+            raise loaded.error(("stages", name), f"Expected a mapping of the stage's settings, got {stage!r}.")
         kind = stage.get("kind", name)
         if kind not in STAGE_MODELS:
             field: FieldPath = ("stages", name, "kind") if "kind" in stage else ("stages", name)
@@ -252,7 +252,9 @@ def _stage_params(loaded: LoadedSpec, spec: PipelineSpec, base: Path) -> dict[st
 
 def _semantic(loaded: LoadedSpec, spec: PipelineSpec) -> None:
     if spec.schedule is not None and spec.start_date is None:
-        raise loaded.error(("start_date",), "A scheduled pipeline needs a start_date, e.g. 2024-01-01.")
+        raise loaded.error(
+            ("start_date",), "A scheduled pipeline needs a start_date, e.g. 2024-01-01.", at=("schedule",)
+        )
     if spec.start_date and spec.end_date and str(spec.end_date) < str(spec.start_date):
         raise loaded.error(("end_date",), "end_date is before start_date.")
     for key in ("on_failure_callback", "on_success_callback"):

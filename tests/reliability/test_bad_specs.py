@@ -1,0 +1,91 @@
+"""Bad specs: each file of the corpus gives ONE clear error naming file, line and field; valid specs still load.
+
+Each corpus file states what it injects in its header: ``# expect-field:``, ``# expect-message:`` (a fragment),
+and either a ``# <-`` marker on the offending line or ``# expect-line:``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_mlpipe.spec.validate import discover, load_all
+
+HERE = Path(__file__).resolve().parent
+SPECS = HERE / "specs"
+VALID = {
+    "duplicate_name_a.yaml": "duplicate_name",
+    "valid_minimal.yaml": "valid_minimal",
+    "valid_trainer.yaml": "valid_trainer",
+}
+
+
+def expectations(path: Path) -> dict[str, str | int]:
+    text = path.read_text()
+    header = dict(re.findall(r"^# expect-([a-z]+): (.+)$", text, flags=re.MULTILINE))
+    marked = [i + 1 for i, line in enumerate(text.splitlines()) if line.rstrip().endswith("# <-")]
+    line = int(header["line"]) if "line" in header else marked[0]
+    return {"field": header["field"], "message": header["message"], "line": line}
+
+
+BAD = sorted(p.name for p in SPECS.glob("*.yaml") if p.name not in VALID)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    import os
+
+    os.environ.pop("MLPIPE_RELIABILITY_UNSET", None)
+    pipelines, errors = load_all(discover(SPECS), base_dir=HERE, environment=None)
+    return {p.loaded.path.name: p for p in pipelines}, {e.path.name: e for e in errors}
+
+
+def test_corpus_is_big_enough():
+    assert len(BAD) >= 20
+
+
+@pytest.mark.parametrize("name", BAD)
+def test_bad_spec_gives_one_clear_error(results, name):
+    _, errors = results
+    expected = expectations(SPECS / name)
+    assert name in errors, f"{name} was accepted"
+    (error,) = errors[name].errors  # exactly one
+    assert error.file.endswith(f"specs/{name}")
+    assert error.field == expected["field"]
+    assert error.line == expected["line"]
+    assert expected["message"] in error.message
+    formatted = error.format()
+    assert formatted.startswith(f"{error.file}:{expected['line']}: {expected['field']}: ")
+    assert formatted.endswith((".", "?")), "errors are sentences"
+
+
+def test_valid_specs_still_load(results):
+    pipelines, errors = results
+    assert {name: p.name for name, p in pipelines.items()} == VALID
+    assert not set(VALID) & set(errors)
+
+
+def test_yaml_cannot_construct_python_objects():
+    assert not Path("/tmp/mlpipe-pwned").exists()
+
+
+def test_corpus_through_airflow_dagbag(tmp_path):
+    """The same corpus parsed by a DagBag: every valid spec is a DAG, every bad one its own import error."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "corpus_dags.py").write_text(
+        '"""Airflow DAGs of the bad-spec corpus."""\n'
+        "from airflow_provider_mlpipe.factory import load_pipelines\n"
+        f"load_pipelines({str(SPECS)!r}, globals())\n"
+    )
+    bag = DagBag(dag_folder=str(dags), bundle_path=dags, bundle_name="corpus")
+    assert sorted(bag.dag_ids) == sorted(VALID.values())
+    keyed = {Path(key).name: message for key, message in bag.import_errors.items()}
+    assert sorted(keyed) == BAD
+    for name, message in keyed.items():
+        expected = expectations(SPECS / name)
+        assert f"{name}:{expected['line']}: {expected['field']}: " in message
