@@ -172,29 +172,34 @@ def concat_files(tables: list[tuple[str, pa.Table]]) -> pa.Table:
 
 
 # ----- splitting ----------------------------------------------------------------------------------------
-def _as_text(column: pa.ChunkedArray | pa.Array) -> list[bytes]:
+def _as_text(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """The column as strings, nulls as NUL (which no CSV value holds), for hashing."""
     try:
         text = pc.cast(column, pa.string())
-        return [b"\x00" if v is None else v.encode("utf-8") for v in text.to_pylist()]
-    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
-        return [repr(v).encode("utf-8") for v in column.to_pylist()]
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):  # lists and other nested values
+        text = pa.array([None if v is None else repr(v) for v in column.to_pylist()], pa.string())
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    return pc.fill_null(text, "\x00")
 
 
 def hash_buckets(table: pa.Table, total: int, partition_feature: str | None = None) -> list[int]:
     """A bucket in ``[0, total)`` per row from an MD5 of the row (or of its partition feature).
 
     MD5 rather than Python's ``hash()``: the assignment must be the same in every process and on every machine.
+    The key is built column-wise in Arrow; only the digest runs per row.
     """
     if partition_feature:
         if partition_feature not in table.column_names:
             raise ValueError(
                 f"partition_feature {partition_feature!r} is not a column of the input (columns: {table.column_names})."
             )
-        columns = [_as_text(table.column(partition_feature))]
+        keys = _as_text(table.column(partition_feature))
     else:
         columns = [_as_text(c) for c in table.columns]
-    keys = (b"\x1f".join(parts) for parts in zip(*columns, strict=True)) if len(columns) > 1 else columns[0]
-    return [int.from_bytes(hashlib.md5(key).digest()[:8], "big") % total for key in keys]
+        keys = pc.binary_join_element_wise(*columns, "\x1f") if len(columns) > 1 else columns[0]
+    md5 = hashlib.md5
+    return [int.from_bytes(md5(key.encode()).digest()[:8], "big") % total for key in keys.to_pylist()]
 
 
 def split_table(table: pa.Table, buckets: dict[str, int], partition_feature: str | None = None) -> dict[str, pa.Table]:
