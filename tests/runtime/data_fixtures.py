@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +103,3 @@ def tree_checksums(root: Path) -> dict[str, str]:
         for p in sorted(root.rglob("*"))
         if p.is_file() and ".staging" not in p.parts
     }
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "") == "1"

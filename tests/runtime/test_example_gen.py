@@ -195,3 +195,30 @@ def test_fingerprint_follows_file_content_and_span(tmp_path: Path) -> None:
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same mtime: the content hash must still notice
     assert example_gen.fingerprint(request(day1)) != first
     assert example_gen.fingerprint(request("2024-02-01T00:00:00+00:00")).startswith("unresolved: No input file")
+
+
+def test_gcs_input_through_the_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_mlpipe.runtime.artifacts import _gcs_client
+    from tests.support.gcs_emulator import running_emulator
+
+    with running_emulator(default_bucket="mlpipe-data") as emulator:
+        for key, value in emulator.env.items():
+            monkeypatch.setenv(key, value)
+        bucket = _gcs_client().bucket("mlpipe-data")
+        for name in ("span-2024-01-01.csv", "span-2024-01-02.csv"):
+            bucket.blob(f"penguins/{name}").upload_from_filename(str(SPANS / name))
+        params = {"input": {"pattern": "gs://mlpipe-data/penguins/span-{YYYY}-{MM}-{DD}.csv"}}
+        ctx = make_ctx(tmp_path, "example_gen", params, date="2024-01-02T00:00:00+00:00", spec_dir=None)
+        example_gen.execute(ctx)
+        props = ctx.output("examples").properties
+        assert props["input_files"] == ["gs://mlpipe-data/penguins/span-2024-01-02.csv"]
+        assert sum(props["row_counts"].values()) == len(read_rows(SPANS / "span-2024-01-02.csv"))
+
+        request = StageRequest(
+            pipeline="p", pipeline_root=str(tmp_path), stage="example_gen", node_id="example_gen", run_id="r",
+            params=params, data_interval_start="2024-01-02T00:00:00+00:00",
+        )  # fmt: skip
+        first = example_gen.fingerprint(request)
+        assert not first.startswith("unresolved") and first == example_gen.fingerprint(request)
+        bucket.blob("penguins/span-2024-01-02.csv").upload_from_filename(str(SPANS / "span-2024-01-03.csv"))
+        assert example_gen.fingerprint(request) != first  # a new object generation is a cache miss
