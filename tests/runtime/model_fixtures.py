@@ -118,7 +118,7 @@ TRAINER_PARAMS = {
     "hyperparameters": {"learning_rate": 0.02, "batch_size": 16, "seed": 7},
 }
 EVAL_PARAMS = {
-    "label_key": "species",
+    "label_key": "species_xf",
     "slices": [[], ["island"]],
     "metrics": [
         {
@@ -156,26 +156,39 @@ def penguins_transformed(tmp_path_factory: pytest.TempPathFactory, penguins_inpu
     }
 
 
-@pytest.fixture(scope="session")
-def penguins_model(tmp_path_factory: pytest.TempPathFactory, penguins_inputs, penguins_transformed) -> ArtifactRef:
-    """A trained penguins model (few steps), computed once for the session."""
+def train_model(
+    tmp: Path, inputs: dict[str, ArtifactRef], transformed: dict[str, ArtifactRef], conf: dict | None, model_id: int
+) -> ArtifactRef:
     from airflow_provider_mlpipe.runtime.executors import trainer
 
-    tmp = tmp_path_factory.mktemp("penguins-trainer")
     ctx = make_context(
         tmp,
         "trainer",
         {"model": "Model"},
         params=TRAINER_PARAMS,
         inputs={
-            "examples": [penguins_transformed["transformed_examples"]],
-            "schema": [penguins_inputs["schema"]],
-            "transform_graph": [penguins_transformed["transform_graph"]],
+            "examples": [transformed["transformed_examples"]],
+            "schema": [inputs["schema"]],
+            "transform_graph": [transformed["transform_graph"]],
         },
+        conf=conf,
     )
     trainer.execute(ctx)
     out = ctx.output("model")
-    return ArtifactRef(type="Model", uri=out.path, id=101, properties=dict(out.properties))
+    return ArtifactRef(type="Model", uri=out.path, id=model_id, properties=dict(out.properties))
+
+
+@pytest.fixture(scope="session")
+def penguins_model(tmp_path_factory: pytest.TempPathFactory, penguins_inputs, penguins_transformed) -> ArtifactRef:
+    """A trained penguins model (few steps), computed once for the session."""
+    return train_model(tmp_path_factory.mktemp("penguins-trainer"), penguins_inputs, penguins_transformed, None, 101)
+
+
+@pytest.fixture(scope="session")
+def penguins_bad_model(tmp_path_factory: pytest.TempPathFactory, penguins_inputs, penguins_transformed) -> ArtifactRef:
+    """A deliberately worse model: labels shuffled within each batch through a run override."""
+    conf = {"stages": {"trainer": {"hyperparameters": {"shuffle_labels": True}}}}
+    return train_model(tmp_path_factory.mktemp("penguins-bad"), penguins_inputs, penguins_transformed, conf, 102)
 
 
 def copy_tree(src: str, dst: str) -> str:

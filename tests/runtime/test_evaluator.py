@@ -1,0 +1,121 @@
+"""Evaluator executor: metrics per slice, baseline comparison, blessing, and fast == TFMA metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from airflow_provider_mlpipe.runtime import model_eval_config
+from airflow_provider_mlpipe.runtime.executors import evaluator
+from tests.runtime.model_fixtures import EVAL_PARAMS, make_context
+
+pytest_plugins = ["tests.runtime.model_fixtures"]
+pytestmark = pytest.mark.runtime
+
+
+def _evaluate(tmp_path, inputs, model, baseline=None, **params):
+    ctx = make_context(
+        tmp_path,
+        "evaluator",
+        {"evaluation": "ModelEvaluation", "blessing": "ModelBlessing"},
+        params={**EVAL_PARAMS, **params},
+        inputs={"examples": [inputs["examples"]], "model": [model]},
+        resolved={"baseline_model": baseline},
+    )
+    summary = evaluator.execute(ctx)
+    evaluation, blessing = ctx.output("evaluation"), ctx.output("blessing")
+    with open(os.path.join(evaluation.path, "metrics.json"), encoding="utf-8") as fh:
+        metrics = json.load(fh)
+    with open(os.path.join(blessing.path, "blessing.json"), encoding="utf-8") as fh:
+        record = json.load(fh)
+    return summary, metrics, record, evaluation, blessing
+
+
+def test_first_model_is_blessed_without_baseline(tmp_path, penguins_inputs, penguins_model):
+    summary, metrics, record, evaluation, blessing = _evaluate(tmp_path, penguins_inputs, penguins_model)
+    assert summary["engine"] == "fast" and summary["blessed"] is True
+    names = [s["slice"] for s in metrics["slices"]]
+    assert names == ["Overall", "island=Biscoe", "island=Dream", "island=Torgersen"]
+    overall = metrics["slices"][0]["metrics"]
+    assert overall["example_count"] == penguins_inputs["examples"].properties["row_counts"]["eval"]
+    assert overall["accuracy"] > 0.9
+    assert sum(s["metrics"]["example_count"] for s in metrics["slices"][1:]) == overall["example_count"]
+    assert metrics["baseline"] is None
+    assert metrics["thresholds"][0]["change_applied"] is False
+    assert os.path.exists(os.path.join(blessing.path, "BLESSED"))
+    assert not os.path.exists(os.path.join(blessing.path, "NOT_BLESSED"))
+    assert record["blessed"] is True and record["baseline_model_id"] is None
+    assert blessing.properties["blessed"] == 1
+    assert blessing.properties["current_model_id"] == penguins_model.id
+    assert "baseline_model_id" not in blessing.properties
+    assert evaluation.properties["span"] == penguins_inputs["examples"].properties["span"]
+
+
+def test_worse_model_is_not_blessed_against_the_baseline(tmp_path, penguins_inputs, penguins_model, penguins_bad_model):
+    summary, metrics, record, evaluation, blessing = _evaluate(
+        tmp_path, penguins_inputs, penguins_bad_model, baseline=penguins_model
+    )
+    assert summary["blessed"] is False
+    marker = os.path.join(blessing.path, "NOT_BLESSED")
+    assert os.path.exists(marker) and not os.path.exists(os.path.join(blessing.path, "BLESSED"))
+    with open(marker, encoding="utf-8") as fh:
+        assert "vs baseline" in fh.read()
+    overall_failures = [f for f in record["failed"] if f["slice"] == "Overall" and "change" in f["threshold"]]
+    assert overall_failures and overall_failures[0]["diff"] < -0.05
+    assert blessing.properties == {
+        "blessed": 0,
+        "reason": record["reason"],
+        "current_model_id": penguins_bad_model.id,
+        "baseline_model_id": penguins_model.id,
+        "span": penguins_inputs["examples"].properties["span"],
+    }
+    assert evaluation.properties["baseline_model_id"] == penguins_model.id
+    assert metrics["baseline"]["model_id"] == penguins_model.id
+    assert metrics["thresholds"][0]["change_applied"] is True
+
+
+def test_fast_engine_metrics_equal_tfma(tmp_path, penguins_inputs, penguins_model, penguins_bad_model):
+    """The same candidate and baseline through both engines: identical numbers, same blessing."""
+    fast = _evaluate(tmp_path / "fast", penguins_inputs, penguins_bad_model, penguins_model, engine="fast")
+    tfma = _evaluate(tmp_path / "tfma", penguins_inputs, penguins_bad_model, penguins_model, engine="tfma")
+    assert fast[1]["slices"] == tfma[1]["slices"]
+    assert fast[1]["baseline"]["slices"] == tfma[1]["baseline"]["slices"]
+    assert fast[2]["blessed"] == tfma[2]["blessed"] == tfma[1]["tfma_validation_ok"]
+    assert os.path.isdir(os.path.join(tfma[3].path, "tfma"))
+    assert tfma[0]["engine"] == "tfma"
+
+
+def _spec(**threshold):
+    return model_eval_config.parse_params(
+        {"label_key": "y", "metrics": [{"name": "m", "class_name": "BinaryAccuracy", "threshold": threshold}]}
+    )
+
+
+def test_threshold_rules_follow_tfma():
+    value = _spec(lower_bound=0.5, upper_bound=0.9)
+    assert model_eval_config.validate(value, {"Overall": {"m": 0.5}}, None) == []
+    assert model_eval_config.validate(value, {"Overall": {"m": 0.9}}, None) == []
+    assert model_eval_config.validate(value, {"Overall": {"m": 0.49}}, None)[0]["threshold"] == "lower_bound 0.5"
+    assert model_eval_config.validate(value, {"Overall": {"m": 0.91}}, None)[0]["threshold"] == "upper_bound 0.9"
+    higher = _spec(change={"direction": "higher_is_better", "absolute": -0.01})
+    assert model_eval_config.validate(higher, {"Overall": {"m": 0.79}}, None) == []  # no baseline: skipped
+    assert model_eval_config.validate(higher, {"Overall": {"m": 0.795}}, {"Overall": {"m": 0.8}}) == []
+    assert model_eval_config.validate(higher, {"Overall": {"m": 0.78}}, {"Overall": {"m": 0.8}})
+    lower = _spec(change={"direction": "lower_is_better", "relative": 0.1})
+    assert model_eval_config.validate(lower, {"Overall": {"m": 1.05}}, {"Overall": {"m": 1.0}}) == []
+    assert model_eval_config.validate(lower, {"Overall": {"m": 1.2}}, {"Overall": {"m": 1.0}})
+    with pytest.raises(ValueError, match="direction"):
+        _spec(change={"absolute": 0.1})
+
+
+def test_auto_engine_falls_back_to_tfma_for_inexact_metrics():
+    spec = model_eval_config.parse_params(
+        {"label_key": "y", "metrics": [{"class_name": "SparseCategoricalCrossentropy"}]}
+    )
+    assert evaluator.choose_engine(spec) == "tfma"
+    assert [m.name for m in spec.metrics] == ["example_count", "sparse_categorical_crossentropy"]
+    spec.engine = "fast"
+    with pytest.raises(ValueError, match="exactly"):
+        evaluator.choose_engine(spec)
