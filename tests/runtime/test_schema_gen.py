@@ -126,3 +126,22 @@ def test_fingerprint_changes_with_the_curated_file(tmp_path: Path) -> None:
     assert schema_gen.fingerprint(request) != first
     request.params = {}
     assert schema_gen.fingerprint(request) == ""
+
+
+def test_refuses_to_infer_from_an_empty_split(tmp_path: Path) -> None:
+    from tests.runtime.data_fixtures import SPANS, read_rows, write_rows
+
+    write_rows(tmp_path / "in" / "20240101.csv", read_rows(SPANS / "span-2024-01-01.csv")[:3])
+    eg = make_ctx(
+        tmp_path,
+        "example_gen",
+        {"input": {"pattern": "in/{SPAN}.csv"}, "splits": {"train": 1, "eval": 999}},
+        spec_dir=tmp_path,
+    )
+    example_gen.execute(eg)
+    assert eg.output("examples").properties["row_counts"]["train"] == 0  # a 1-in-1000 bucket on 3 rows
+    sg = make_ctx(tmp_path, "statistics_gen", {}, inputs={"examples": as_input(eg, "examples")})
+    statistics_gen.execute(sg)
+    ctx = make_ctx(tmp_path, "schema_gen", {}, inputs={"statistics": as_input(sg, "statistics")})
+    with pytest.raises(ValueError, match=r"'train' split .* has no examples"):
+        schema_gen.execute(ctx)

@@ -93,6 +93,8 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     for name, part in splits.items():
         data_io.write_split(part, data_io.split_dir(out.path, name), rows_per_shard)
         row_counts[name] = part.num_rows
+        if part.num_rows == 0:
+            log.warning("ExampleGen: the %r split of span %d is empty (too few rows for its buckets).", name, span)
     first = next(iter(splits.values()))
     out.properties.update(
         {

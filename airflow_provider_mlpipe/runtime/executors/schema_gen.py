@@ -133,6 +133,9 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
         splits = data_io.artifact_splits(statistics.uri, statistics.properties)
         inferred_from = "train" if "train" in splits else splits[0]
         stats = data_io.load_split_stats(statistics.uri, inferred_from)
+        if not stats.datasets or stats.datasets[0].num_examples == 0:
+            # An empty schema would turn every feature of every later span into an anomaly.
+            raise ValueError(f"The {inferred_from!r} split of {statistics.uri} has no examples: no schema to infer.")
         schema = tfdv.infer_schema(stats, infer_feature_shape=bool(ctx.params.get("infer_feature_shape", True)))
         out.properties["source"] = "inferred"
         missing_ok = ctx.params.get("allow_missing")
