@@ -1,0 +1,60 @@
+"""GCP credentials for the runtime come from the google_cloud_default connection or the environment."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from airflow_provider_mlpipe.hooks.gcs_credentials import (
+    KEYFILE_JSON_ENV,
+    credentials_env_from_extra,
+    gcp_credentials_env,
+)
+from airflow_provider_mlpipe.operators.launch import runtime_env
+
+KEY = {"type": "service_account", "client_email": "mlpipe@acme.iam.gserviceaccount.com", "private_key": "-----X"}
+
+
+def gcp_conn(extra: dict) -> str:
+    return json.dumps({"conn_type": "google_cloud_platform", "extra": extra})
+
+
+def test_extra_forms() -> None:
+    assert credentials_env_from_extra({}) == {}
+    assert credentials_env_from_extra({"key_path": "/keys/sa.json", "project": "acme"}) == {
+        "GOOGLE_APPLICATION_CREDENTIALS": "/keys/sa.json",
+        "GOOGLE_CLOUD_PROJECT": "acme",
+    }
+    # The Google provider's prefixed names, and keyfile_dict as a JSON string or a dict.
+    prefixed = credentials_env_from_extra({"extra__google_cloud_platform__keyfile_dict": json.dumps(KEY)})
+    assert json.loads(prefixed[KEYFILE_JSON_ENV]) == KEY
+    assert json.loads(credentials_env_from_extra({"keyfile_dict": KEY})[KEYFILE_JSON_ENV]) == KEY
+    assert "GOOGLE_APPLICATION_CREDENTIALS" not in prefixed  # the runtime makes the file, not the worker
+
+
+def test_bad_extras_are_refused() -> None:
+    with pytest.raises(ValueError, match="both key_path and keyfile_dict"):
+        credentials_env_from_extra({"key_path": "/k.json", "keyfile_dict": KEY})
+    with pytest.raises(ValueError, match="not a service account key"):
+        credentials_env_from_extra({"keyfile_dict": json.dumps({"private_key": "x"})})
+
+
+def test_connection_reaches_the_runtime_environment(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", gcp_conn({"keyfile_dict": KEY, "project": "acme"}))
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "from-the-environment")
+    assert json.loads(gcp_credentials_env()[KEYFILE_JSON_ENV]) == KEY
+    env = runtime_env(None)
+    assert json.loads(env[KEYFILE_JSON_ENV]) == KEY
+    assert env["GOOGLE_CLOUD_PROJECT"] == "acme"  # the connection wins over the worker's environment
+
+
+def test_without_a_connection_the_environment_rules(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    monkeypatch.delenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/var/run/adc.json")
+    assert gcp_credentials_env() == {}
+    assert gcp_credentials_env(None) == {}
+    env = runtime_env(None)
+    assert env["GOOGLE_APPLICATION_CREDENTIALS"] == "/var/run/adc.json" and KEYFILE_JSON_ENV not in env
