@@ -13,6 +13,7 @@ import subprocess
 from collections import deque
 from collections.abc import Callable
 
+from airflow_provider_mlpipe.hooks.gcs_credentials import gcp_credentials_env
 from airflow_provider_mlpipe.hooks.mlmd import MlmdHook
 from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV
 from airflow_provider_mlpipe.version_compat import AirflowException
@@ -26,6 +27,7 @@ def runtime_env(mlmd_conn_id: str | None) -> dict[str, str]:
     """The child's environment: ours plus the MLMD config, so passwords never touch disk."""
     env = dict(os.environ)
     env[MLMD_CONFIG_ENV] = json.dumps(MlmdHook(mlmd_conn_id).get_config())
+    env.update(gcp_credentials_env())  # the google_cloud_default connection, if any, over the environment's
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return env

@@ -47,9 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         from airflow_provider_mlpipe.protocol import StageRequest
+        from airflow_provider_mlpipe.runtime.credentials import materialize_gcp_keyfile
         from airflow_provider_mlpipe.runtime.metadata import MetadataClient
         from airflow_provider_mlpipe.runtime.runner import run_stage
 
+        materialize_gcp_keyfile()  # a GCP connection's key, handed over in the environment
         request = _read_request(args.request, args.request_env, StageRequest)
         client = MetadataClient()
         result = run_stage(request, client)
