@@ -213,7 +213,8 @@ def _spec_file(loaded: LoadedSpec, base: Path, field: FieldPath, value: str) -> 
     if not _inside(path, base):
         raise loaded.error(field, f"{value!r} lies outside the pipeline folder {base.name}/; keep user files there.")
     if not path.is_file():
-        raise loaded.error(field, f"The file {value!r} does not exist (looked for {os.path.relpath(path)}).")
+        where = path.relative_to(base).as_posix()
+        raise loaded.error(field, f"The file {value!r} does not exist (looked for {where} in {base.name}/).")
     return path, path.relative_to(base).as_posix()
 
 
