@@ -46,8 +46,9 @@ ENV AIRFLOW_HOME=/opt/airflow \
     TF_CPP_MIN_LOG_LEVEL=2
 USER 50000
 WORKDIR /opt/airflow
-# Import checks at build time: a broken venv fails the build, not the first DAG run.
-RUN airflow version \
+# Import checks at build time: a broken venv fails the build, not the first DAG run. A throwaway AIRFLOW_HOME,
+# so no generated airflow.cfg (with its own fernet key) is baked into the image.
+RUN AIRFLOW_HOME=/tmp/airflow-check airflow version && rm -rf /tmp/airflow-check \
  && /opt/mlpipe/.venv-runtime/bin/python -c "import tensorflow, ml_metadata, tensorflow_data_validation, apache_beam, airflow_provider_mlpipe.runtime.runner"
 ENTRYPOINT ["/usr/bin/tini", "--", "airflow"]
 CMD ["version"]
