@@ -178,3 +178,40 @@ def test_dags_and_plugins_mounted(compose: dict) -> None:
 def test_dockerignore_keeps_local_venvs_out() -> None:
     ignored = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()}
     assert {".venv", ".venv-runtime", ".git"} <= ignored
+
+
+def _dockerfile_instructions() -> list[tuple[str, tuple[str, ...], tuple[str, ...]]]:
+    """(instruction, flags, values) through BuildKit's own parser when the ``dockerfile`` package is here."""
+    try:
+        import dockerfile
+    except ImportError:
+        pytest.skip("the dockerfile package (BuildKit's parser) is not installed")
+    return [(c.cmd.upper(), tuple(c.flags), tuple(c.value)) for c in dockerfile.parse_file(str(DOCKERFILE))]
+
+
+def test_dockerfile_parses_and_copies_only_what_the_context_holds() -> None:
+    instructions = _dockerfile_instructions()
+    ignored = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()]
+    ignored = [p for p in ignored if p and not p.startswith("#")]
+    stages = [i for i, (cmd, _, _) in enumerate(instructions) if cmd == "FROM"]
+    assert len(stages) == 2, "a build stage and a slim final stage"
+    for cmd, flags, values in instructions:
+        if cmd != "COPY" or any(f.startswith("--from=") for f in flags):
+            continue
+        for source in values[:-1]:
+            assert (REPO / source).exists(), f"COPY {source}: not in the repository"
+            top = source.split("/")[0]
+            assert top not in ignored, f"COPY {source}: excluded by .dockerignore"
+    final = instructions[stages[1] :]
+    env = {}
+    for cmd, _, values in final:
+        if cmd == "ENV":
+            env.update(dict(zip(values[::2], values[1::2], strict=True)))
+    assert env["AIRFLOW__MLPIPE__RUNTIME_PYTHON"] == f"{RUNTIME_VENV}/bin/python"
+    assert env["AIRFLOW_HOME"] == "/opt/airflow"
+    users = [values[0] for cmd, _, values in final if cmd == "USER"]
+    assert users and users[-1] not in ("root", "0"), "the services do not run as root"
+    [entrypoint] = [values for cmd, _, values in final if cmd == "ENTRYPOINT"]
+    assert entrypoint[-1] == "airflow"
+    copies_from_build = [values for cmd, flags, values in final if cmd == "COPY" and "--from=build" in flags]
+    assert ("/opt/mlpipe", "/opt/mlpipe") in copies_from_build  # both venvs come from the build stage
