@@ -40,9 +40,32 @@ def _localize(store: ArtifactStore, refs: list[ArtifactRef]) -> list[ArtifactRef
     return local
 
 
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def apply_conf_overrides(request: StageRequest) -> None:
+    """Merge ``dag_run.conf["stages"][<node id or stage>]`` into the stage's params, before the cache key.
+
+    Done once here so every executor sees the same overrides and a changed override is never a cache hit.
+    """
+    stages = (request.conf or {}).get("stages") or {}
+    for key in dict.fromkeys((request.stage, request.node_id)):
+        override = stages.get(key)
+        if isinstance(override, dict):
+            request.params = deep_merge(request.params, override)
+
+
 def run_stage(request: StageRequest, client: MetadataClient, store: ArtifactStore | None = None) -> StageResult:
     started = time.monotonic()
     stage = get_stage(request.stage)
+    apply_conf_overrides(request)
     executor = load_executor(stage)
     store = store or ArtifactStore(request.pipeline_root)
     client.register_types()

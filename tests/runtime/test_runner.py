@@ -95,3 +95,13 @@ def test_abandoned_attempt_is_marked_failed_on_retry(tmp_path: Path, client: Met
     assert old.last_known_state == pb.Execution.FAILED
     assert "Abandoned" in properties_of(old)["error"]
     assert not result.cached
+
+
+def test_dag_run_conf_overrides_reach_params_and_the_cache_key(tmp_path: Path, client: MetadataClient) -> None:
+    first = run_stage(probe_request(tmp_path / "root"), client)
+    request = probe_request(tmp_path / "root", run_id="run-2")
+    request.conf = {"stages": {"probe": {"values": [10.0, 20.0]}}}
+    overridden = run_stage(request, client)
+
+    assert not overridden.cached
+    assert overridden.summary["sum"] == 30.0 and first.summary["sum"] == 7.5
