@@ -11,7 +11,6 @@ Parsing never imports the ML stack; under a task's parsing context only that tas
 from __future__ import annotations
 
 import importlib
-import inspect
 import logging
 import sys
 from datetime import UTC, date, datetime, time
@@ -111,17 +110,18 @@ def _asset_uri(destination: str) -> str:
     return destination if "://" in destination else Path(destination).resolve().as_uri()
 
 
-def _runtime_kwargs(pipeline: Pipeline) -> dict[str, Any]:
+def _operator_class(pipeline: Pipeline, kind: str) -> type[BaseOperator]:
+    """The subprocess operator of a stage, or its pod operator when the spec sets ``runtime.image``."""
     runtime = pipeline.spec.runtime
-    if runtime.image:
-        from airflow_provider_mlpipe.operators.stage import MlpipeStageOperator
+    if not runtime.image:
+        return operator_for(kind)
+    from airflow_provider_mlpipe.operators.runtimes import stage_operator_for  # needs the cncf-kubernetes provider
 
-        if "runtime_image" not in inspect.signature(MlpipeStageOperator.__init__).parameters:
-            raise SpecErrors(
-                [pipeline.loaded.error(("runtime", "image"), "Container runtimes are not supported yet; use python.")]
-            )
-        return {"runtime_image": runtime.model_dump(exclude={"python"}, exclude_none=True)}
-    return {"runtime_python": runtime.python}
+    try:
+        return stage_operator_for(runtime.model_dump(mode="json", exclude_none=True), kind)
+    except ImportError as exc:
+        message = f"runtime.image needs the Kubernetes provider (apache-airflow-providers-cncf-kubernetes): {exc}."
+        raise SpecErrors([pipeline.loaded.error(("runtime", "image"), message)]) from None
 
 
 def build_dag(pipeline: Pipeline) -> Any:
@@ -150,7 +150,6 @@ def build_dag(pipeline: Pipeline) -> Any:
         default_args=default_args,
         **callbacks,
     )
-    runtime = _runtime_kwargs(pipeline)
     tasks: dict[str, BaseOperator] = {}
     for node_id in pipeline.graph.order():
         node = pipeline.graph.nodes[node_id]
@@ -166,8 +165,9 @@ def build_dag(pipeline: Pipeline) -> Any:
             "spec_dir": str(pipeline.base_dir),
             "enable_cache": spec.enable_cache if stage.enable_cache is None else stage.enable_cache,
             "dag": dag,
-            **runtime,
         }
+        if not spec.runtime.image:  # a pod operator takes the interpreter from its runtime mapping
+            kwargs["runtime_python"] = spec.runtime.python
         if stage.retries is not None:
             kwargs["retries"] = stage.retries
         if stage.execution_timeout is not None:
@@ -176,7 +176,7 @@ def build_dag(pipeline: Pipeline) -> Any:
             name = f"mlpipe/{spec.name}/pushed_model" if node_id == "pusher" else f"mlpipe/{spec.name}/{node_id}"
             uri = _asset_uri(pipeline.stage_params[node_id]["destination"])
             kwargs["outlets"] = [Asset(uri=uri, name=name)]
-        tasks[node_id] = operator_for(node.kind)(**kwargs)
+        tasks[node_id] = _operator_class(pipeline, node.kind)(**kwargs)
     for gate in pipeline.graph.gates:
         tasks[gate.task_id] = _gate_sensor(pipeline, gate, dag)
     for node_id, node in pipeline.graph.nodes.items():
@@ -203,7 +203,8 @@ def _gate_sensor(pipeline: Pipeline, gate: Gate, dag: Any) -> BaseOperator:
         "timeout": config.timeout.total_seconds(),
         "pipeline": spec.name,
         "mlmd_conn_id": spec.mlmd_conn_id,
-        "runtime_python": spec.runtime.python,
+        # the gate reads MLMD through a local runtime; an image's interpreter path means nothing here
+        "runtime_python": None if spec.runtime.image else spec.runtime.python,
         "dag": dag,
     }
     if gate.gate == "data_validation":

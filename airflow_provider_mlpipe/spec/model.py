@@ -310,13 +310,36 @@ class GatesSpec(_Model):
     blessing: BlessingGate | None = None
 
 
+class PodResources(_Model):
+    requests: dict[str, str | int | float] = Field(default_factory=dict)
+    limits: dict[str, str | int | float] = Field(default_factory=dict)
+
+
 class RuntimeSpec(_Model):
-    python: str | None = Field(None, description="Interpreter of the ML runtime venv.")
-    image: str | None = Field(None, description="Container image holding the runtime (container launcher).")
+    """Where stages run: a local interpreter (``python``), or a Kubernetes pod from ``image`` (pod keys below)."""
+
+    python: str | None = Field(None, description="Interpreter of the ML runtime (inside the image with `image`).")
+    image: str | None = Field(None, description="Container image holding the runtime; runs each stage in a pod.")
     namespace: str | None = None
     service_account: str | None = None
+    resources: PodResources | None = None
+    node_selector: dict[str, str] | None = None
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    image_pull_secrets: list[str] | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+    env: dict[str, str] | None = Field(None, description="Plain variables for the pod (no secrets).")
+    mlmd_secret: str | None = Field(None, description="Kubernetes Secret holding the MLMD connection JSON.")
+    mlmd_secret_key: str | None = None
+    gcp_secret: str | None = Field(None, description="Kubernetes Secret holding a GCP key file.")
+    gcp_secret_key: str | None = None
+    spec_dir: str | None = Field(None, description="The pipeline folder's path inside the image.")
+    kubernetes_conn_id: str | None = None
+    startup_timeout_seconds: int | None = Field(None, ge=1)
+
+    def pod_keys(self) -> list[str]:
+        """Keys set that only mean something for a pod."""
+        return [k for k, v in self.model_dump(exclude_none=True).items() if k not in ("python", "image") and v]
 
 
 class BeamSpec(_Model):

@@ -262,8 +262,8 @@ def _semantic(loaded: LoadedSpec, spec: PipelineSpec) -> None:
         dotted = getattr(spec, key)
         if dotted and (reason := check_callback(dotted)):
             raise loaded.error((key,), reason)
-    if spec.runtime.python and spec.runtime.image:
-        raise loaded.error(("runtime",), "Set either runtime.python or runtime.image, not both.")
+    if not spec.runtime.image and (pod := spec.runtime.pod_keys()):
+        raise loaded.error(("runtime", pod[0]), f"runtime.{pod[0]} applies to pods only; set runtime.image too.")
     if spec.beam.runner and any(a.startswith("--runner") for a in spec.beam.args):
         raise loaded.error(("beam", "args"), "The runner is set twice: in beam.runner and in beam.args.")
     for gate in ("data_validation", "blessing"):

@@ -257,3 +257,24 @@ def test_repository_penguins_spec_builds_all_stages_and_gates():
     assert len([t for t in dag.tasks if type(t).__module__.endswith("operators.stages")]) == 8
     assert {"data_validation_gate", "blessing_gate"} <= set(dag.task_ids)
     assert dag.get_task("evaluator").stage_params["label_key"] == "species"
+
+
+def test_runtime_image_gives_pod_operators(tmp_path):
+    pytest.importorskip("airflow.providers.cncf.kubernetes")
+    extra = """\
+    runtime:
+      image: registry.example/mlpipe-runtime:1
+      namespace: ml
+      resources: {requests: {cpu: "1", memory: 2Gi}}
+      spec_dir: /opt/pipelines
+    """
+    dag = build(tmp_path, full_spec(extra=extra))
+    trainer = dag.get_task("trainer")
+    assert type(trainer).__name__ == "TrainerPodOperator"
+    assert trainer.image == "registry.example/mlpipe-runtime:1" and trainer.namespace == "ml"
+    assert trainer.spec_dir == "/opt/pipelines"
+
+
+def test_pod_keys_need_an_image(tmp_path):
+    with pytest.raises(SpecErrors, match=r"runtime\.namespace applies to pods only"):
+        build(tmp_path, full_spec(extra="runtime: {python: /usr/bin/python3, namespace: ml}\n"))
