@@ -26,7 +26,7 @@ from kubernetes.client import models as k8s
 from airflow_provider_mlpipe.hooks.mlmd import MlmdHook
 from airflow_provider_mlpipe.operators.stage import RUNTIME_MODULE, MlpipeStageOperator
 from airflow_provider_mlpipe.operators.stages import operator_for
-from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV
+from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, StageResult
 from airflow_provider_mlpipe.stages import get_stage
 from airflow_provider_mlpipe.version_compat import AirflowException, Context
 
@@ -177,6 +177,29 @@ class MlpipeKubernetesStageOperator(KubernetesPodOperator):
         self.spec_dir = spec.get("spec_dir") or spec_dir
         self.enable_cache = enable_cache
         self.mlmd_from_secret = bool(spec.get("mlmd_secret"))
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        return self.stage_result(super().execute(context))
+
+    def trigger_reentry(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        # The deferrable path reads the sidecar's file here instead of in execute.
+        return self.stage_result(super().trigger_reentry(context, event))
+
+    def stage_result(self, raw: Any) -> dict[str, Any]:
+        """The sidecar's JSON as a StageResult dict, the same XCom the subprocess launcher pushes."""
+        if not raw:
+            raise AirflowException(
+                f"The {self.stage} pod finished without a stage result in {XCOM_RESULT_PATH}; see the pod log above."
+            )
+        result = StageResult.from_dict(raw)
+        self.log.info(
+            "Stage %s %s execution %s in %.1fs.",
+            self.stage,
+            "reused (cache hit) as" if result.cached else "finished as",
+            result.execution_id,
+            result.duration_s,
+        )
+        return result.to_dict()
 
     def mlmd_env(self) -> k8s.V1EnvVar | None:
         """The MLMD config as a plain variable, when no Kubernetes Secret provides it."""

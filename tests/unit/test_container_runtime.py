@@ -237,6 +237,32 @@ def test_bad_runtime_specs_fail_at_parse_time() -> None:
         MlpipeKubernetesStageOperator(task_id="x", pipeline="p", pipeline_root="gs://b", stage="nope", runtime=RUNTIME)
 
 
+def test_the_sidecar_result_becomes_the_stage_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = {**UPSTREAM, "stage": "statistics_gen", "summary": {"path": "beam"}, "duration_s": 1.5}
+    monkeypatch.setattr(KubernetesPodOperator, "execute", lambda self, context: raw)
+    op = stage_operator_for(RUNTIME, "statistics_gen")(**STAGE_KWARGS)
+    result = op.execute(make_context("statistics_gen"))
+    assert result == StageResult.from_dict(raw).to_dict()
+    monkeypatch.setattr(KubernetesPodOperator, "execute", lambda self, context: None)
+    with pytest.raises(AirflowException, match="without a stage result"):
+        op.execute(make_context("statistics_gen"))
+
+
+def test_a_pipeline_of_pod_stages_serializes_for_the_scheduler() -> None:
+    from airflow.sdk import DAG
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    with DAG("pods", schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC")) as dag:
+        gen = stage_operator_for(RUNTIME, "example_gen")(**{**STAGE_KWARGS, "task_id": "example_gen", "inputs": {}})
+        stats = stage_operator_for(RUNTIME, "statistics_gen")(**STAGE_KWARGS)
+        gen >> stats
+    back = DagSerialization.from_dict(json.loads(json.dumps(DagSerialization.to_dict(dag), default=str)))
+    task = back.get_task("statistics_gen")
+    assert task.task_type == "StatisticsGenPodOperator"
+    assert task.image == RUNTIME["image"] and task.beam_args == STAGE_KWARGS["beam_args"]
+    assert back.get_task("example_gen").downstream_task_ids == {"statistics_gen"}
+
+
 @pytest.mark.skipif(not RUNTIME_PYTHON.exists(), reason="needs .venv-runtime")
 def test_pod_command_runs_the_stage_in_the_runtime(tmp_path: Path) -> None:
     """Run the base container's command with its environment, as the kubelet would, on this machine."""
