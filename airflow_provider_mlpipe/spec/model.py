@@ -161,15 +161,18 @@ class StatisticsGenParams(_Model):
 class SchemaGenParams(_Model):
     schema_file: str | None = Field(None, description="A curated schema.pbtxt, relative to the spec's folder.")
     infer_feature_shape: bool = True
+    allow_missing: bool | list[str] | None = Field(
+        None, description="Inferred schema lets these features (true: all) be absent in some examples."
+    )
 
 
 class Comparator(_Model):
-    comparator: Literal["linf", "jsd"] = "linf"
+    comparator: Literal["linf", "jsd"] | None = Field(None, description="Default: jsd numeric, linf categorical.")
     threshold: float = Field(ge=0)
 
 
 class SkewConfig(BaseModel):
-    """``serving_statistics`` (a URI) plus feature -> comparator entries."""
+    """``serving_statistics`` (a URI), ``serving_split``, plus feature -> comparator entries."""
 
     model_config = ConfigDict(
         extra="allow",
@@ -183,6 +186,7 @@ class SkewConfig(BaseModel):
         },
     )
     serving_statistics: str
+    serving_split: str | None = None
 
     @model_validator(mode="after")
     def _features(self) -> SkewConfig:
@@ -203,7 +207,7 @@ class TransformParams(_Model):
 
 class TrainerParams(_Model):
     module_file: str = Field(description="Python file defining run_fn, relative to the spec's folder.")
-    train_steps: int | None = Field(None, ge=1)
+    train_steps: int = Field(ge=1)
     eval_steps: int | None = Field(None, ge=1)
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
 

@@ -106,7 +106,7 @@ def test_added_stage_and_explicit_inputs(tmp_path):
 def test_ambiguous_implicit_input_asks_for_explicit_inputs(tmp_path):
     text = full_spec().replace(
         "  trainer:\n",
-        "  trainer_b:\n    kind: trainer\n    params: {module_file: ../modules/trainer.py}\n"
+        "  trainer_b:\n    kind: trainer\n    params: {module_file: ../modules/trainer.py, train_steps: 5}\n"
         "  trainer_a:\n    kind: trainer\n",
     )
     with pytest.raises(SpecErrors, match=r"could come from trainer_b\.model, trainer_a\.model"):

@@ -91,10 +91,14 @@ DOCUMENTED_PARAMS = {
         "csv": {"delimiter": ";"},
     },
     "statistics_gen": {"mode": "arrow", "arrow_max_bytes": 1024},
-    "schema_gen": {"schema_file": "s.pbtxt", "infer_feature_shape": False},
+    "schema_gen": {"schema_file": "s.pbtxt", "infer_feature_shape": False, "allow_missing": ["sex"]},
     "example_validator": {
         "drift": {"f": {"comparator": "jsd", "threshold": 0.1}},
-        "skew": {"serving_statistics": "gs://b/stats", "f": {"comparator": "linf", "threshold": 0.2}},
+        "skew": {
+            "serving_statistics": "gs://b/stats",
+            "serving_split": "serving",
+            "f": {"comparator": "linf", "threshold": 0.2},
+        },
     },
     "transform": {"module_file": "t.py"},
     "trainer": {"module_file": "m.py", "train_steps": 5, "eval_steps": 2, "hyperparameters": {"lr": 0.1}},
