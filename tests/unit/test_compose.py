@@ -172,7 +172,11 @@ def test_dags_and_plugins_mounted(compose: dict) -> None:
         targets = {m.group(2): m.group(1) for m in (re.fullmatch(r"(.+):(/[^:]+)(?::\w+)?", v) for v in volumes)}
         assert targets["/opt/airflow/dags"].endswith("/dags"), name
         assert targets["/opt/airflow/plugins"].endswith("/plugins"), name
-        assert _env(compose["services"][name])["AIRFLOW__MLPIPE__RUNTIME_PYTHON"] == f"{RUNTIME_VENV}/bin/python"
+        env = _env(compose["services"][name])
+        assert env["AIRFLOW__MLPIPE__RUNTIME_PYTHON"] == f"{RUNTIME_VENV}/bin/python"
+        # The default pipeline root is a named volume, so artifacts outlive the containers.
+        root = env["MLPIPE_PIPELINE_ROOT"].split(":-", 1)[1].rstrip("}")
+        assert any(v.endswith(f":{root}") and not v.startswith((".", "$", "/")) for v in volumes), name
 
 
 def test_dockerignore_keeps_local_venvs_out() -> None:
