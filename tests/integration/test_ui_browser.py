@@ -1,0 +1,257 @@
+"""The UI end to end: pipeline runs through Airflow, a real API server, headless Chromium through the Airflow UI.
+
+By default the runs come from the UI fixture DAG (``tests/dags/mlpipe_ui_fixture.py``: real MLMD lineage and the
+documented artifact files, no TensorFlow); ``MLPIPE_UI_TEST_SOURCE=penguins`` runs the real penguins pipeline of
+``dags/`` instead. Screenshots land in ``.test-artifacts/ui/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import subprocess
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import pytest
+
+from tests.integration.ui_server import USERS, ApiServer, auth_env, start_api_server
+from tests.support.airflow_env import ARTIFACTS, REPO, RUNTIME_PYTHON, AirflowEnv, mlmd_dump
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
+SHOTS = ARTIFACTS / "ui"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@dataclass
+class Scenario:
+    dag_id: str
+    dags_folder: Path
+    runs: list[tuple[str, dict[str, Any] | None]]
+    extra_env: dict[str, str]
+
+
+def scenario(tmp: Path) -> Scenario:
+    if os.environ.get("MLPIPE_UI_TEST_SOURCE", "fixture") == "fixture":
+        runs = [("2024-01-01", None), ("2024-01-02", None), ("2024-01-03", {"shuffle_labels": True})]
+        return Scenario("penguins_ui", REPO / "tests" / "dags", runs, {"MLPIPE_UI_FIXTURE_ROOT": str(tmp / "root")})
+    worse = {"stages": {"trainer": {"hyperparameters": {"shuffle_labels": True}}}}
+    runs = [("2024-01-01", None), ("2024-01-02", None), ("2024-01-03", worse)]
+    extra = {"MLPIPE_PIPELINE_ROOT": str(tmp / "pipelines"), "MLPIPE_SERVING_DIR": str(tmp / "serving")}
+    return Scenario("penguins", REPO / "dags", runs, extra)
+
+
+def runtime_has_rollback() -> bool:
+    proc = subprocess.run(
+        [RUNTIME_PYTHON, "-m", "airflow_provider_mlpipe.runtime", "rollback", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return proc.returncode == 0
+
+
+def fake_runtime_python(tmp: Path) -> tuple[str, Path]:
+    """Stands in for the runtime interpreter until `runtime rollback` exists: records its arguments."""
+    calls = tmp / "rollback-calls.json"
+    script = tmp / "fake-runtime-python"
+    script.write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho "rolled back (fake runtime): $@"\n')
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return str(script), calls
+
+
+@dataclass
+class Served:
+    env: AirflowEnv
+    server: ApiServer
+    scenario: Scenario
+    run_ids: list[str]
+    rollback_calls: Path | None
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("ui-browser")
+    sc = scenario(tmp)
+    env = AirflowEnv(tmp / "home", sc.dags_folder, sc.extra_env)
+    env.migrate()
+    for date, conf in sc.runs:
+        env.dags_test(sc.dag_id, date, conf=conf)
+    server_env = auth_env(env.home)
+    calls = None
+    if not runtime_has_rollback():
+        python, calls = fake_runtime_python(tmp)
+        server_env["AIRFLOW__MLPIPE__RUNTIME_PYTHON"] = python
+    server = start_api_server(env, server_env)
+    try:
+        yield Served(env, server, sc, env.run_ids(sc.dag_id), calls)
+    finally:
+        server.stop()
+
+
+def http(server: ApiServer, path: str, token: str | None = None, data: bytes | None = None) -> tuple[int, str]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if data is not None:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    req = urllib.request.Request(server.url + path, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+def q(**params: Any) -> str:
+    return "&".join(f"{k}={quote(str(v), safe='')}" for k, v in params.items())
+
+
+def stats_artifact(served: Served, run_id: str) -> dict[str, Any]:
+    result = served.env.xcom(served.scenario.dag_id, "statistics_gen", run_id)
+    return result["outputs"]["statistics"][0]
+
+
+def test_endpoints_require_airflow_auth_and_refuse_path_tricks(served: Served) -> None:
+    server, dag = served.server, served.scenario.dag_id
+    run1, run3 = served.run_ids[0], served.run_ids[-1]
+    stats = stats_artifact(served, run1)
+    pages = [
+        f"/mlpipe/run?{q(dag_id=dag, run_id=run1)}",
+        f"/mlpipe/pipeline?{q(dag_id=dag)}",
+        f"/mlpipe/stats?{q(dag_id=dag, run_id=run1, artifact_id=stats['id'], split='train')}",
+        f"/mlpipe/artifact?{q(dag_id=dag, run_id=run1, artifact_id=stats['id'])}",
+        f"/mlpipe/task?{q(dag_id=dag, run_id=run1, task_id='statistics_gen')}",
+    ]
+    for page in pages:
+        assert http(server, page)[0] == 401, page
+        assert http(server, page, token="not-a-jwt")[0] in (401, 403), page
+    assert http(server, f"/mlpipe/rollback?{q(dag_id=dag)}", data=b"version=1&confirm=yes")[0] == 401
+
+    admin, viewer = server.token("admin"), server.token("viewer")
+    for page in pages:
+        assert http(server, page, admin)[0] == 200, page
+    assert http(server, pages[0], viewer)[0] == 200
+    assert http(server, f"/mlpipe/rollback?{q(dag_id=dag)}", viewer, b"version=1&confirm=yes")[0] == 403
+
+    status, body = http(server, pages[2], admin)
+    assert status == 200 and body == Path(stats["uri"], "Split-train", "stats.html").read_text()
+    other = stats_artifact(served, run3)["id"]
+    for split, artifact_id in [("../../../../etc/passwd", stats["id"]), ("..", stats["id"]), ("train", other)]:
+        path = f"/mlpipe/stats?{q(dag_id=dag, run_id=run1, artifact_id=artifact_id, split=split)}"
+        assert http(server, path, admin)[0] == 404, (split, artifact_id)
+    assert http(server, "/mlpipe/stats?path=../../etc/passwd", admin)[0] == 422
+
+
+def test_stage_tasks_link_to_the_run_view_and_their_artifacts(served: Served) -> None:
+    server, dag, run = served.server, served.scenario.dag_id, served.run_ids[0]
+    status, body = http(
+        server, f"/api/v2/dags/{dag}/dagRuns/{quote(run, safe='')}/taskInstances/evaluator/links", server.token()
+    )
+    assert status == 200, body
+    links = json.loads(body)["extra_links"]
+    assert links["mlpipe run view"].endswith(f"/dags/{dag}/runs/{quote(run, safe='')}/plugin/mlpipe-run")
+    target = urlsplit(links["mlpipe artifacts"])  # relative, or absolute when [api] base_url is set
+    status, page = http(server, f"{target.path}?{target.query}", server.token())
+    assert status == 200 and "ModelBlessing" in page and "ModelEvaluation" in page
+
+
+def run_executions(served: Served, run_id: str) -> list[dict[str, Any]]:
+    dump = mlmd_dump(served.env.mlmd_path)
+    [ctx] = [c["id"] for c in dump["contexts"] if c["type"] == "pipeline_run" and c["name"].endswith(f".{run_id}")]
+    return [e for e in dump["executions"] if ctx in e["contexts"]]
+
+
+def login(page: Any, server: ApiServer, user: str = "admin") -> None:
+    page.goto(server.url + "/")
+    page.locator("input[name=username]").fill(user)
+    page.locator("input[name=password]").fill(USERS[user][1])
+    page.locator("button[type=submit]").click()
+    page.wait_for_url(re.compile(r"^(?!.*/auth/login).*$"), timeout=120_000)
+
+
+def test_run_and_pipeline_views_in_chromium(served: Served) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    server, dag = served.server, served.scenario.dag_id
+    run2 = served.run_ids[1]
+    metrics = json.loads(
+        Path(served.env.xcom(dag, "evaluator", run2)["outputs"]["evaluation"][0]["uri"], "metrics.json").read_text()
+    )
+    blessing_uri = served.env.xcom(dag, "evaluator", run2)["outputs"]["blessing"][0]["uri"]
+    blessing = json.loads(Path(blessing_uri, "blessing.json").read_text())
+    summary = json.loads(Path(stats_artifact(served, run2)["uri"], "summary.json").read_text())
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()
+            login(page, server)
+
+            # The run view, as the "ML run" tab of the Airflow DAG run page.
+            page.goto(f"{server.url}/dags/{dag}/runs/{quote(run2, safe='')}/plugin/mlpipe-run")
+            run_view = page.frame_locator("iframe[title='ML run']")
+            stats_table = run_view.locator("table.stats-table").first
+            expect(stats_table).to_be_visible(timeout=120_000)
+            first_feature = next(iter(summary["splits"]["train"]["features"]))
+            first_feature = first_feature if isinstance(first_feature, str) else first_feature["name"]
+            expect(stats_table.locator("td", has_text=first_feature).first).to_be_visible()
+            expect(run_view.locator("tr.anomaly").first).to_be_visible()
+            accuracy = metrics["slices"][0]["metrics"]["accuracy"]
+            cell = run_view.locator("#metrics-table td.metric[data-metric='accuracy']").first
+            expect(cell).to_contain_text(f"{accuracy:.4g}")
+            expect(run_view.locator("#verdict")).to_have_text("BLESSED" if blessing["blessed"] else "NOT BLESSED")
+            node = run_view.locator("svg.lineage g.node.execution").first
+            expect(node).to_be_visible()
+            assert run_view.locator("svg.lineage g.node.execution").count() == len(run_executions(served, run2))
+            page.screenshot(path=str(SHOTS / "run-view-in-airflow.png"))
+            # TFDV's own view of a split loads through the authenticated stats endpoint.
+            with page.expect_response(lambda r: "/mlpipe/stats?" in r.url) as response:
+                run_view.locator("details.tfdv summary").first.click()
+            assert response.value.status == 200
+            page.goto(f"{server.url}/mlpipe/run?{q(dag_id=dag, run_id=run2)}")
+            page.screenshot(path=str(SHOTS / "run-view.png"), full_page=True)
+
+            # The pipeline view, as the "ML pipeline" tab of the DAG page.
+            page.goto(f"{server.url}/dags/{dag}/plugin/mlpipe-pipeline")
+            pipeline_view = page.frame_locator("iframe[title='ML pipeline']")
+            chart = pipeline_view.locator("svg.trend[aria-label='accuracy']")
+            expect(chart).to_be_visible(timeout=120_000)
+            assert chart.locator("circle.point").count() == len(served.run_ids)
+            expect(pipeline_view.locator("#runs-table tr")).to_have_count(len(served.run_ids) + 1)
+            page.screenshot(path=str(SHOTS / "pipeline-view-in-airflow.png"))
+            page.goto(f"{server.url}/mlpipe/pipeline?{q(dag_id=dag)}")
+            page.screenshot(path=str(SHOTS / "pipeline-view.png"), full_page=True)
+
+            # Rollback: a button, an inline confirmation (no window.confirm in a sandboxed iframe), then a POST.
+            page.goto(f"{server.url}/dags/{dag}/plugin/mlpipe-pipeline")
+            pipeline_view = page.frame_locator("iframe[title='ML pipeline']")
+            pipeline_view.locator("button[data-open]").last.click()
+            confirm = pipeline_view.locator(".confirm.open")
+            expect(confirm).to_be_visible()
+            version = confirm.locator("input[name=version]").get_attribute("value")
+            confirm.locator("button[type=submit]").click()
+            expect(pipeline_view.locator("#rollback-result")).to_contain_text("Rolled back", timeout=120_000)
+            page.screenshot(path=str(SHOTS / "rollback-done.png"))
+        finally:
+            browser.close()
+    if served.rollback_calls is not None:  # the fake runtime: the command and its arguments are what we check
+        [call] = served.rollback_calls.read_text().splitlines()
+        assert call.startswith("-m airflow_provider_mlpipe.runtime rollback ") and f"--to {version}" in call
+    else:  # the real command re-pointed serving and recorded an mlpipe.Rollback execution in MLMD
+        dump = mlmd_dump(served.env.mlmd_path)
+        rollbacks = [e for e in dump["executions"] if e["type"] == "mlpipe.Rollback"]
+        assert [e["properties"]["rollback_of"] for e in rollbacks] == [int(version)]
+        assert rollbacks[0]["state"] == "COMPLETE"
