@@ -60,6 +60,10 @@ def load_pipelines(
             exc.path = pipeline.loaded.path
             errors.append(exc)
             continue
+        except Exception as exc:  # e.g. an operator refusing an argument: only this spec's DAG is lost
+            error = pipeline.loaded.error(("name",), f"Building the DAG failed: {type(exc).__name__}: {exc}.")
+            errors.append(SpecErrors([error], pipeline.loaded.path))
+            continue
         dags[pipeline.name] = globals_dict[f"mlpipe__{pipeline.name}"] = dag
     bag = _parsing_dagbag()
     if bag is not None and isinstance(getattr(bag, "file_last_changed", None), dict):

@@ -273,6 +273,15 @@ def load_spec(
                 raise spec.error(("environments", name), "An environment overlay must be a mapping of overrides.")
             if isinstance(overlay, dict) and "environments" in overlay:
                 raise spec.error(("environments", name, "environments"), "Overlays cannot nest `environments`.")
+        if environment is not None and environment not in ENVIRONMENTS:
+            # a typo in the Variable must not silently run the base config where an overlay was meant
+            raise spec.error(
+                ("environments",),
+                f"The selected environment {environment!r} is not one of dev, staging, prod."
+                f"{suggest(environment, ENVIRONMENTS)} Fix the Variable {ENVIRONMENT_VARIABLE}, "
+                f"${ENVIRONMENT_ENV} or [mlpipe] environment.",
+                at=(),
+            )
         spec.data = data
         spec.overlays = tuple(overlays)
         _apply_overlay(spec, overlays, environment)

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from airflow_provider_mlpipe.spec.errors import FieldPath, SpecError, SpecErrors, suggest
+from airflow_provider_mlpipe.spec.errors import FieldPath, SpecError, SpecErrors, display_path, suggest
 from airflow_provider_mlpipe.spec.graph import PipelineGraph, WiringError, build_graph
 from airflow_provider_mlpipe.spec.loader import LoadedSpec, default_airflow_home, load_spec
 from airflow_provider_mlpipe.spec.model import STAGE_MODELS, USER_MODULES, PipelineSpec
@@ -345,4 +345,7 @@ def load_all(
         except SpecErrors as exc:
             exc.path = path
             errors.append(exc)
+        except Exception as exc:  # a bug must still stay confined to its spec
+            message = f"Validating the spec failed unexpectedly: {type(exc).__name__}: {exc}."
+            errors.append(SpecErrors([SpecError(display_path(path), 1, "<spec>", message)], path))
     return pipelines, errors

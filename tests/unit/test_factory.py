@@ -278,3 +278,10 @@ def test_runtime_image_gives_pod_operators(tmp_path):
 def test_pod_keys_need_an_image(tmp_path):
     with pytest.raises(SpecErrors, match=r"runtime\.namespace applies to pods only"):
         build(tmp_path, full_spec(extra="runtime: {python: /usr/bin/python3, namespace: ml}\n"))
+
+
+def test_an_operator_refusing_its_arguments_loses_only_that_dag(tmp_path):
+    pytest.importorskip("airflow.providers.cncf.kubernetes")
+    bad = full_spec("bad") + "runtime: {image: img:1, env: {MLPIPE_REQUEST: x}}\n"
+    dags = make_dags_folder(tmp_path, {"good": full_spec("good"), "bad": bad}, dag_file=False)
+    assert list(load_pipelines(dags / "pipelines", {})) == ["good"]

@@ -177,3 +177,11 @@ def test_empty_and_non_mapping_specs(tmp_path):
         with pytest.raises(SpecErrors) as exc_info:
             load_spec(write(tmp_path, text))
         assert only_error(exc_info).line == 1
+
+
+def test_a_selected_environment_outside_the_three_is_an_error(tmp_path):
+    path = write(tmp_path, "name: x\nenvironments:\n  prod: {retries: 1}\n")
+    with pytest.raises(SpecErrors) as exc_info:
+        load_spec(path, environment="production")
+    error = only_error(exc_info)
+    assert "not one of dev, staging, prod" in error.message and "Did you mean 'prod'?" in error.message
