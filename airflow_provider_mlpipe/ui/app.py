@@ -185,10 +185,15 @@ def create_app(backend: UiBackend | None = None) -> FastAPI:
             for name in view.metric_names
         ]
         anomaly_labels = [str(p.span) for p in view.anomaly_points]
+        severities = [s for s in view.severities if s != "total"]
+        # One line per severity, plus a dashed total when there is more than one severity.
+        names = [*severities, "total"] if len(severities) != 1 else severities
         anomaly_chart = svg.trend_svg(
             "anomalies per span",
             anomaly_labels,
-            {sev: [p.values.get(sev, 0.0) for p in view.anomaly_points] for sev in view.severities},
+            {sev: [p.values.get(sev, 0.0) for p in view.anomaly_points] for sev in names},
+            zero_based=True,
+            dashed=("total",),
         )
         return _page(
             "pipeline.html",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from html import escape
 from typing import Any
@@ -106,17 +107,35 @@ def lineage_svg(graph: RunGraph, artifact_href: Callable[[int], str]) -> str:
     return "".join(parts)
 
 
-def trend_svg(title: str, labels: list[str], series: dict[str, list[float | None]], width: int = 400) -> str:
+def nice_ticks(low: float, high: float, count: int = 4) -> list[float]:
+    """Round tick values (1, 2 or 5 times a power of ten) that cover [low, high]."""
+    if high == low:
+        low, high = low - (abs(low) * 0.1 or 1), high + (abs(high) * 0.1 or 1)
+    raw = (high - low) / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    first = math.floor(low / step) * step
+    ticks = [first]
+    while ticks[-1] < high - 1e-12:
+        ticks.append(round(ticks[-1] + step, 12))
+    return ticks
+
+
+def trend_svg(
+    title: str,
+    labels: list[str],
+    series: dict[str, list[float | None]],
+    width: int = 400,
+    zero_based: bool = False,
+    dashed: tuple[str, ...] = (),
+) -> str:
     """A line chart of ``series`` (name -> value per label), one point per span, with a value tooltip."""
     height, left, right, top, bottom = 210, 50, 34, 28, 46
     values = [v for vs in series.values() for v in vs if v is not None]
     if not labels or not values:
         return f'<p class="muted">No {escape(title)} recorded yet.</p>'
-    low, high = min(values), max(values)
-    if high == low:
-        low, high = low - (abs(low) * 0.1 or 1), high + (abs(high) * 0.1 or 1)
-    span = high - low
-    low, high = low - span * 0.08, high + span * 0.08
+    ticks = nice_ticks(min([*values, 0.0]) if zero_based else min(values), max(values))
+    low, high = ticks[0], ticks[-1]
     plot_w, plot_h = width - left - right, height - top - bottom
 
     def px(i: int) -> float:
@@ -132,8 +151,7 @@ def trend_svg(title: str, labels: list[str], series: dict[str, list[float | None
         f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#868e96"/>',
         f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#868e96"/>',
     ]
-    for k in range(5):
-        v = low + (high - low) * k / 4
+    for v in ticks:
         out.append(
             f'<text x="{left - 6}" y="{py(v) + 4:.1f}" font-size="10" text-anchor="end">{_fmt(v)}</text>'
             f'<line x1="{left}" y1="{py(v):.1f}" x2="{left + plot_w}" y2="{py(v):.1f}" stroke="#f1f3f5"/>'
@@ -150,7 +168,8 @@ def trend_svg(title: str, labels: list[str], series: dict[str, list[float | None
         pts = [(px(i), py(v), v) for i, v in enumerate(vs) if v is not None]
         if len(pts) > 1:
             d = " ".join(f"{'M' if j == 0 else 'L'}{x:.1f},{y:.1f}" for j, (x, y, _) in enumerate(pts))
-            out.append(f'<path d="{d}" fill="none" stroke="{color}" stroke-width="2"/>')
+            dash = ' stroke-dasharray="5 4"' if name in dashed else ""
+            out.append(f'<path d="{d}" fill="none" stroke="{color}" stroke-width="2"{dash}/>')
         for (x, y, v), label in zip(
             pts, [lab for lab, v in zip(labels, vs, strict=True) if v is not None], strict=True
         ):
@@ -167,5 +186,5 @@ def trend_svg(title: str, labels: list[str], series: dict[str, list[float | None
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float) and not v.is_integer():
-        return f"{v:.3g}"
+        return f"{v:.4g}"
     return f"{int(v)}" if isinstance(v, float) else str(v)

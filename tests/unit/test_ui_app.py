@@ -230,8 +230,14 @@ def test_pipeline_view_plots_every_span_and_lists_pushed_versions(client: TestCl
         expected.append(json.loads(Path(uri, "metrics.json").read_text())["slices"][0]["metrics"]["accuracy"])
     assert plotted == expected
     anomaly_chart = html[html.index('aria-label="anomalies per span"') :].split("</svg>", 1)[0]
-    totals = [store.results[r]["example_validator"]["summary"]["anomaly_count"] for r, _, _ in RUNS]
-    assert [float(t) for t in totals] == [float(v) for v in re.findall(r"total = ([0-9.]+)", anomaly_chart)]
+    by_span: dict[str, dict[str, float]] = {}
+    for name, value, span in re.findall(r"<title>(\w+) = ([0-9.]+) \(span (\d+)\)</title>", anomaly_chart):
+        by_span.setdefault(span, {})[name] = float(value)
+    for run_id, span, _ in RUNS:
+        expected_total = store.results[run_id]["example_validator"]["summary"]["anomaly_count"]
+        plotted_total = by_span[str(span)].pop("total", None)
+        assert sum(by_span[str(span)].values()) == expected_total
+        assert plotted_total in (None, expected_total)
     versions = [store.artifact(r, "pusher", "pushed_model")["properties"]["version"] for r, _, _ in RUNS[:2]]
     for version in versions:
         assert f"<b>{version}</b>" in html
