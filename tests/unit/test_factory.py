@@ -285,3 +285,11 @@ def test_an_operator_refusing_its_arguments_loses_only_that_dag(tmp_path):
     bad = full_spec("bad") + "runtime: {image: img:1, env: {MLPIPE_REQUEST: x}}\n"
     dags = make_dags_folder(tmp_path, {"good": full_spec("good"), "bad": bad}, dag_file=False)
     assert list(load_pipelines(dags / "pipelines", {})) == ["good"]
+
+
+def test_dag_discovery_skips_user_modules_and_data_helpers():
+    from airflow.utils.file import list_py_file_paths
+
+    for safe_mode in (True, False):
+        found = [Path(p).relative_to(REPO / "dags").as_posix() for p in list_py_file_paths(REPO / "dags", safe_mode)]
+        assert found == ["mlpipe_dags.py"], found
