@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
@@ -25,61 +26,62 @@ EVENT_INPUT, EVENT_OUTPUT = 3, 4
 RUN_CONTEXT = "pipeline_run"
 PIPELINE_CONTEXT = "pipeline"
 
-_md = sa.MetaData()
-_type = sa.Table(
-    "Type", _md, sa.Column("id", sa.Integer), sa.Column("name", sa.String), sa.Column("type_kind", sa.Integer)
-)
-_artifact = sa.Table(
-    "Artifact",
-    _md,
-    sa.Column("id", sa.Integer),
-    sa.Column("type_id", sa.Integer),
-    sa.Column("uri", sa.Text),
-    sa.Column("state", sa.Integer),
-    sa.Column("create_time_since_epoch", sa.BigInteger),
-)
-_execution = sa.Table(
-    "Execution",
-    _md,
-    sa.Column("id", sa.Integer),
-    sa.Column("type_id", sa.Integer),
-    sa.Column("last_known_state", sa.Integer),
-    sa.Column("create_time_since_epoch", sa.BigInteger),
-    sa.Column("last_update_time_since_epoch", sa.BigInteger),
-)
-_context = sa.Table(
-    "Context", _md, sa.Column("id", sa.Integer), sa.Column("type_id", sa.Integer), sa.Column("name", sa.String)
-)
 
+def _schema(lowercase: bool) -> SimpleNamespace:
+    """MLMD's tables (only the columns the UI reads). PostgreSQL folds MLMD's unquoted names to lower case."""
+    md = sa.MetaData()
 
-def _property_table(name: str, owner: str) -> sa.Table:
-    return sa.Table(
-        name,
-        _md,
-        sa.Column(owner, sa.Integer),
-        sa.Column("name", sa.String),
-        sa.Column("is_custom_property", sa.Integer),
-        sa.Column("int_value", sa.BigInteger),
-        sa.Column("double_value", sa.Float),
-        sa.Column("string_value", sa.Text),
-        sa.Column("bool_value", sa.Boolean),
+    def table(name: str, *columns: sa.Column) -> sa.Table:
+        return sa.Table(name.lower() if lowercase else name, md, *columns)
+
+    def props(name: str, owner: str) -> sa.Table:
+        return table(
+            name,
+            sa.Column(owner, sa.Integer),
+            sa.Column("name", sa.String),
+            sa.Column("is_custom_property", sa.Integer),
+            sa.Column("int_value", sa.BigInteger),
+            sa.Column("double_value", sa.Float),
+            sa.Column("string_value", sa.Text),
+            sa.Column("bool_value", sa.Boolean),
+        )
+
+    return SimpleNamespace(
+        type=table(
+            "Type", sa.Column("id", sa.Integer), sa.Column("name", sa.String), sa.Column("type_kind", sa.Integer)
+        ),
+        artifact=table(
+            "Artifact",
+            sa.Column("id", sa.Integer),
+            sa.Column("type_id", sa.Integer),
+            sa.Column("uri", sa.Text),
+            sa.Column("state", sa.Integer),
+        ),
+        execution=table(
+            "Execution",
+            sa.Column("id", sa.Integer),
+            sa.Column("type_id", sa.Integer),
+            sa.Column("last_known_state", sa.Integer),
+            sa.Column("create_time_since_epoch", sa.BigInteger),
+            sa.Column("last_update_time_since_epoch", sa.BigInteger),
+        ),
+        context=table(
+            "Context", sa.Column("id", sa.Integer), sa.Column("type_id", sa.Integer), sa.Column("name", sa.String)
+        ),
+        artifact_prop=props("ArtifactProperty", "artifact_id"),
+        execution_prop=props("ExecutionProperty", "execution_id"),
+        context_prop=props("ContextProperty", "context_id"),
+        event=table(
+            "Event",
+            sa.Column("id", sa.Integer),
+            sa.Column("artifact_id", sa.Integer),
+            sa.Column("execution_id", sa.Integer),
+            sa.Column("type", sa.Integer),
+        ),
+        event_path=table("EventPath", sa.Column("event_id", sa.Integer), sa.Column("step_key", sa.Text)),
+        association=table("Association", sa.Column("context_id", sa.Integer), sa.Column("execution_id", sa.Integer)),
+        attribution=table("Attribution", sa.Column("context_id", sa.Integer), sa.Column("artifact_id", sa.Integer)),
     )
-
-
-_artifact_prop = _property_table("ArtifactProperty", "artifact_id")
-_execution_prop = _property_table("ExecutionProperty", "execution_id")
-_context_prop = _property_table("ContextProperty", "context_id")
-_event = sa.Table(
-    "Event",
-    _md,
-    sa.Column("id", sa.Integer),
-    sa.Column("artifact_id", sa.Integer),
-    sa.Column("execution_id", sa.Integer),
-    sa.Column("type", sa.Integer),
-)
-_event_path = sa.Table("EventPath", _md, sa.Column("event_id", sa.Integer), sa.Column("step_key", sa.Text))
-_association = sa.Table("Association", _md, sa.Column("context_id", sa.Integer), sa.Column("execution_id", sa.Integer))
-_attribution = sa.Table("Attribution", _md, sa.Column("context_id", sa.Integer), sa.Column("artifact_id", sa.Integer))
 
 
 @dataclass
@@ -186,6 +188,7 @@ class MlmdReader:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self.t = _schema(lowercase=engine.dialect.name == "postgresql")
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> MlmdReader:
@@ -197,7 +200,9 @@ class MlmdReader:
             return list(conn.execute(query))
 
     def _types(self, kind: str) -> dict[int, str]:
-        rows = self._rows(sa.select(_type.c.id, _type.c.name).where(_type.c.type_kind == TYPE_KIND[kind]))
+        rows = self._rows(
+            sa.select(self.t.type.c.id, self.t.type.c.name).where(self.t.type.c.type_kind == TYPE_KIND[kind])
+        )
         return {r.id: r.name for r in rows}
 
     def _properties(self, table: sa.Table, owner: str, ids: list[int]) -> dict[int, dict[str, Any]]:
@@ -210,9 +215,13 @@ class MlmdReader:
 
     def _context_id(self, type_name: str, name: str) -> int | None:
         query = (
-            sa.select(_context.c.id)
-            .join(_type, _type.c.id == _context.c.type_id)
-            .where(_type.c.name == type_name, _type.c.type_kind == TYPE_KIND["context"], _context.c.name == name)
+            sa.select(self.t.context.c.id)
+            .join(self.t.type, self.t.type.c.id == self.t.context.c.type_id)
+            .where(
+                self.t.type.c.name == type_name,
+                self.t.type.c.type_kind == TYPE_KIND["context"],
+                self.t.context.c.name == name,
+            )
         )
         rows = self._rows(query)
         return rows[0].id if rows else None
@@ -222,8 +231,8 @@ class MlmdReader:
         if not ids:
             return {}
         types = self._types("artifact")
-        rows = self._rows(sa.select(_artifact).where(_artifact.c.id.in_(ids)))
-        props = self._properties(_artifact_prop, "artifact_id", [r.id for r in rows])
+        rows = self._rows(sa.select(self.t.artifact).where(self.t.artifact.c.id.in_(ids)))
+        props = self._properties(self.t.artifact_prop, "artifact_id", [r.id for r in rows])
         return {
             r.id: Artifact(r.id, types.get(r.type_id, "?"), r.uri or "", ARTIFACT_STATES.get(r.state, "?"), props[r.id])
             for r in rows
@@ -233,8 +242,10 @@ class MlmdReader:
         if not ids:
             return []
         types = self._types("execution")
-        rows = self._rows(sa.select(_execution).where(_execution.c.id.in_(ids)).order_by(_execution.c.id))
-        props = self._properties(_execution_prop, "execution_id", [r.id for r in rows])
+        rows = self._rows(
+            sa.select(self.t.execution).where(self.t.execution.c.id.in_(ids)).order_by(self.t.execution.c.id)
+        )
+        props = self._properties(self.t.execution_prop, "execution_id", [r.id for r in rows])
         return [
             Execution(
                 r.id,
@@ -251,10 +262,10 @@ class MlmdReader:
         if not execution_ids:
             return []
         query = (
-            sa.select(_event, _event_path.c.step_key)
-            .select_from(_event.outerjoin(_event_path, _event_path.c.event_id == _event.c.id))
-            .where(_event.c.execution_id.in_(execution_ids), _event.c.type.in_([EVENT_INPUT, EVENT_OUTPUT]))
-            .order_by(_event.c.id)
+            sa.select(self.t.event, self.t.event_path.c.step_key)
+            .select_from(self.t.event.outerjoin(self.t.event_path, self.t.event_path.c.event_id == self.t.event.c.id))
+            .where(self.t.event.c.execution_id.in_(execution_ids), self.t.event.c.type.in_([EVENT_INPUT, EVENT_OUTPUT]))
+            .order_by(self.t.event.c.id)
         )
         seen: set[int] = set()
         edges = []
@@ -271,7 +282,7 @@ class MlmdReader:
         ctx = self._context_id(RUN_CONTEXT, f"{pipeline}.{run_id}")
         if ctx is None:
             return []
-        rows = self._rows(sa.select(_association.c.execution_id).where(_association.c.context_id == ctx))
+        rows = self._rows(sa.select(self.t.association.c.execution_id).where(self.t.association.c.context_id == ctx))
         return sorted(r.execution_id for r in rows)
 
     def run_graph(self, pipeline: str, run_id: str) -> RunGraph:
@@ -289,13 +300,13 @@ class MlmdReader:
     def run_ids(self, pipeline: str) -> list[str]:
         """Airflow run ids that recorded executions for this pipeline, oldest first."""
         query = (
-            sa.select(_context.c.id, _context.c.name)
-            .join(_type, _type.c.id == _context.c.type_id)
-            .where(_type.c.name == RUN_CONTEXT, _context.c.name.startswith(f"{pipeline}.", autoescape=True))
-            .order_by(_context.c.id)
+            sa.select(self.t.context.c.id, self.t.context.c.name)
+            .join(self.t.type, self.t.type.c.id == self.t.context.c.type_id)
+            .where(self.t.type.c.name == RUN_CONTEXT, self.t.context.c.name.startswith(f"{pipeline}.", autoescape=True))
+            .order_by(self.t.context.c.id)
         )
         rows = self._rows(query)
-        props = self._properties(_context_prop, "context_id", [r.id for r in rows])
+        props = self._properties(self.t.context_prop, "context_id", [r.id for r in rows])
         out = []
         for r in rows:
             if props[r.id].get("pipeline", pipeline) == pipeline:
@@ -308,11 +319,11 @@ class MlmdReader:
         if ctx is None:
             return []
         query = (
-            sa.select(_artifact.c.id)
-            .join(_attribution, _attribution.c.artifact_id == _artifact.c.id)
-            .join(_type, _type.c.id == _artifact.c.type_id)
-            .where(_attribution.c.context_id == ctx, _type.c.name == type_name)
-            .order_by(_artifact.c.id)
+            sa.select(self.t.artifact.c.id)
+            .join(self.t.attribution, self.t.attribution.c.artifact_id == self.t.artifact.c.id)
+            .join(self.t.type, self.t.type.c.id == self.t.artifact.c.type_id)
+            .where(self.t.attribution.c.context_id == ctx, self.t.type.c.name == type_name)
+            .order_by(self.t.artifact.c.id)
         )
         ids = [r.id for r in self._rows(query)]
         found = self.artifacts(ids)
@@ -323,9 +334,9 @@ class MlmdReader:
         if not artifact_ids:
             return {}
         query = (
-            sa.select(_event.c.artifact_id, sa.func.min(_event.c.execution_id).label("execution_id"))
-            .where(_event.c.artifact_id.in_(artifact_ids), _event.c.type == EVENT_OUTPUT)
-            .group_by(_event.c.artifact_id)
+            sa.select(self.t.event.c.artifact_id, sa.func.min(self.t.event.c.execution_id).label("execution_id"))
+            .where(self.t.event.c.artifact_id.in_(artifact_ids), self.t.event.c.type == EVENT_OUTPUT)
+            .group_by(self.t.event.c.artifact_id)
         )
         pairs = {r.artifact_id: r.execution_id for r in self._rows(query)}
         by_id = {e.id: e for e in self.executions(sorted(set(pairs.values())))}
@@ -338,17 +349,17 @@ class MlmdReader:
         count.
         """
         ctx = self._context_id(PIPELINE_CONTEXT, pipeline)
-        in_ctx = sa.select(_association.c.execution_id).where(_association.c.context_id == (ctx or -1))
-        with_prop = sa.select(_execution_prop.c.execution_id).where(
-            _execution_prop.c.name == "pipeline", _execution_prop.c.string_value == pipeline
+        in_ctx = sa.select(self.t.association.c.execution_id).where(self.t.association.c.context_id == (ctx or -1))
+        with_prop = sa.select(self.t.execution_prop.c.execution_id).where(
+            self.t.execution_prop.c.name == "pipeline", self.t.execution_prop.c.string_value == pipeline
         )
         query = (
-            sa.select(_execution.c.id)
-            .join(_type, _type.c.id == _execution.c.type_id)
+            sa.select(self.t.execution.c.id)
+            .join(self.t.type, self.t.type.c.id == self.t.execution.c.type_id)
             .where(
-                _type.c.type_kind == TYPE_KIND["execution"],
-                _type.c.name.contains(type_part, autoescape=True),
-                sa.or_(_execution.c.id.in_(in_ctx), _execution.c.id.in_(with_prop)),
+                self.t.type.c.type_kind == TYPE_KIND["execution"],
+                self.t.type.c.name.contains(type_part, autoescape=True),
+                sa.or_(self.t.execution.c.id.in_(in_ctx), self.t.execution.c.id.in_(with_prop)),
             )
         )
         return self.executions(sorted(r.id for r in self._rows(query)))
