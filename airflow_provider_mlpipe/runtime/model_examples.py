@@ -2,7 +2,7 @@
 
 Transform, Evaluator (both engines) and the tests all turn Parquet columns into the same Arrow layout: one
 list column per schema feature, cast to the schema's type (INT -> int64, FLOAT -> float32, BYTES -> binary).
-A null becomes an empty list (a missing feature in a ``tf.Example``), except in a dense FLOAT feature, where it
+A null becomes a null list (a missing feature in a ``tf.Example``), except in a dense FLOAT feature, where it
 becomes NaN: a schema inferred from pandas statistics marks such columns dense, and the user's
 ``preprocessing_fn`` imputes NaN. Encoding that layout with tfx_bsl's C++ encoder gives the serialized
 ``tf.Example``s that the serving signature takes.
@@ -106,10 +106,15 @@ def _to_list_column(column: pa.Array, feature: schema_pb2.Feature) -> pa.Array:
                 "infer the schema from these examples or curate it so the feature may be missing."
             )
         column = pc.fill_null(column, np.float32("nan"))
-    valid = np.ones(len(column), dtype=bool) if not column.null_count else column.is_valid().to_numpy(False)
+    if not column.null_count:
+        return pa.LargeListArray.from_arrays(pa.array(np.arange(len(column) + 1, dtype=np.int64)), column)
+    # A null row becomes a null list, which the tf.Example encoder writes as a feature without values: parsing
+    # treats it as missing (a dense feature takes its default), where an empty list would be "zero values".
+    valid = column.is_valid().to_numpy(False)
     offsets = np.zeros(len(column) + 1, dtype=np.int64)
     np.cumsum(valid, out=offsets[1:])
-    return pa.LargeListArray.from_arrays(pa.array(offsets), column.drop_null())
+    mask = np.append(~valid, False)
+    return pa.LargeListArray.from_arrays(pa.array(offsets, mask=mask), column.drop_null())
 
 
 def to_list_batch(table: pa.Table | pa.RecordBatch, schema: schema_pb2.Schema) -> pa.RecordBatch:
