@@ -224,7 +224,8 @@ def test_run_and_pipeline_views_in_chromium(served: Served) -> None:
             page.goto(f"{server.url}/mlpipe/run?{q(dag_id=dag, run_id=run2)}")
             page.screenshot(path=str(SHOTS / "run-view.png"), full_page=True)
 
-            # The pipeline view, as the "ML pipeline" tab of the DAG page.
+            # The pipeline view, as the "ML pipeline" tab of the DAG page (a taller window shows all of it).
+            page.set_viewport_size({"width": 1440, "height": 1500})
             page.goto(f"{server.url}/dags/{dag}/plugin/mlpipe-pipeline")
             pipeline_view = page.frame_locator("iframe[title='ML pipeline']")
             chart = pipeline_view.locator("svg.trend[aria-label='accuracy']")
