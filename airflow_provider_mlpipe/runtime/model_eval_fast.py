@@ -23,7 +23,6 @@ import numpy as np
 
 from airflow_provider_mlpipe.runtime import model_examples
 from airflow_provider_mlpipe.runtime.model_eval_config import (
-    EXAMPLE_COUNT,
     OVERALL,
     TRANSFORM_SIGNATURE,
     EvalSpec,
@@ -165,6 +164,3 @@ def evaluate(
     candidate = compute(spec, *predict(model_dir, files, schema, spec))
     baseline = compute(spec, *predict(baseline_dir, files, schema, spec)) if baseline_dir else None
     return candidate, baseline
-
-
-__all__ = ["EXAMPLE_COUNT", "SUPPORTED", "evaluate", "unsupported"]

@@ -70,12 +70,15 @@ def push_version(source_dir: str, destination: str, retries: int = 20) -> tuple[
     if not os.path.isfile(os.path.join(source_dir, SAVED_MODEL)):
         raise PushError(f"{source_dir} holds no {SAVED_MODEL}; refusing to push it.")
     push = _push_gcs if is_gcs(destination) else _push_local
+    tried = 0
     for _ in range(retries):
-        version = max(list_versions(destination), default=0) + 1
+        # Never retry a number already refused: a GCS claim can outlive a crashed push that left no files.
+        version = max(max(list_versions(destination), default=0) + 1, tried + 1)
         if push(source_dir, destination, version):
             log.info("Pushed %s as version %d of %s.", source_dir, version, destination)
             return version, version_uri(destination, version)
         log.info("Version %d of %s was taken concurrently; trying the next one.", version, destination)
+        tried = version
     raise PushError(f"Could not claim a new version under {destination} after {retries} attempts.")
 
 
@@ -202,7 +205,7 @@ def rollback(
     if target is not None:
         inputs.append(ArtifactRef(PUSHED_MODEL, target.uri, target.id, "rollback_target", target.properties))
         model_id = target.properties.get("source_model_id")
-        if isinstance(model_id, int):
+        if isinstance(model_id, int) and client.store.get_artifacts_by_id([model_id]):
             inputs.append(ArtifactRef("Model", "", model_id, "model"))
     props = {"pipeline": pipeline, "run_id": run_id, "destination": destination, "rollback_of": to_version}
     execution_id = client.start_execution(ROLLBACK_EXECUTION, contexts, inputs, props)
