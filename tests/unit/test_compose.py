@@ -96,6 +96,28 @@ def test_all_services_present_and_healthchecked(compose: dict) -> None:
     assert commands["airflow-triggerer"] == "triggerer"
 
 
+def test_healthchecks_use_real_airflow_commands_and_ports(compose: dict, tmp_path: Path) -> None:
+    """The job types and the scheduler's health port exist in the Airflow version the image installs."""
+    airflow = REPO / ".venv" / "bin" / "airflow"
+    if not airflow.exists():
+        pytest.skip("needs .venv")
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path)}
+    run = {"capture_output": True, "text": True, "timeout": 120, "env": env}
+    choices = subprocess.run([str(airflow), "jobs", "check", "--help"], **run).stdout
+    port = subprocess.run(
+        [str(airflow), "config", "get-value", "scheduler", "scheduler_health_check_server_port"], **run
+    ).stdout.strip()
+    services = compose["services"]
+    for name in ("airflow-dag-processor", "airflow-triggerer"):
+        test = " ".join(services[name]["healthcheck"]["test"])
+        job_type = re.search(r"airflow jobs check --job-type (\w+)", test).group(1)
+        assert job_type in choices, (name, job_type)
+    scheduler = " ".join(services["airflow-scheduler"]["healthcheck"]["test"])
+    assert f"http://localhost:{port}/health" in scheduler
+    apiserver = " ".join(services["airflow-apiserver"]["healthcheck"]["test"])
+    assert "http://localhost:8080/api/v2/version" in apiserver and "8080" in services["airflow-apiserver"]["ports"][0]
+
+
 def test_executor_is_chosen_and_justified(compose: dict) -> None:
     env = _env(compose["services"]["airflow-scheduler"])
     assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
