@@ -256,7 +256,7 @@ def test_repository_penguins_spec_builds_all_stages_and_gates():
     assert dag.dag_id == "penguins" and dag.schedule == "@daily"
     assert len([t for t in dag.tasks if type(t).__module__.endswith("operators.stages")]) == 8
     assert {"data_validation_gate", "blessing_gate"} <= set(dag.task_ids)
-    assert dag.get_task("evaluator").stage_params["label_key"] == "species"
+    assert dag.get_task("evaluator").stage_params["label_key"] == "species_xf"
 
 
 def test_runtime_image_gives_pod_operators(tmp_path):
