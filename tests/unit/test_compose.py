@@ -118,6 +118,18 @@ def test_healthchecks_use_real_airflow_commands_and_ports(compose: dict, tmp_pat
     assert "http://localhost:8080/api/v2/version" in apiserver and "8080" in services["airflow-apiserver"]["ports"][0]
 
 
+def test_every_airflow_setting_is_a_known_option(compose: dict) -> None:
+    """A typo in an AIRFLOW__SECTION__KEY variable is silently ignored by Airflow; catch it here."""
+    from airflow.configuration import conf
+
+    known = conf.configuration_description  # core options and those of installed providers, mlpipe included
+    names = {k for service in compose["services"].values() for k in _env(service) if k.startswith("AIRFLOW__")}
+    assert names, "the compose file configures Airflow through the environment"
+    for name in sorted(names):
+        section, key = name[len("AIRFLOW__") :].lower().split("__", 1)
+        assert key in known.get(section, {}).get("options", {}), f"{name} is not an Airflow 3.3 option"
+
+
 def test_executor_is_chosen_and_justified(compose: dict) -> None:
     env = _env(compose["services"]["airflow-scheduler"])
     assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
