@@ -16,6 +16,7 @@ from urllib.parse import urlencode, urlsplit
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.exc import SQLAlchemyError
 
 from airflow_provider_mlpipe.ui import svg
 from airflow_provider_mlpipe.ui.backend import UiBackend
@@ -83,6 +84,13 @@ def _not_found(exc: Exception) -> HTTPException:
 def create_app(backend: UiBackend | None = None) -> FastAPI:
     app = FastAPI(title="mlpipe", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.backend = backend or UiBackend()
+
+    @app.exception_handler(SQLAlchemyError)
+    def store_unavailable(request: Request, exc: SQLAlchemyError) -> HTMLResponse:
+        # Say which store and why, without the connection URL (it may carry a password).
+        log.warning("The ML Metadata store cannot be read: %s", type(exc).__name__)
+        reason = str(getattr(exc, "orig", None) or type(exc).__name__)
+        return _page("unavailable.html", status_code=503, reason=reason, where=request.app.state.backend.describe())
 
     def run_view(backend: UiBackend, dag_id: str, run_id: str) -> Any:
         reader = backend.reader()

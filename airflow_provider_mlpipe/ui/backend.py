@@ -57,6 +57,17 @@ class UiBackend:
 
         return MlmdHook(self.mlmd_conn_id).get_config()
 
+    def describe(self) -> str:
+        """Where the store is, without credentials."""
+        try:
+            config = self.mlmd_config()
+        except Exception as exc:  # a broken connection definition is itself the answer
+            return f"mlmd connection {self.mlmd_conn_id!r}: {exc}"
+        if config.get("backend", "sqlite") == "sqlite":
+            return f"SQLite file {config.get('path')}"
+        user, host, port, db = (config.get(k, "") for k in ("user", "host", "port", "database"))
+        return f"{config['backend']}://{user}@{host}:{port}/{db}"
+
     def reader(self) -> MlmdReader:
         config = self.mlmd_config()
         key = json.dumps(config, sort_keys=True, default=str)

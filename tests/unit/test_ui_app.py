@@ -269,3 +269,13 @@ def test_reader_cannot_write_the_store(store: FixtureStore) -> None:
         conn.exec_driver_sql("DELETE FROM Artifact")
     with sqlite3.connect(store.mlmd) as conn:
         assert conn.execute("select count(*) from Artifact").fetchone()[0] > 0
+
+
+def test_a_missing_store_is_a_clear_503_not_a_crash(backend: FakeBackend, tmp_path: Path) -> None:
+    backend.mlmd_config = lambda: {"backend": "sqlite", "path": str(tmp_path / "absent" / "mlmd.sqlite")}
+    app = ui_app.create_app(backend)
+    app.dependency_overrides[ui_app.read_access] = lambda: None
+    response = TestClient(app).get(f"/run?{q(dag_id=DAG, run_id=RUN1)}")
+    assert response.status_code == 503
+    assert "cannot be read" in response.text and str(tmp_path / "absent") in response.text
+    assert not (tmp_path / "absent").exists()  # read-only: the UI never creates the store
