@@ -272,6 +272,8 @@ def build_pipeline_view(reader: MlmdReader, dag_id: str, pipeline: str, dag_runs
     for a in pushed:
         run_id = _run_of(producers, a)
         record = {"artifact_id": a.id, "run_id": run_id, "uri": a.uri, **a.properties}
+        # A pruned version (keep_versions) cannot be rolled back to; gs:// is checked by the command itself.
+        record["available"] = a.uri.startswith("gs://") or os.path.isdir(a.uri)
         pushes.append(record)
         by_run.setdefault(run_id, {})["pushed_version"] = a.properties.get("version")
     runs = []

@@ -291,8 +291,12 @@ def runtime_main(stage: str, request_json: str) -> dict[str, Any]:
     except Exception as exc:
         client.fail_execution(execution_id, str(exc))
         raise
+    uris = {slot: str(path) for slot, path in slots.items()}
+    if stage == "pusher":  # as the real Pusher: the PushedModel's URI is the served version directory
+        pushed = properties["pushed_model"]
+        uris["pushed_model"] = str(Path(pushed["destination"], str(pushed["version"])))
     outputs = {
-        slot: [ArtifactRef(atype, str(slots[slot]), name=slot, properties=properties[slot])]
+        slot: [ArtifactRef(atype, uris[slot], name=slot, properties=properties[slot])]
         for slot, atype in CHAIN_OUT[stage]
     }
     client.finish_execution(execution_id, contexts, outputs, {"summary": summary})

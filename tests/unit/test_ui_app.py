@@ -279,3 +279,15 @@ def test_a_missing_store_is_a_clear_503_not_a_crash(backend: FakeBackend, tmp_pa
     assert response.status_code == 503
     assert "cannot be read" in response.text and str(tmp_path / "absent") in response.text
     assert not (tmp_path / "absent").exists()  # read-only: the UI never creates the store
+
+
+def test_a_pruned_version_offers_no_rollback(client: TestClient, store: FixtureStore) -> None:
+    version_dir = Path(store.artifact(RUN1, "pusher", "pushed_model")["uri"])  # <destination>/<version>
+    assert version_dir.is_dir() and version_dir.name == "1"
+    hidden = version_dir.with_name(".pruned")
+    version_dir.rename(hidden)
+    try:
+        html = client.get(f"/pipeline?{q(dag_id=DAG)}").text
+    finally:
+        hidden.rename(version_dir)
+    assert "pruned" in html and 'name="version" value="1"' not in html
