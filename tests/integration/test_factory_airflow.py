@@ -101,3 +101,22 @@ def test_dags_test_runs_a_small_spec_through_the_runtime(tmp_path, make_airflow)
     result = env.xcom("probe_spec", "probe")
     assert result["outputs"]["probe"][0]["uri"].startswith(str(tmp_path / "root" / "probe_spec"))
     assert textwrap.dedent(str(result["outputs"]["probe"][0]["properties"]["sum"])) == "4.0"
+
+
+@pytest.mark.slow
+def test_penguins_spec_runs_green_with_dags_test(tmp_path, make_airflow, repo_root):
+    """The example spec as shipped (dev overlay): every stage and both gates succeed, a model version is pushed."""
+    serving = tmp_path / "serving"
+    env = make_airflow(
+        repo_root / "dags",
+        MLPIPE_ENVIRONMENT="dev",
+        MLPIPE_PIPELINE_ROOT=str(tmp_path / "root"),
+        MLPIPE_SERVING_DIR=str(serving),
+    )
+    proc = env.dags_test("penguins", "2024-01-02", check=False)
+    states = env.task_states("penguins")
+    assert set(states.values()) == {"success"} and len(states) == 10, (states, proc.stdout[-4000:])
+    assert [p.name for p in serving.iterdir()] == ["1"]
+    with env.db() as conn:
+        events = conn.execute("select a.name, a.uri from asset_event e join asset a on a.id = e.asset_id").fetchall()
+    assert events == [("mlpipe/penguins/pushed_model", serving.resolve().as_uri())]
