@@ -251,6 +251,9 @@ def _execute(stage: str, req: dict[str, Any], out: dict[str, Path]) -> tuple[dic
         dest = Path(req["root"], "serving", PIPELINE)
         version = 1 + max((int(p.name) for p in dest.glob("*") if p.name.isdigit()), default=0)
         (dest / str(version)).mkdir(parents=True)
+        model = Path(inputs["model"][0]["uri"], "model.json").read_bytes()
+        # TF Serving's layout: the fixture "model" stands in the SavedModel file the push and rollback copy.
+        (dest / str(version) / "saved_model.pb").write_bytes(model)
         record = {"version": version, "destination": str(dest), "source_model_id": inputs["model"][0]["id"]}
         Path(out["pushed_model"], "push.json").write_text(json.dumps(record))
         props = {"pushed": 1, **record, "blessing_id": inputs["blessing"][0]["id"]}

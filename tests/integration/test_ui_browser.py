@@ -246,6 +246,11 @@ def test_run_and_pipeline_views_in_chromium(served: Served) -> None:
             confirm.locator("button[type=submit]").click()
             expect(pipeline_view.locator("#rollback-result")).to_contain_text("Rolled back", timeout=120_000)
             page.screenshot(path=str(SHOTS / "rollback-done.png"))
+            if served.rollback_calls is None:  # the real command: the pipeline view shows the new version
+                pipeline_view.locator("nav.top a").click()
+                expect(pipeline_view.locator("#rollbacks")).to_contain_text("mlpipe.Rollback")
+                expect(pipeline_view.locator("#versions-table")).to_contain_text(f"rollback to {version}")
+                page.screenshot(path=str(SHOTS / "pipeline-after-rollback.png"))
         finally:
             browser.close()
     if served.rollback_calls is not None:  # the fake runtime: the command and its arguments are what we check
