@@ -11,6 +11,19 @@ from typing import Any
 
 from airflow_provider_mlpipe.protocol import StageResult
 
+# Where tasks that never started go in the table: the pipeline's own order.
+TASK_ORDER = (
+    "example_gen",
+    "statistics_gen",
+    "schema_gen",
+    "example_validator",
+    "data_validation_gate",
+    "transform",
+    "trainer",
+    "evaluator",
+    "blessing_gate",
+    "pusher",
+)
 STATE_MARK = {"success": "ok", "failed": "FAILED", "skipped": "skipped", "upstream_failed": "not run"}
 
 
@@ -72,7 +85,12 @@ def load_run(dag_id: str, run_id: str | None = None) -> RunSummary:
             select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == dag_run.run_id)
         ).all()
         rows = []
-        for ti in sorted(tis, key=lambda t: (t.start_date is None, t.start_date or 0, t.task_id)):
+
+        def order(ti: TaskInstance) -> tuple[Any, ...]:
+            rank = TASK_ORDER.index(ti.task_id) if ti.task_id in TASK_ORDER else len(TASK_ORDER)
+            return (ti.start_date is None, ti.start_date or 0, rank, ti.task_id)
+
+        for ti in sorted(tis, key=order):
             raw = session.scalars(
                 select(XComModel.value).where(
                     XComModel.dag_id == dag_id,
@@ -87,11 +105,17 @@ def load_run(dag_id: str, run_id: str | None = None) -> RunSummary:
         return RunSummary(dag_id, dag_run.run_id, str(dag_run.state), rows)
 
 
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) >= 1 else f"{value:.4f}"
+    return str(value)
+
+
 def render(summary: RunSummary) -> str:
     lines = [f"Pipeline {summary.dag_id}, run {summary.run_id}: {summary.state}", "", "Stages"]
     for row in summary.tasks:
         mark = STATE_MARK.get(row.state.split(".")[-1].lower(), row.state)
-        took = f"{row.duration_s:6.1f}s" if row.duration_s is not None else "      -"
+        took = f"{row.duration_s:6.1f}s" if row.duration_s else "      -"
         extra = ""
         if row.result is not None:
             extra = f"  execution {row.result.execution_id}" + ("  (cache hit)" if row.result.cached else "")
@@ -111,9 +135,7 @@ def render(summary: RunSummary) -> str:
         metrics = _read_json(evaluator.artifact("evaluation").uri, "metrics.json") or {}
         lines += ["", "Metrics by slice"]
         for item in metrics.get("slices") or []:
-            values = ", ".join(
-                f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(item["metrics"].items())
-            )
+            values = ", ".join(f"{k}={_number(v)}" for k, v in sorted(item["metrics"].items()))
             lines.append(f"  {item['slice']:<28} {values}")
         blessing = _read_json(evaluator.artifact("blessing").uri, "blessing.json") or {}
         verdict = "BLESSED" if blessing.get("blessed") else "NOT_BLESSED"

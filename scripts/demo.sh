@@ -19,7 +19,7 @@ code=$?
 set -e
 echo "Finished in $(( $(date +%s) - started ))s."
 echo
-.venv/bin/python -m airflow_provider_mlpipe.spec.cli summary "$DAG_ID" || true
+.venv/bin/mlpipe summary "$DAG_ID" || true
 if [ $code -ne 0 ]; then
   echo
   echo "The run failed; the last lines of the log:" >&2

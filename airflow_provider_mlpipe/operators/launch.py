@@ -39,8 +39,10 @@ def run_streaming(
     log: logging.Logger,
     what: str,
     on_process: Callable[[subprocess.Popen[str] | None], None] | None = None,
-) -> None:
+) -> list[str]:
     """Run ``command``, stream its output into ``log`` line by line, raise with its own error text on failure.
+
+    Returns the last lines of output (a command's JSON summary is its last line).
 
     ``what`` names the work in the error (e.g. "The trainer stage"); ``on_process`` is told about the child
     when it starts and with ``None`` when it ends, so the caller can kill it from ``on_kill``.
@@ -72,6 +74,7 @@ def run_streaming(
     if code != 0:
         detail = failure or f"the runtime exited with code {code}"
         raise AirflowException(f"{what} failed: {detail}\n--- last runtime output ---\n" + "\n".join(tail))
+    return list(tail)
 
 
 def kill_process_group(process: subprocess.Popen[str] | None, log: logging.Logger) -> None:

@@ -34,7 +34,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("request", nargs="?", help="The stage request JSON file, or - for stdin.")
     run.add_argument("--request-env", metavar="VAR", help="Read the stage request JSON from this variable.")
     run.add_argument("--result", required=True, help="Where to write the stage result JSON.")
+    back = sub.add_parser("rollback", help="Serve an earlier pushed version again, recorded in MLMD.")
+    back.add_argument("pipeline")
+    back.add_argument("--destination", required=True, help="The serving directory the Pusher pushes to.")
+    back.add_argument("--to", type=int, default=None, help="The version to serve (default: the previous one).")
     args = parser.parse_args(argv)
+    if args.command == "rollback":
+        return _rollback(args)
     if (args.request is None) == (args.request_env is None):
         parser.error("give either a request file (or -) or --request-env VAR")
 
@@ -69,6 +75,21 @@ def main(argv: list[str] | None = None) -> int:
         result.execution_id,
         ", cached" if result.cached else "",
     )
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=os.environ.get("MLPIPE_LOG_LEVEL", "INFO"), stream=sys.stdout)
+    try:
+        from airflow_provider_mlpipe.runtime.credentials import materialize_gcp_keyfile
+        from airflow_provider_mlpipe.runtime.model_push import rollback
+
+        materialize_gcp_keyfile()
+        summary = rollback(args.destination, args.pipeline, to_version=args.to)
+    except Exception as exc:
+        print(f"{FAILURE_PREFIX}{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return 1
+    print(json.dumps(summary, sort_keys=True, default=str), flush=True)
     return 0
 
 

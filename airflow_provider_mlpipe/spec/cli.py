@@ -173,6 +173,8 @@ def schema(args: argparse.Namespace) -> int:
 
 # ----- entry point --------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    import airflow_provider_mlpipe.commands  # noqa: F401  (registers rollback and summary)
+
     parser = argparse.ArgumentParser(prog="mlpipe", description="mlpipe: TFX-style ML pipelines on Airflow.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for cmd in COMMANDS.values():

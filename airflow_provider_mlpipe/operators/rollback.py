@@ -1,0 +1,70 @@
+"""Rollback: serve an earlier pushed model again, through the runtime's rollback command (recorded in MLMD)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Sequence
+from typing import Any
+
+from airflow_provider_mlpipe.hooks.mlmd import MlmdHook
+from airflow_provider_mlpipe.operators.launch import kill_process_group, run_streaming, runtime_env
+from airflow_provider_mlpipe.operators.runtime_python import resolve_runtime_python
+from airflow_provider_mlpipe.version_compat import BaseOperator, Context
+
+RUNTIME_MODULE = "airflow_provider_mlpipe.runtime"
+
+
+def rollback_command(python: str, pipeline: str, destination: str, to_version: int | None) -> list[str]:
+    command = [python, "-m", RUNTIME_MODULE, "rollback", pipeline, "--destination", destination]
+    return [*command, "--to", str(to_version)] if to_version is not None else command
+
+
+def last_json_line(output: str) -> dict[str, Any]:
+    for line in reversed(output.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    return {}
+
+
+class MlpipeRollbackOperator(BaseOperator):
+    """Makes ``to_version`` (default: the version before the served one) the served model again.
+
+    The runtime copies it to a new highest version directory, the one TF Serving serves, and records a
+    ``mlpipe.Rollback`` execution in MLMD; pushed versions themselves are never modified.
+    """
+
+    template_fields: Sequence[str] = ("pipeline", "destination", "to_version")
+    ui_color = "#f4cccc"
+
+    def __init__(
+        self,
+        *,
+        pipeline: str,
+        destination: str,
+        to_version: int | str | None = None,
+        runtime_python: str | None = None,
+        mlmd_conn_id: str | None = MlmdHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.pipeline = pipeline
+        self.destination = destination
+        self.to_version = to_version
+        self.runtime_python = runtime_python
+        self.mlmd_conn_id = mlmd_conn_id
+        self._process: subprocess.Popen[str] | None = None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        to_version = int(self.to_version) if self.to_version not in (None, "", "None") else None
+        python = resolve_runtime_python(self.runtime_python)
+        command = rollback_command(python, self.pipeline, self.destination, to_version)
+        self.log.info("Rolling back %s: %s", self.pipeline, " ".join(command))
+        tail = run_streaming(command, runtime_env(self.mlmd_conn_id), self.log, "The rollback", self._set)
+        return last_json_line("\n".join(tail))
+
+    def _set(self, process: subprocess.Popen[str] | None) -> None:
+        self._process = process
+
+    def on_kill(self) -> None:
+        kill_process_group(self._process, self.log)
