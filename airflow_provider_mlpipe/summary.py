@@ -105,9 +105,9 @@ def load_run(dag_id: str, run_id: str | None = None) -> RunSummary:
         return RunSummary(dag_id, dag_run.run_id, str(dag_run.state), rows)
 
 
-def _number(value: Any) -> str:
+def _number(name: str, value: Any) -> str:
     if isinstance(value, float):
-        return str(int(value)) if value.is_integer() and abs(value) >= 1 else f"{value:.4f}"
+        return str(int(value)) if name.endswith("count") and value.is_integer() else f"{value:.4f}"
     return str(value)
 
 
@@ -135,7 +135,7 @@ def render(summary: RunSummary) -> str:
         metrics = _read_json(evaluator.artifact("evaluation").uri, "metrics.json") or {}
         lines += ["", "Metrics by slice"]
         for item in metrics.get("slices") or []:
-            values = ", ".join(f"{k}={_number(v)}" for k, v in sorted(item["metrics"].items()))
+            values = ", ".join(f"{k}={_number(k, v)}" for k, v in sorted(item["metrics"].items()))
             lines.append(f"  {item['slice']:<28} {values}")
         blessing = _read_json(evaluator.artifact("blessing").uri, "blessing.json") or {}
         verdict = "BLESSED" if blessing.get("blessed") else "NOT_BLESSED"
