@@ -56,11 +56,11 @@ def rollback(args: argparse.Namespace) -> int:
     from airflow_provider_mlpipe.operators.runtime_python import resolve_runtime_python
 
     destination, conn_id = args.destination, args.mlmd_conn_id
-    if destination is None or conn_id is None:
-        spec_destination, spec_conn = pusher_destination(args.pipeline, args.specs or _dags_folder() / "pipelines")
-        destination, conn_id = destination or spec_destination, conn_id or spec_conn
+    if destination is None:
+        destination, spec_conn = pusher_destination(args.pipeline, args.specs or _dags_folder() / "pipelines")
+        conn_id = conn_id or spec_conn
     cmd = rollback_command(resolve_runtime_python(), args.pipeline, destination, args.to)
-    proc = subprocess.run(cmd, env=runtime_env(conn_id), capture_output=True, text=True)
+    proc = subprocess.run(cmd, env=runtime_env(conn_id or "mlmd_default"), capture_output=True, text=True)
     summary = last_json_line(proc.stdout) if proc.returncode == 0 else {}
     if proc.returncode != 0 or not summary:
         sys.stderr.write(proc.stderr[-4000:] or proc.stdout[-4000:])
