@@ -1,8 +1,8 @@
 """The UI end to end: pipeline runs through Airflow, a real API server, headless Chromium through the Airflow UI.
 
-By default the runs come from the UI fixture DAG (``tests/dags/mlpipe_ui_fixture.py``: real MLMD lineage and the
-documented artifact files, no TensorFlow); ``MLPIPE_UI_TEST_SOURCE=penguins`` runs the real penguins pipeline of
-``dags/`` instead. Screenshots land in ``.test-artifacts/ui/``.
+By default the runs come from the real penguins pipeline of ``dags/`` (three spans, about five minutes);
+``MLPIPE_UI_TEST_SOURCE=fixture`` uses the light UI fixture DAG instead (``tests/dags/mlpipe_ui_fixture.py``: real
+MLMD lineage and the documented artifact files, no TensorFlow). Screenshots land in ``.test-artifacts/ui/``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pytest
 from tests.integration.ui_server import USERS, ApiServer, auth_env, start_api_server
 from tests.support.airflow_env import ARTIFACTS, REPO, RUNTIME_PYTHON, AirflowEnv, mlmd_dump
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(1800)]
 SHOTS = ARTIFACTS / "ui"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -41,16 +41,19 @@ CHROMIUM_ARGS = [
 class Scenario:
     dag_id: str
     dags_folder: Path
-    runs: list[tuple[str, dict[str, Any] | None]]
+    runs: list[tuple[str, dict[str, Any] | None, bool]]  # logical date, conf, whether the run must succeed
     extra_env: dict[str, str]
 
 
 def scenario(tmp: Path) -> Scenario:
-    if os.environ.get("MLPIPE_UI_TEST_SOURCE", "fixture") == "fixture":
-        runs = [("2024-01-01", None), ("2024-01-02", None), ("2024-01-03", {"shuffle_labels": True})]
+    if os.environ.get("MLPIPE_UI_TEST_SOURCE", "penguins") == "fixture":
+        runs = [("2024-01-01", None, True), ("2024-01-02", None, True), ("2024-01-03", {"shuffle_labels": True}, True)]
         return Scenario("penguins_ui", REPO / "tests" / "dags", runs, {"MLPIPE_UI_FIXTURE_ROOT": str(tmp / "root")})
-    worse = {"stages": {"trainer": {"hyperparameters": {"shuffle_labels": True}}}}
-    runs = [("2024-01-01", None), ("2024-01-02", None), ("2024-01-03", worse)]
+    # Span 2 drifts from span 1 (bill_length_mm), so the data gate stops it: the anomaly table has a row. Span 3
+    # runs with relaxed drift thresholds (a stage override in dag_run.conf) and pushes a second version.
+    relaxed = {"jsd": {"comparator": "jsd", "threshold": 0.9}, "linf": {"comparator": "linf", "threshold": 0.9}}
+    conf = {"stages": {"example_validator": {"drift": {"bill_length_mm": relaxed["jsd"], "island": relaxed["linf"]}}}}
+    runs = [("2024-01-01", None, True), ("2024-01-02", None, False), ("2024-01-03", conf, True)]
     extra = {"MLPIPE_PIPELINE_ROOT": str(tmp / "pipelines"), "MLPIPE_SERVING_DIR": str(tmp / "serving")}
     return Scenario("penguins", REPO / "dags", runs, extra)
 
@@ -89,8 +92,8 @@ def served(tmp_path_factory: pytest.TempPathFactory):
     sc = scenario(tmp)
     env = AirflowEnv(tmp / "home", sc.dags_folder, sc.extra_env)
     env.migrate()
-    for date, conf in sc.runs:
-        env.dags_test(sc.dag_id, date, conf=conf)
+    for date, conf, must_succeed in sc.runs:
+        env.dags_test(sc.dag_id, date, conf=conf, check=must_succeed)
     server_env = auth_env(env.home)
     calls = None
     if not runtime_has_rollback():
@@ -168,6 +171,13 @@ def test_stage_tasks_link_to_the_run_view_and_their_artifacts(served: Served) ->
     assert status == 200 and "ModelBlessing" in page and "ModelEvaluation" in page
 
 
+def anomaly_count(result: dict[str, Any] | None) -> int:
+    if not result:
+        return 0
+    props = result["outputs"]["anomalies"][0]["properties"]
+    return int(props.get("anomaly_count", 0))
+
+
 def run_executions(served: Served, run_id: str) -> list[dict[str, Any]]:
     dump = mlmd_dump(served.env.mlmd_path)
     [ctx] = [c["id"] for c in dump["contexts"] if c["type"] == "pipeline_run" and c["name"].endswith(f".{run_id}")]
@@ -187,11 +197,17 @@ def test_run_and_pipeline_views_in_chromium(served: Served) -> None:
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     server, dag = served.server, served.scenario.dag_id
-    run2 = served.run_ids[1]
+    # A run that evaluated a model (and pushed it, if any did), and a run whose validation found anomalies.
+    xcom = served.env.xcom
+    evaluated = [r for r in served.run_ids if xcom(dag, "evaluator", r)]
+    pushed = [r for r in evaluated if xcom(dag, "pusher", r)]
+    run2 = (pushed or evaluated)[-1]
+    flagged = [r for r in served.run_ids if anomaly_count(xcom(dag, "example_validator", r)) > 0]
+    assert flagged, "no run found anomalies; the anomaly table cannot be shown"
     metrics = json.loads(
-        Path(served.env.xcom(dag, "evaluator", run2)["outputs"]["evaluation"][0]["uri"], "metrics.json").read_text()
+        Path(xcom(dag, "evaluator", run2)["outputs"]["evaluation"][0]["uri"], "metrics.json").read_text()
     )
-    blessing_uri = served.env.xcom(dag, "evaluator", run2)["outputs"]["blessing"][0]["uri"]
+    blessing_uri = xcom(dag, "evaluator", run2)["outputs"]["blessing"][0]["uri"]
     blessing = json.loads(Path(blessing_uri, "blessing.json").read_text())
     summary = json.loads(Path(stats_artifact(served, run2)["uri"], "summary.json").read_text())
     with sync_playwright() as pw:
@@ -208,7 +224,6 @@ def test_run_and_pipeline_views_in_chromium(served: Served) -> None:
             first_feature = next(iter(summary["splits"]["train"]["features"]))
             first_feature = first_feature if isinstance(first_feature, str) else first_feature["name"]
             expect(stats_table.locator("td", has_text=first_feature).first).to_be_visible()
-            expect(run_view.locator("tr.anomaly").first).to_be_visible()
             accuracy = metrics["slices"][0]["metrics"]["accuracy"]
             cell = run_view.locator("#metrics-table td.metric[data-metric='accuracy']").first
             expect(cell).to_contain_text(f"{accuracy:.4g}")
@@ -217,6 +232,12 @@ def test_run_and_pipeline_views_in_chromium(served: Served) -> None:
             expect(node).to_be_visible()
             assert run_view.locator("svg.lineage g.node.execution").count() == len(run_executions(served, run2))
             page.screenshot(path=str(SHOTS / "run-view-in-airflow.png"))
+            if flagged[-1] != run2:
+                page.goto(f"{server.url}/dags/{dag}/runs/{quote(flagged[-1], safe='')}/plugin/mlpipe-run")
+                run_view = page.frame_locator("iframe[title='ML run']")
+            expect(run_view.locator("tr.anomaly").first).to_be_visible(timeout=120_000)
+            page.goto(f"{server.url}/dags/{dag}/runs/{quote(run2, safe='')}/plugin/mlpipe-run")
+            run_view = page.frame_locator("iframe[title='ML run']")
             # TFDV's own view of a split loads through the authenticated stats endpoint.
             with page.expect_response(lambda r: "/mlpipe/stats?" in r.url) as response:
                 run_view.locator("details.tfdv summary").first.click()
@@ -230,7 +251,7 @@ def test_run_and_pipeline_views_in_chromium(served: Served) -> None:
             pipeline_view = page.frame_locator("iframe[title='ML pipeline']")
             chart = pipeline_view.locator("svg.trend[aria-label='accuracy']")
             expect(chart).to_be_visible(timeout=120_000)
-            assert chart.locator("circle.point").count() == len(served.run_ids)
+            assert chart.locator("circle.point").count() == len(evaluated)
             expect(pipeline_view.locator("#runs-table tr")).to_have_count(len(served.run_ids) + 1)
             page.screenshot(path=str(SHOTS / "pipeline-view-in-airflow.png"))
             page.goto(f"{server.url}/mlpipe/pipeline?{q(dag_id=dag)}")
@@ -239,6 +260,10 @@ def test_run_and_pipeline_views_in_chromium(served: Served) -> None:
             # Rollback: a button, an inline confirmation (no window.confirm in a sandboxed iframe), then a POST.
             page.goto(f"{server.url}/dags/{dag}/plugin/mlpipe-pipeline")
             pipeline_view = page.frame_locator("iframe[title='ML pipeline']")
+            expect(pipeline_view.locator("#versions-table")).to_be_visible(timeout=120_000)
+            if len(pushed) < 2:  # one pushed version: it serves, there is nothing to roll back to
+                assert pipeline_view.locator("button[data-open]").count() == 0
+                return
             pipeline_view.locator("button[data-open]").last.click()
             confirm = pipeline_view.locator(".confirm.open")
             expect(confirm).to_be_visible()
