@@ -203,6 +203,7 @@ class ExampleValidatorParams(_Model):
 
 class TransformParams(_Model):
     module_file: str = Field(description="Python file defining preprocessing_fn, relative to the spec's folder.")
+    analyze_splits: list[str] = Field(default_factory=lambda: ["train"], min_length=1)
 
 
 class TrainerParams(_Model):
@@ -210,6 +211,8 @@ class TrainerParams(_Model):
     train_steps: int = Field(ge=1)
     eval_steps: int | None = Field(None, ge=1)
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    train_split: str = "train"
+    eval_split: str = "eval"
 
 
 class ChangeThreshold(_Model):
@@ -234,6 +237,9 @@ class EvaluatorParams(_Model):
     label_key: str
     slices: list[list[str]] = Field(default_factory=lambda: [[]], description="Feature lists; [] is overall.")
     metrics: list[MetricSpec] = Field(default_factory=list)
+    engine: Literal["auto", "fast", "tfma"] = "auto"
+    eval_split: str = "eval"
+    prediction_key: str | None = Field(None, description="The model output to evaluate, when it has several.")
 
 
 class PusherParams(_Model):

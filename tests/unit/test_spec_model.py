@@ -100,8 +100,15 @@ DOCUMENTED_PARAMS = {
             "f": {"comparator": "linf", "threshold": 0.2},
         },
     },
-    "transform": {"module_file": "t.py"},
-    "trainer": {"module_file": "m.py", "train_steps": 5, "eval_steps": 2, "hyperparameters": {"lr": 0.1}},
+    "transform": {"module_file": "t.py", "analyze_splits": ["train", "eval"]},
+    "trainer": {
+        "module_file": "m.py",
+        "train_steps": 5,
+        "eval_steps": 2,
+        "hyperparameters": {"lr": 0.1},
+        "train_split": "train",
+        "eval_split": "eval",
+    },
     "evaluator": {
         "label_key": "y",
         "slices": [[], ["island"]],
@@ -119,6 +126,7 @@ DOCUMENTED_PARAMS = {
     },
     "pusher": {"destination": "gs://b/serving", "keep_versions": 3},
 }
+DOCUMENTED_PARAMS["evaluator"] |= {"engine": "fast", "eval_split": "eval", "prediction_key": "probabilities"}
 
 
 @pytest.mark.parametrize("kind", sorted(DOCUMENTED_PARAMS))
