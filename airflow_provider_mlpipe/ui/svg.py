@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow_provider_mlpipe.ui.lineage import RunGraph
 
-NODE_W, NODE_H, COL_GAP, ROW_GAP, PAD = 150, 40, 46, 14, 12
+NODE_W, NODE_H, COL_GAP, ROW_GAP, PAD = 140, 40, 34, 14, 12
 PALETTE = ["#1f6feb", "#d9480f", "#2f9e44", "#ae3ec9", "#e8590c", "#0c8599", "#5c940d", "#c2255c"]
 EXEC_FILL = {"COMPLETE": "#e7f5ff", "CACHED": "#fff9db", "FAILED": "#ffe3e3", "RUNNING": "#f1f3f5"}
 
@@ -47,7 +47,8 @@ def lineage_svg(graph: RunGraph, artifact_href: Callable[[int], str]) -> str:
     height = PAD * 2 + max((len(v) for v in columns.values()), default=1) * (NODE_H + ROW_GAP)
     parts = [
         f'<svg class="lineage" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="Lineage of this run">',
+        f'viewBox="0 0 {width} {height}" style="max-width:100%;height:auto" role="img" '
+        'aria-label="Lineage of this run">',
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
         'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#868e96"/></marker></defs>',
     ]
@@ -74,15 +75,19 @@ def lineage_svg(graph: RunGraph, artifact_href: Callable[[int], str]) -> str:
         fill = EXEC_FILL.get(execution.state, "#f8f9fa")
         dash = ' stroke-dasharray="5 3"' if execution.state == "CACHED" else ""
         note = execution.state.lower()
+        title = execution.component
         if execution.state == "CACHED":
             note = f"cache hit of #{execution.properties.get('cached_from', '?')}"
+        if execution.properties.get("gate"):  # a gate's decision matters more than its state
+            title = f"Gate {execution.properties['gate']}"
+            note = str(execution.properties.get("decision", note))
         tip = f"{execution.type} #{execution.id} {execution.state} node={execution.properties.get('node_id', '')}"
         parts.append(
             f'<g class="node execution state-{escape(execution.state.lower())}" data-id="{execution.id}">'
             f"<title>{escape(tip)}</title>"
             f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="6" fill="{fill}" '
             f'stroke="#1c7ed6"{dash}/>'
-            f'<text x="{x + 8}" y="{y + 16}" font-size="12" font-weight="600">{escape(_short(execution.component))}'
+            f'<text x="{x + 8}" y="{y + 16}" font-size="12" font-weight="600">{escape(_short(title, 20))}'
             f"</text>"
             f'<text x="{x + 8}" y="{y + 32}" font-size="10" fill="#495057">#{execution.id} · {escape(note)}</text>'
             "</g>"
