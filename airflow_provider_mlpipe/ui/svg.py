@@ -79,7 +79,7 @@ def lineage_svg(graph: RunGraph, artifact_href: Callable[[int], str]) -> str:
         if execution.state == "CACHED":
             note = f"cache hit of #{execution.properties.get('cached_from', '?')}"
         if execution.properties.get("gate"):  # a gate's decision matters more than its state
-            title = f"Gate {execution.properties['gate']}"
+            title = f"Gate: {execution.properties['gate']}"
             note = str(execution.properties.get("decision", note))
         tip = f"{execution.type} #{execution.id} {execution.state} node={execution.properties.get('node_id', '')}"
         parts.append(
@@ -87,7 +87,7 @@ def lineage_svg(graph: RunGraph, artifact_href: Callable[[int], str]) -> str:
             f"<title>{escape(tip)}</title>"
             f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="6" fill="{fill}" '
             f'stroke="#1c7ed6"{dash}/>'
-            f'<text x="{x + 8}" y="{y + 16}" font-size="12" font-weight="600">{escape(_short(title, 20))}'
+            f'<text x="{x + 8}" y="{y + 16}" font-size="12" font-weight="600">{escape(_short(title, 18))}'
             f"</text>"
             f'<text x="{x + 8}" y="{y + 32}" font-size="10" fill="#495057">#{execution.id} · {escape(note)}</text>'
             "</g>"
