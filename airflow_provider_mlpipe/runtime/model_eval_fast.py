@@ -85,7 +85,8 @@ def predict(
     columns = [f.name for f in schema.feature]
     result = Predictions(slice_values={f: [] for f in slice_features})
     for batch in model_examples.iter_batches(files, batch_size, columns):
-        examples = tf.constant(model_examples.encode_examples(model_examples.to_list_batch(batch, schema)))
+        list_batch = model_examples.to_list_batch(batch, schema, strict=False)
+        examples = tf.constant(model_examples.encode_examples(list_batch))
         outputs = _pick_output(serve(**{input_name: examples}), spec.prediction_key).numpy()
         transformed = transform(**{input_name: examples}) if need_transform else {}
         if spec.label_key in transformed:

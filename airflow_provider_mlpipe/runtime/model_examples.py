@@ -87,7 +87,7 @@ def _is_dense(feature: schema_pb2.Feature) -> bool:
     return feature.HasField("shape")
 
 
-def _to_list_column(column: pa.Array, feature: schema_pb2.Feature) -> pa.Array:
+def _to_list_column(column: pa.Array, feature: schema_pb2.Feature, strict: bool) -> pa.Array:
     target = _ARROW_TYPES.get(feature.type)
     if target is None:
         raise ValueError(f"The feature {feature.name!r} has a schema type mlpipe cannot read ({feature.type}).")
@@ -100,12 +100,13 @@ def _to_list_column(column: pa.Array, feature: schema_pb2.Feature) -> pa.Array:
     else:
         column = column.cast(target, safe=target != pa.float32())
     if column.null_count and _is_dense(feature):
-        if target != pa.float32():
+        if target != pa.float32() and strict:
             raise ValueError(
                 f"The schema marks {feature.name!r} as always present, but {column.null_count} value(s) are null; "
                 "infer the schema from these examples or curate it so the feature may be missing."
             )
-        column = pc.fill_null(column, np.float32("nan"))
+        if target == pa.float32():
+            column = pc.fill_null(column, np.float32("nan"))
     if not column.null_count:
         return pa.LargeListArray.from_arrays(pa.array(np.arange(len(column) + 1, dtype=np.int64)), column)
     # A null row becomes a null list, which the tf.Example encoder writes as a feature without values: parsing
@@ -117,14 +118,18 @@ def _to_list_column(column: pa.Array, feature: schema_pb2.Feature) -> pa.Array:
     return pa.LargeListArray.from_arrays(pa.array(offsets, mask=mask), column.drop_null())
 
 
-def to_list_batch(table: pa.Table | pa.RecordBatch, schema: schema_pb2.Schema) -> pa.RecordBatch:
-    """Arrow columns as one list column per schema feature (columns the schema does not name are dropped)."""
+def to_list_batch(table: pa.Table | pa.RecordBatch, schema: schema_pb2.Schema, strict: bool = True) -> pa.RecordBatch:
+    """Arrow columns as one list column per schema feature (columns the schema does not name are dropped).
+
+    ``strict``: a null in a dense non-FLOAT feature is an error (tf.Transform needs a value there). Otherwise it
+    becomes a missing feature and the model's parsing spec decides, as it would for a serving request.
+    """
     names = set(table.schema.names)
     arrays, fields = [], []
     for feature in schema.feature:
         if feature.name not in names:
             raise ValueError(f"The examples have no column {feature.name!r}, which the schema requires.")
-        arrays.append(_to_list_column(table.column(feature.name), feature))
+        arrays.append(_to_list_column(table.column(feature.name), feature, strict))
         fields.append(feature.name)
     return pa.RecordBatch.from_arrays(arrays, fields)
 
@@ -141,6 +146,23 @@ def encode_examples(batch: pa.RecordBatch) -> list[bytes]:
     return example_coder.RecordBatchToExamplesEncoder().encode(batch)
 
 
+def relax_dense_features(schema: schema_pb2.Schema) -> list[str]:
+    """Make the dense non-FLOAT features variable-length (sparse), in place; returns their names.
+
+    A schema inferred from one split or span may call a feature always present while later rows, or serving
+    requests, lack it; a dense INT or BYTES tensor has no way to say "missing", so parsing would fail. Read
+    sparse, the gap reaches the user's ``preprocessing_fn``. Dense FLOAT features keep their shape: a missing
+    value is NaN (and the serving parser can default it to NaN).
+    """
+    relaxed = []
+    for feature in schema.feature:
+        if _is_dense(feature) and feature.type != schema_pb2.FLOAT:
+            feature.ClearField("shape")
+            feature.presence.min_fraction = 0.0
+            relaxed.append(feature.name)
+    return relaxed
+
+
 def write_tfrecords(
     files: list[str], schema: schema_pb2.Schema, path: str, batch_size: int = 65536, compress: bool = True
 ) -> int:
@@ -151,7 +173,7 @@ def write_tfrecords(
     columns = [f.name for f in schema.feature]
     with tf.io.TFRecordWriter(path, options="GZIP" if compress else None) as writer:
         for batch in iter_batches(files, batch_size, columns):
-            for record in encode_examples(to_list_batch(batch, schema)):
+            for record in encode_examples(to_list_batch(batch, schema, strict=False)):
                 writer.write(record)
                 count += 1
     return count

@@ -154,3 +154,17 @@ def test_train_steps_are_required(tmp_path, trainer_inputs):
     params = {k: v for k, v in TRAINER_PARAMS.items() if k != "train_steps"}
     with pytest.raises(ValueError, match="train_steps"):
         trainer.execute(_ctx(tmp_path, trainer_inputs, params=params))
+
+
+def test_serving_accepts_examples_with_missing_features(penguins_model):
+    """Rows or requests without a value (here every feature but one) still get class probabilities."""
+    import numpy as np
+    import tensorflow as tf
+
+    example = tf.train.Example()
+    example.features.feature["bill_length_mm"].float_list.value.append(45.0)
+    model = tf.saved_model.load(os.path.join(penguins_model.uri, "Format-Serving"))
+    probs = model.signatures["serving_default"](examples=tf.constant([example.SerializeToString()]))
+    values = probs["probabilities"].numpy()
+    assert values.shape == (1, 3) and np.isfinite(values).all()
+    np.testing.assert_allclose(values.sum(), 1.0, rtol=1e-5)

@@ -143,3 +143,74 @@ def test_missing_module_file_param_fails(tmp_path, penguins_inputs):
 
 def test_transform_params_point_at_the_shipped_module():
     assert TRANSFORM_PARAMS["module_file"] == "modules/penguins_transform.py"
+
+
+def test_dense_non_float_features_are_read_sparse_by_default(penguins_inputs, penguins_transformed):
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    from airflow_provider_mlpipe.runtime import model_examples
+
+    schema = model_examples.load_schema(penguins_inputs["schema"].uri)
+    dense_non_float = sorted(f.name for f in schema.feature if f.HasField("shape") and f.type != 3)
+    assert dense_non_float, "the fixture schema should have dense INT/BYTES features"
+    graph = penguins_transformed["transform_graph"]
+    assert sorted(graph.properties["relaxed_features"]) == dense_non_float
+    spec = tft.TFTransformOutput(graph.uri).raw_feature_spec()
+    assert all(isinstance(spec[name], tf.io.VarLenFeature) for name in dense_non_float)
+    for feature in (f for f in schema.feature if f.type == 3):  # FLOAT features keep their shape (NaN if missing)
+        expected = tf.io.FixedLenFeature if feature.HasField("shape") else tf.io.VarLenFeature
+        assert isinstance(spec[feature.name], expected), feature.name
+
+
+def test_list_batches_encode_nulls_as_missing_or_nan():
+    import pyarrow as pa
+    import tensorflow as tf
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from airflow_provider_mlpipe.runtime import model_examples
+
+    schema = schema_pb2.Schema()
+    dense_float = schema.feature.add(name="x", type=schema_pb2.FLOAT)
+    dense_float.shape.dim.add(size=1)
+    dense_bytes = schema.feature.add(name="s", type=schema_pb2.BYTES)
+    dense_bytes.shape.dim.add(size=1)
+    schema.feature.add(name="n", type=schema_pb2.INT)
+    table = pa.table({"x": [1.5, None], "s": ["a", None], "n": [None, 4], "ignored": [1, 2]})
+    with pytest.raises(ValueError, match="always present"):
+        model_examples.to_list_batch(table, schema)
+    batch = model_examples.to_list_batch(table, schema, strict=False)
+    assert batch.schema.names == ["x", "s", "n"]
+    parsed = tf.io.parse_example(
+        model_examples.encode_examples(batch),
+        {
+            "x": tf.io.FixedLenFeature([1], tf.float32),
+            "s": tf.io.FixedLenFeature([1], tf.string, default_value=["<missing>"]),
+            "n": tf.io.VarLenFeature(tf.int64),
+        },
+    )
+    x = parsed["x"].numpy().reshape(-1)
+    assert x[0] == 1.5 and np.isnan(x[1])
+    assert parsed["s"].numpy().reshape(-1).tolist() == [b"a", b"<missing>"]
+    assert parsed["n"].indices.numpy().tolist() == [[1, 0]] and parsed["n"].values.numpy().tolist() == [4]
+
+
+def test_strict_mode_keeps_the_schema_and_rejects_missing_values(tmp_path, penguins_inputs):
+    import pyarrow as pa
+
+    from tests.runtime.model_fixtures import penguins_table, write_examples
+
+    table = penguins_table()
+    islands = table.column("island").to_pylist()
+    islands[0] = None  # row 0 goes to the eval split; the schema says island is always present
+    table = table.set_column(table.schema.get_field_index("island"), "island", pa.array(islands))
+    examples = write_examples(tmp_path / "examples", table)
+    ctx = make_context(
+        tmp_path,
+        "transform",
+        {"transform_graph": "TransformGraph", "transformed_examples": "Examples"},
+        params={**TRANSFORM_PARAMS, "missing_values": "strict"},
+        inputs={"examples": [examples], "schema": [penguins_inputs["schema"]]},
+    )
+    with pytest.raises(ValueError, match=r"island.*always present"):
+        transform.execute(ctx)

@@ -99,8 +99,13 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
             f"run_fn in {module_file} returned without exporting a SavedModel to fn_args.serving_model_dir "
             f"({SERVING_DIR}/saved_model.pb is missing)."
         )
-    # The model carries the raw schema it was trained on, so the Evaluator encodes examples the way serving parses.
-    shutil.copyfile(fn_args.schema_path, os.path.join(ctx.output("model").path, model_examples.SCHEMA_FILE))
+    # The model carries the raw schema its serving signature parses (Transform's, which may have relaxed some
+    # features, else the Schema input), so the Evaluator encodes examples the way serving reads them.
+    raw_schema = fn_args.schema_path
+    if fn_args.transform_output:
+        transform_schema = os.path.join(fn_args.transform_output, "metadata", model_examples.SCHEMA_FILE)
+        raw_schema = transform_schema if os.path.isfile(transform_schema) else raw_schema
+    shutil.copyfile(raw_schema, os.path.join(ctx.output("model").path, model_examples.SCHEMA_FILE))
     signatures = _signatures(fn_args.serving_model_dir)
     if "serving_default" not in signatures:
         raise UserCodeError(f"The exported model has no serving_default signature (it has {sorted(signatures)}).")

@@ -7,6 +7,10 @@ reach ``preprocessing_fn`` as sparse tensors (or NaN in dense float features).
 
 Outputs: ``transform_graph`` (``transform_fn/``, ``transformed_metadata/`` and the raw ``metadata/``) and
 ``transformed_examples`` (``Split-<split>/transformed-<shard>.tfrecord.gz``, gzipped ``tf.Example``).
+With ``missing_values: sparse`` (the default) dense non-FLOAT schema features are read as sparse
+(``model_examples.relax_dense_features``), so a value missing in later data or in a serving request reaches
+``preprocessing_fn`` instead of failing the parse; ``strict`` keeps the schema's shapes (TFX's behaviour). The raw
+schema saved with the graph is the one TFT read, so serving parses the same way.
 """
 
 from __future__ import annotations
@@ -68,6 +72,12 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     if missing:
         raise ValueError(f"The analysis split(s) {missing} are not among the example splits {splits}.")
     files = {split: model_examples.split_files(examples.uri, split) for split in splits}
+    missing_values = ctx.params.get("missing_values", "sparse")
+    if missing_values not in ("sparse", "strict"):
+        raise ValueError(f"params.missing_values must be sparse or strict, not {missing_values!r}.")
+    relaxed = model_examples.relax_dense_features(schema) if missing_values == "sparse" else []
+    if relaxed:
+        log.info("Reading %s as sparse, so rows and serving requests without them do not fail.", relaxed)
     row_counts = {split: sum(pq.ParquetFile(f).metadata.num_rows for f in paths) for split, paths in files.items()}
 
     representations = tensor_representation_util.InferTensorRepresentationsFromSchema(schema)
@@ -115,10 +125,15 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     )
     transformed_features = sorted(tft.TFTransformOutput(graph_dir).transformed_feature_spec())
     span = examples.properties.get("span")
-    graph_props: dict[str, Any] = {"module_file": module_file, "analyze_splits": analyze}
+    graph_props: dict[str, Any] = {"module_file": module_file, "analyze_splits": analyze, "relaxed_features": relaxed}
     example_props: dict[str, Any] = {"split_names": splits, "row_counts": row_counts, "format": "tfrecord_gzip"}
     if span is not None:
         graph_props["span"] = example_props["span"] = span
     ctx.output("transform_graph").properties.update(graph_props)
     ctx.output("transformed_examples").properties.update(example_props)
-    return {"splits": splits, "row_counts": row_counts, "transformed_features": transformed_features}
+    return {
+        "splits": splits,
+        "row_counts": row_counts,
+        "transformed_features": transformed_features,
+        "relaxed_features": relaxed,
+    }
