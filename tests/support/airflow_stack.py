@@ -49,8 +49,9 @@ class AirflowStack:
         "triggerer": ["triggerer", "--skip-serve-logs"],
     }
 
-    def __init__(self, env: AirflowEnv, port: int) -> None:
-        self.env, self.port = env, port
+    def __init__(self, env: AirflowEnv, port: int, apps: str = "execution") -> None:
+        """``apps="all"`` also serves the REST API and the UI (as in production)."""
+        self.env, self.port, self.apps = env, port, apps
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def log(self, name: str) -> str:
@@ -60,6 +61,8 @@ class AirflowStack:
         for name, args in self.COMMANDS.items():
             with open(self.env.home / f"{name}.out", "wb") as out:
                 command = [AIRFLOW, *(a.format(port=self.port) for a in args)]
+                if name == "api-server":
+                    command[command.index("execution")] = self.apps
                 self.processes[name] = subprocess.Popen(
                     command, env=self.env.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
                 )
