@@ -50,6 +50,13 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "/opt/mlpipe/.venv-runtime/bin/python",
                         "default": "",
                     },
+                    "ui_mlmd_conn_id": {
+                        "description": "The mlmd connection the UI plugin reads lineage from.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "mlmd_default",
+                        "default": "mlmd_default",
+                    },
                     "environment": {
                         "description": "Spec overlay to apply (dev, staging or prod) when no variable names one.",
                         "version_added": "0.1.0",
