@@ -279,8 +279,10 @@ def test_a_deferred_gate_waits_on_the_real_triggerer_and_resumes(stack: AirflowS
     trigger_log = (logs / f"attempt=1.log.trigger.{triggerer_id}.log").read_text()
     assert "Waiting for the verdict" in trigger_log
     assert "found after" in trigger_log and "Trigger fired event" in trigger_log
+    # The resumed half of the task always logs the verdict; the half that deferred may be rewritten by the resume
+    # (seen on a loaded machine), and the deferral itself is proven by the task state and the trigger log above.
     task_log = (logs / "attempt=1.log").read_text()
-    assert "deferring to the triggerer" in task_log and "The triggerer found the verdict" in task_log
+    assert "The triggerer found the verdict" in task_log
     # Resuming after deferral is the same try; the reschedule-mode sensor really was rescheduled.
     assert query(env, "select try_number from task_instance where task_id='data_gate'") == [(1,)]
     assert query(env, "select count(*) from task_reschedule")[0][0] >= 1
