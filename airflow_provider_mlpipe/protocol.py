@@ -17,6 +17,16 @@ MLMD_CONFIG_ENV = "MLPIPE_MLMD_CONFIG"
 RESULT_MARKER = "MLPIPE_RESULT "
 
 
+def decode_json_text(text: str) -> Any:
+    """A property's string value; lists and dicts travel as JSON text in MLMD, so decode those back."""
+    if text[:1] in "[{":
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return text
+
+
 @dataclass
 class ArtifactRef:
     """An artifact as both sides see it: an MLMD id, a type, a URI and its properties."""

@@ -20,7 +20,7 @@ from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, ArtifactRef
+from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, ArtifactRef, decode_json_text
 from airflow_provider_mlpipe.stages import ARTIFACT_TYPES, STAGES
 
 PIPELINE_CONTEXT = "pipeline"
@@ -100,13 +100,7 @@ def _set_value(value_pb: pb.Value, value: Any) -> None:
 def value_of(value_pb: pb.Value) -> Any:
     kind = value_pb.WhichOneof("value")
     if kind == "string_value":
-        text = value_pb.string_value
-        if text[:1] in "[{":
-            try:
-                return json.loads(text)
-            except ValueError:
-                return text
-        return text
+        return decode_json_text(value_pb.string_value)
     return getattr(value_pb, kind) if kind else None
 
 

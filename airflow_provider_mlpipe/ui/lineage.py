@@ -10,13 +10,14 @@ the file.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
+
+from airflow_provider_mlpipe.protocol import decode_json_text
 
 # MLMD enums (metadata_store.proto), copied as numbers because the proto module is not importable here.
 TYPE_KIND = {"execution": 0, "artifact": 1, "context": 2}
@@ -145,13 +146,7 @@ class RunGraph:
 def decode_value(row: Any) -> Any:
     """A property row's value, with JSON strings (lists and dicts) decoded as the runtime encodes them."""
     if row.string_value is not None:
-        text = row.string_value
-        if text[:1] in "[{":
-            try:
-                return json.loads(text)
-            except ValueError:
-                return text
-        return text
+        return decode_json_text(row.string_value)
     if row.int_value is not None:
         return row.int_value
     if row.double_value is not None:

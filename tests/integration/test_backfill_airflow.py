@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.airflow_env import REPO, AirflowEnv, mlmd_dump
-from tests.support.airflow_stack import AirflowStack, free_port, query, stack_env, wait_for
+from tests.support.airflow_stack import AirflowStack, query, stack_env, wait_for
+from tests.support.postgres import free_port
 from tests.support.spec_fixtures import make_dags_folder
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from tests.support.airflow_env import REPO, AirflowEnv, mlmd_dump
-from tests.support.airflow_stack import AirflowStack, free_port, query, stack_env, wait_for
+from tests.support.airflow_stack import AirflowStack, query, stack_env, wait_for
+from tests.support.postgres import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -21,7 +21,8 @@ import psycopg2
 import pytest
 
 from tests.support.airflow_env import REPO, AirflowEnv, mlmd_dump
-from tests.support.airflow_stack import AirflowStack, free_port, stack_env, wait_for
+from tests.support.airflow_stack import AirflowStack, stack_env, wait_for
+from tests.support.postgres import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow]
 ADMIN_PASSWORD = "topology-admin-pw"

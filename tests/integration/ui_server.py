@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.airflow_env import AIRFLOW, ARTIFACTS, AirflowEnv
+from tests.support.postgres import free_port
 
 USERS = {"admin": ("admin", "admin-pw-ui"), "viewer": ("viewer", "viewer-pw-ui")}
 
@@ -29,12 +29,6 @@ def auth_env(home: Path) -> dict[str, str]:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         "AIRFLOW__API_AUTH__JWT_SECRET": "mlpipe-ui-test-secret-0123456789abcdef",
     }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

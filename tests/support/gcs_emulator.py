@@ -7,7 +7,6 @@ Clients reach it through ``STORAGE_EMULATOR_HOST``, which google-cloud-storage h
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 import urllib.request
@@ -16,14 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.postgres import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 EMULATOR = REPO / ".venv" / "bin" / "gcp-storage-emulator"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -71,7 +66,7 @@ class GcsEmulator:
 def start_emulator(default_bucket: str | None = None, timeout: float = 60) -> GcsEmulator:
     if not EMULATOR.exists():
         raise RuntimeError(f"{EMULATOR.relative_to(REPO)} is missing: run `make venv`.")
-    port = _free_port()
+    port = free_port()
     cmd = [str(EMULATOR), "start", "--host=127.0.0.1", f"--port={port}", "--in-memory", "--quiet"]
     if default_bucket:
         cmd.append(f"--default-bucket={default_bucket}")
