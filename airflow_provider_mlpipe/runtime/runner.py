@@ -17,7 +17,7 @@ from typing import Any
 
 from airflow_provider_mlpipe.protocol import ArtifactRef, StageRequest, StageResult
 from airflow_provider_mlpipe.runtime import cache, resolvers
-from airflow_provider_mlpipe.runtime.artifacts import ArtifactStore
+from airflow_provider_mlpipe.runtime.artifacts import ArtifactStore, UnsafePathError
 from airflow_provider_mlpipe.runtime.context import ExecutorContext, OutputArtifact
 from airflow_provider_mlpipe.runtime.metadata import MetadataClient, State, value_of
 from airflow_provider_mlpipe.stages import StageDescription, get_stage
@@ -62,8 +62,23 @@ def apply_conf_overrides(request: StageRequest) -> None:
             request.params = deep_merge(request.params, override)
 
 
+def check_names(request: StageRequest) -> None:
+    """Refuse a pipeline name or node id that is not one plain path segment.
+
+    Both become folders under ``pipeline_root``; ``../x`` would write into another pipeline's artifacts (or, with
+    enough ``..``, outside the root), and MLMD context names built from them would collide.
+    """
+    for field, value in (("pipeline", request.pipeline), ("node_id", request.node_id)):
+        if not value or value in (".", "..") or "/" in value or "\\" in value or ".." in value or "\0" in value:
+            raise UnsafePathError(
+                f"The stage request's {field} {value!r} is not a plain name; it must not be empty or contain "
+                "'/', '\\' or '..', since it becomes a folder under the pipeline root."
+            )
+
+
 def run_stage(request: StageRequest, client: MetadataClient, store: ArtifactStore | None = None) -> StageResult:
     started = time.monotonic()
+    check_names(request)
     stage = get_stage(request.stage)
     apply_conf_overrides(request)
     executor = load_executor(stage)
