@@ -38,8 +38,10 @@ def penguins_dags(target: Path) -> Path:
         ("start_date: 2024-01-01\n", "start_date: 2024-01-01\nend_date: 2024-01-05\n"),
         ("max_active_runs: 1\n", "max_active_runs: 3\n"),
         ("train_steps: 200", "train_steps: 60"),
-        # Drift between two days of ~20 eval rows is noise; the UI test shows the gate stopping it at 0.3.
+        # Drift and accuracy changes between days of ~20 eval rows are noise, and which concurrent run becomes the
+        # baseline is up to the scheduler; the gates' own tests show them stopping runs. Here every run must pass.
         ("bill_length_mm: {comparator: jsd, threshold: 0.3}", "bill_length_mm: {comparator: jsd, threshold: 0.9}"),
+        ("absolute: -0.05}", "absolute: -1.0}"),
     ):
         assert old in text, old
         text = text.replace(old, new, 1)
