@@ -198,6 +198,9 @@ class SkewConfig(BaseModel):
 
 class ExampleValidatorParams(_Model):
     drift: dict[str, Comparator] = Field(default_factory=dict)
+    schema_changes: bool = Field(
+        True, description="Report SchemaGen's changes against the previous schema (a dropped column is an ERROR)."
+    )
     skew: SkewConfig | None = None
 
 

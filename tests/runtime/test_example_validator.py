@@ -110,3 +110,21 @@ def test_skew_against_serving_statistics(tmp_path: Path, spans) -> None:
 def test_bad_drift_settings(tmp_path: Path, spans, drift: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         validate(tmp_path, spans["day2"], spans["schema"], spans["day1"], drift=drift)
+
+
+def test_schema_changes_against_the_previous_schema_become_anomalies():
+    from airflow_provider_mlpipe.runtime.executors.example_validator import schema_change_entries
+
+    diff = [
+        {"change": "removed", "feature": "species", "type": "BYTES"},
+        {"change": "type_changed", "feature": "year", "from": "INT", "to": "BYTES"},
+        {"change": "added", "feature": "colour", "type": "BYTES"},
+    ]
+    entries = schema_change_entries(diff)
+    assert [(e["feature"], e["severity"], e["type"]) for e in entries] == [
+        ("species", "ERROR", "SCHEMA_CHANGE_REMOVED"),
+        ("year", "ERROR", "SCHEMA_CHANGE_TYPE_CHANGED"),
+        ("colour", "WARNING", "SCHEMA_CHANGE_ADDED"),
+    ]
+    assert "Column dropped since the previous schema" in entries[0]["short_description"]
+    assert schema_change_entries(None) == []

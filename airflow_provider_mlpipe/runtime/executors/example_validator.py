@@ -89,6 +89,38 @@ def _reason_kind(reason: anomalies_pb2.AnomalyInfo.Reason) -> str:
     return "skew" if "serving" in text else "drift"
 
 
+# A schema inferred from each span follows the data, so a column dropped or retyped today would validate clean
+# against today's schema. SchemaGen's diff against the previous schema catches it; these changes are anomalies.
+SCHEMA_CHANGE_SEVERITY = {"removed": "ERROR", "type_changed": "ERROR", "added": "WARNING", "domain_changed": "WARNING"}
+SCHEMA_CHANGE_TEXT = {
+    "removed": "Column dropped since the previous schema",
+    "type_changed": "Type changed since the previous schema",
+    "added": "New column since the previous schema",
+    "domain_changed": "Categories changed since the previous schema",
+}
+
+
+def schema_change_entries(diff: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    entries = []
+    for change in diff or []:
+        kind = str(change.get("change"))
+        if kind not in SCHEMA_CHANGE_SEVERITY:
+            continue
+        details = {k: v for k, v in change.items() if k not in ("change", "feature")}
+        entries.append(
+            {
+                "split": "",
+                "feature": str(change.get("feature", "")),
+                "severity": SCHEMA_CHANGE_SEVERITY[kind],
+                "kind": "schema",
+                "type": f"SCHEMA_CHANGE_{kind.upper()}",
+                "short_description": SCHEMA_CHANGE_TEXT[kind],
+                "description": f"{SCHEMA_CHANGE_TEXT[kind]}: {json.dumps(details, sort_keys=True)}.",
+            }
+        )
+    return entries
+
+
 def anomaly_entries(split: str, anomalies: anomalies_pb2.Anomalies) -> list[dict[str, Any]]:
     """One entry per reason, so a feature with a schema error and drift counts both."""
     from tensorflow_metadata.proto.v0 import anomalies_pb2
@@ -185,6 +217,9 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
             fh.write(anomalies.SerializeToString())
         entries.extend(anomaly_entries(split, anomalies))
         measured.extend(measurements(split, anomalies))
+
+    if ctx.params.get("schema_changes", True):
+        entries.extend(schema_change_entries(ctx.input("schema").properties.get("diff")))
 
     counts: dict[str, int] = {}
     for entry in entries:
