@@ -7,6 +7,7 @@ files; secrets (MLMD passwords, cloud credentials) travel in the child's environ
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,15 @@ from typing import Any
 PROTOCOL_VERSION = 1
 # The runtime reads the MLMD connection from this variable so passwords never land on disk or in XCom.
 MLMD_CONFIG_ENV = "MLPIPE_MLMD_CONFIG"
-RESULT_MARKER = "MLPIPE_RESULT "
+# The runtime prints this before its one-line error, so the Airflow task fails with the real cause.
+FAILURE_PREFIX = "mlpipe stage failed: "
+RUNTIME_MODULE = "airflow_provider_mlpipe.runtime"
+
+
+def default_sqlite_path() -> str:
+    """The embedded MLMD store: an SQLite file under $AIRFLOW_HOME (both sides must agree on it)."""
+    home = os.environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
+    return os.path.join(home, "mlpipe", "mlmd.sqlite")
 
 
 def decode_json_text(text: str) -> Any:

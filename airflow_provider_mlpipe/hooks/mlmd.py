@@ -6,17 +6,12 @@ its environment, so passwords stay out of request files, logs and XCom.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
+from airflow_provider_mlpipe.protocol import default_sqlite_path
 from airflow_provider_mlpipe.version_compat import BaseHook
 
 BACKENDS = ("sqlite", "postgresql", "mysql")
-
-
-def default_sqlite_path() -> str:
-    home = os.environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
-    return os.path.join(home, "mlpipe", "mlmd.sqlite")
 
 
 class MlmdHook(BaseHook):

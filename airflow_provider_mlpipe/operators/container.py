@@ -24,9 +24,9 @@ from airflow.providers.cncf.kubernetes.secret import Secret
 from kubernetes.client import models as k8s
 
 from airflow_provider_mlpipe.hooks.mlmd import MlmdHook
-from airflow_provider_mlpipe.operators.stage import RUNTIME_MODULE, MlpipeStageOperator
+from airflow_provider_mlpipe.operators.stage import MlpipeStageOperator
 from airflow_provider_mlpipe.operators.stages import operator_for
-from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, StageResult
+from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, RUNTIME_MODULE, StageResult
 from airflow_provider_mlpipe.stages import get_stage
 from airflow_provider_mlpipe.version_compat import AirflowException, Context
 

@@ -15,11 +15,9 @@ from collections.abc import Callable
 
 from airflow_provider_mlpipe.hooks.gcs_credentials import gcp_credentials_env
 from airflow_provider_mlpipe.hooks.mlmd import MlmdHook
-from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV
+from airflow_provider_mlpipe.protocol import FAILURE_PREFIX, MLMD_CONFIG_ENV
 from airflow_provider_mlpipe.version_compat import AirflowException
 
-# The runtime prints this prefix before its own one-line error, so the task fails with the real cause.
-FAILURE_PREFIX = "mlpipe stage failed: "
 TAIL_LINES = 40
 
 

@@ -10,9 +10,8 @@ from typing import Any
 from airflow_provider_mlpipe.hooks.mlmd import MlmdHook
 from airflow_provider_mlpipe.operators.launch import kill_process_group, run_streaming, runtime_env
 from airflow_provider_mlpipe.operators.runtime_python import resolve_runtime_python
+from airflow_provider_mlpipe.protocol import RUNTIME_MODULE
 from airflow_provider_mlpipe.version_compat import BaseOperator, Context
-
-RUNTIME_MODULE = "airflow_provider_mlpipe.runtime"
 
 
 def rollback_command(python: str, pipeline: str, destination: str, to_version: int | None) -> list[str]:

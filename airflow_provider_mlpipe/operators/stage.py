@@ -11,14 +11,20 @@ from typing import Any
 
 from airflow_provider_mlpipe.hooks.mlmd import MlmdHook, check_backend_fits_executor
 from airflow_provider_mlpipe.links.stage import MlpipeArtifactsLink, MlpipeRunViewLink
-from airflow_provider_mlpipe.operators.launch import FAILURE_PREFIX, kill_process_group, run_streaming, runtime_env
+from airflow_provider_mlpipe.operators.launch import kill_process_group, run_streaming, runtime_env
 from airflow_provider_mlpipe.operators.runtime_python import resolve_runtime_python
-from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, ArtifactRef, StageRequest, StageResult
+from airflow_provider_mlpipe.protocol import (
+    FAILURE_PREFIX,
+    MLMD_CONFIG_ENV,
+    RUNTIME_MODULE,
+    ArtifactRef,
+    StageRequest,
+    StageResult,
+)
 from airflow_provider_mlpipe.stages import get_stage
 from airflow_provider_mlpipe.version_compat import AirflowException, AirflowFailException, BaseOperator, Context, conf
 
 __all__ = ["FAILURE_PREFIX", "MlpipeStageOperator"]
-RUNTIME_MODULE = "airflow_provider_mlpipe.runtime"
 
 
 def _iso(value: Any) -> str | None:

@@ -16,7 +16,7 @@ import sys
 import traceback
 from types import FrameType
 
-FAILURE_PREFIX = "mlpipe stage failed: "
+from airflow_provider_mlpipe.protocol import FAILURE_PREFIX
 
 
 class StageTerminated(BaseException):

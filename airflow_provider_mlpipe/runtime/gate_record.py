@@ -14,8 +14,9 @@ import sys
 import traceback
 from typing import Any
 
+from airflow_provider_mlpipe.protocol import FAILURE_PREFIX
+
 GATE_EXECUTION_TYPE = "mlpipe.Gate"
-FAILURE_PREFIX = "mlpipe stage failed: "
 log = logging.getLogger("mlpipe.runtime.gate")
 
 

@@ -20,7 +20,7 @@ from ml_metadata import errors as mlmd_errors
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, ArtifactRef, decode_json_text
+from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, ArtifactRef, decode_json_text, default_sqlite_path
 from airflow_provider_mlpipe.stages import ARTIFACT_TYPES, STAGES
 
 PIPELINE_CONTEXT = "pipeline"
@@ -32,11 +32,6 @@ State = pb.Execution.State
 
 class MetadataUnavailableError(RuntimeError):
     """The MLMD database cannot be reached; the stage must not run without its lineage."""
-
-
-def default_sqlite_path() -> str:
-    home = os.environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
-    return os.path.join(home, "mlpipe", "mlmd.sqlite")
 
 
 def connection_config(config: dict[str, Any] | None = None) -> pb.ConnectionConfig:
