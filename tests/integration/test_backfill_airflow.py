@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.airflow_env import REPO, AirflowEnv, mlmd_dump
-from tests.support.airflow_stack import AirflowStack, query, stack_env, wait_for
+from tests.support.airflow_stack import AirflowStack, query, running_stack, stack_env, wait_for
 from tests.support.postgres import free_port
 from tests.support.spec_fixtures import make_dags_folder
 
@@ -42,13 +42,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
     dags = make_dags_folder(tmp_path_factory.mktemp("spans"), {"spans": spec})
     port = free_port()
     env = AirflowEnv(tmp_path_factory.mktemp("airflow"), dags, {"AIRFLOW__CORE__PARALLELISM": "2", **stack_env(port)})
-    env.migrate()
-    stack = AirflowStack(env, port)
-    try:
-        stack.start()
+    with running_stack(env, port) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def test_backfill_of_three_days_records_three_spans(stack: AirflowStack) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.support.airflow_env import REPO, AirflowEnv, mlmd_dump
-from tests.support.airflow_stack import AirflowStack, query, stack_env, wait_for
+from tests.support.airflow_stack import AirflowStack, query, running_stack, stack_env, wait_for
 from tests.support.postgres import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -197,13 +197,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
             **stack_env(port),
         },
     )
-    env.migrate()
-    stack = AirflowStack(env, port)
-    try:
-        stack.start()
+    with running_stack(env, port) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def _artifact_dir(env: AirflowEnv, dag_id: str, run_id: str, slot: str) -> Path:

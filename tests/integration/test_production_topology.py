@@ -21,7 +21,7 @@ import psycopg2
 import pytest
 
 from tests.support.airflow_env import REPO, AirflowEnv, mlmd_dump
-from tests.support.airflow_stack import AirflowStack, stack_env, wait_for
+from tests.support.airflow_stack import AirflowStack, running_stack, stack_env, wait_for
 from tests.support.postgres import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow]
@@ -81,13 +81,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, postgres: Any) -> Iterator[A
             "MLPIPE_SERVING_DIR": str(tmp_path_factory.mktemp("serving") / "penguins"),
         },
     )
-    env.migrate()
-    stack = AirflowStack(env, port, apps="all")
-    try:
-        stack.start()
+    with running_stack(env, port, apps="all") as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def sql(stack: AirflowStack, query: str, *args: Any) -> list[tuple[Any, ...]]:

@@ -12,7 +12,8 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tests.support.airflow_env import AIRFLOW, AirflowEnv
@@ -91,3 +92,15 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: floa
             return value
         time.sleep(interval)
     raise AssertionError(f"Timed out after {timeout:.0f} s waiting for {what}.")
+
+
+@contextmanager
+def running_stack(env: AirflowEnv, port: int, apps: str = "execution") -> Iterator[AirflowStack]:
+    """Migrate ``env``'s database, start the stack on ``port``, and always stop it."""
+    env.migrate()
+    stack = AirflowStack(env, port, apps=apps)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
