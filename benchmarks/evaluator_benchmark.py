@@ -147,20 +147,20 @@ def run_stage(examples: Path, model_dir: Path, schema_dir: Path) -> tuple[float,
 def run_tfma(data_location: str, model_dir: Path) -> tuple[float, dict]:
     import tensorflow_model_analysis as tfma
 
-    from airflow_provider_mlpipe.runtime import model_eval_config, model_eval_tfma
+    from airflow_provider_mlpipe.runtime.evaluation import metric_config, tfma_engine
 
-    spec = model_eval_config.parse_params(EVAL_PARAMS)
-    eval_config = model_eval_config.tfma_eval_config(spec, has_transform=False, with_baseline=False)
+    spec = metric_config.parse_params(EVAL_PARAMS)
+    eval_config = metric_config.tfma_eval_config(spec, has_transform=False, with_baseline=False)
     with tempfile.TemporaryDirectory(prefix="mlpipe-bench-tfma-") as out:
         started = time.perf_counter()
         shared = tfma.default_eval_shared_model(
-            str(model_dir / "Format-Serving"), eval_config=eval_config, model_name=model_eval_config.CANDIDATE
+            str(model_dir / "Format-Serving"), eval_config=eval_config, model_name=metric_config.CANDIDATE
         )
         tfma.run_model_analysis(
             eval_shared_model=shared, eval_config=eval_config, data_location=data_location, output_path=out
         )
         seconds = time.perf_counter() - started
-        metrics = model_eval_tfma.read_metrics(out)[model_eval_config.CANDIDATE]
+        metrics = tfma_engine.read_metrics(out)[metric_config.CANDIDATE]
     return seconds, metrics
 
 
@@ -174,21 +174,21 @@ def main() -> None:
 
     import tensorflow_model_analysis  # noqa: F401 - warm the imports before timing
 
-    from airflow_provider_mlpipe.runtime import model_examples
+    from airflow_provider_mlpipe.runtime.io import schema_tables
 
     examples = ensure_examples(args.rows, args.seed)
     root = examples.parent
     model_dir = ensure_model(root, args.seed)
-    files = model_examples.split_files(str(examples), "eval")
+    files = schema_tables.split_files(str(examples), "eval")
     schema_dir = root / "schema"
     if not (schema_dir / "schema.pbtxt").exists():
         schema_dir.mkdir(exist_ok=True)
-        text = str(model_examples.schema_from_parquet(files))
+        text = str(schema_tables.schema_from_parquet(files))
         (schema_dir / "schema.pbtxt").write_text(text, encoding="utf-8")
     tfrecord = root / "eval.tfrecord"
     if not tfrecord.exists():
-        schema = model_examples.load_schema(str(schema_dir))
-        model_examples.write_tfrecords(files, schema, str(tfrecord) + ".tmp", compress=False)
+        schema = schema_tables.load_schema(str(schema_dir))
+        schema_tables.write_tfrecords(files, schema, str(tfrecord) + ".tmp", compress=False)
         os.replace(str(tfrecord) + ".tmp", tfrecord)
 
     stage_times = []

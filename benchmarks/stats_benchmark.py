@@ -45,7 +45,7 @@ def main() -> None:
     import tensorflow_data_validation as tfdv
 
     from airflow_provider_mlpipe.protocol import StageRequest
-    from airflow_provider_mlpipe.runtime.metadata import MetadataClient
+    from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient
     from airflow_provider_mlpipe.runtime.runner import run_stage
 
     csv_path = ensure_csv(args.rows)

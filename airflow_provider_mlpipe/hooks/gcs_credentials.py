@@ -7,7 +7,7 @@ Credentials of the VM or the Kubernetes service account), which the runtime inhe
 The connection may hold ``key_path`` (a key file the worker can read) or ``keyfile_dict`` (the key's JSON), under
 those names or the Google provider's ``extra__google_cloud_platform__`` prefix, plus ``project``. A key's JSON
 travels to the runtime in an environment variable, like the MLMD password, and the runtime writes it to a
-private file only for its own lifetime (``runtime/credentials.py``), so it never lands in a request file, a log or
+private file only for its own lifetime (``runtime/io/credentials.py``), so it never lands in a request file, a log or
 XCom. This module does not need the Google provider installed.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 from airflow_provider_mlpipe.version_compat import BaseHook
 
 DEFAULT_GCP_CONN_ID = "google_cloud_default"
-# Read by runtime/credentials.py; the name is shared by convention, as the runtime may not import this module.
+# Read by runtime/io/credentials.py; the name is shared by convention, as the runtime may not import this module.
 KEYFILE_JSON_ENV = "MLPIPE_GCP_KEYFILE_JSON"
 _PREFIX = "extra__google_cloud_platform__"
 

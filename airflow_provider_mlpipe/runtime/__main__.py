@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         from airflow_provider_mlpipe.protocol import StageRequest
-        from airflow_provider_mlpipe.runtime.credentials import materialize_gcp_keyfile
-        from airflow_provider_mlpipe.runtime.metadata import MetadataClient
+        from airflow_provider_mlpipe.runtime.io.credentials import materialize_gcp_keyfile
+        from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient
         from airflow_provider_mlpipe.runtime.runner import run_stage
 
         materialize_gcp_keyfile()  # a GCP connection's key, handed over in the environment
@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
 def _rollback(args: argparse.Namespace) -> int:
     logging.basicConfig(level=os.environ.get("MLPIPE_LOG_LEVEL", "INFO"), stream=sys.stdout)
     try:
-        from airflow_provider_mlpipe.runtime.credentials import materialize_gcp_keyfile
-        from airflow_provider_mlpipe.runtime.model_push import rollback
+        from airflow_provider_mlpipe.runtime.io.credentials import materialize_gcp_keyfile
+        from airflow_provider_mlpipe.runtime.serving.model_versions import rollback
 
         materialize_gcp_keyfile()
         summary = rollback(args.destination, args.pipeline, to_version=args.to)

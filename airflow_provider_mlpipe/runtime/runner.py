@@ -16,10 +16,10 @@ from types import ModuleType
 from typing import Any
 
 from airflow_provider_mlpipe.protocol import ArtifactRef, StageRequest, StageResult
-from airflow_provider_mlpipe.runtime import cache, resolvers
-from airflow_provider_mlpipe.runtime.artifacts import ArtifactStore, UnsafePathError
 from airflow_provider_mlpipe.runtime.context import ExecutorContext, OutputArtifact
-from airflow_provider_mlpipe.runtime.metadata import MetadataClient, State, value_of
+from airflow_provider_mlpipe.runtime.io.artifact_store import ArtifactStore, UnsafePathError
+from airflow_provider_mlpipe.runtime.metadata import cache, resolvers
+from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient, State, value_of
 from airflow_provider_mlpipe.stages import StageDescription, get_stage
 
 log = logging.getLogger("mlpipe.runtime")

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 from airflow_provider_mlpipe.operators.launch import kill_process_group, run_streaming, runtime_env
 from airflow_provider_mlpipe.operators.runtime_python import resolve_runtime_python
 from airflow_provider_mlpipe.protocol import ArtifactRef, StageResult
-from airflow_provider_mlpipe.runtime.artifacts import join
+from airflow_provider_mlpipe.runtime.io.artifact_store import join
 from airflow_provider_mlpipe.stages import ANOMALIES, MODEL_BLESSING
 from airflow_provider_mlpipe.triggers.gates import STATUS_SUCCESS, VerdictFileTrigger, read_verdict
 from airflow_provider_mlpipe.version_compat import (
@@ -40,7 +40,7 @@ from airflow_provider_mlpipe.version_compat import (
 
 POLICIES = ("fail", "skip", "warn")
 SEVERITIES = {"UNKNOWN": 0, "INFO": 1, "WARNING": 2, "ERROR": 3}
-GATE_RECORD_MODULE = "airflow_provider_mlpipe.runtime.gate_record"
+GATE_RECORD_MODULE = "airflow_provider_mlpipe.runtime.metadata.gate_record"
 DECISION_KEY = "gate_decision"
 MAX_LISTED = 50
 

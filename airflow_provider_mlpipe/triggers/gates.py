@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow_provider_mlpipe.runtime.artifacts import is_gcs, read_text
+from airflow_provider_mlpipe.runtime.io.artifact_store import is_gcs, read_text
 from airflow_provider_mlpipe.version_compat import BaseTrigger, TriggerEvent
 
 STATUS_SUCCESS = "success"

@@ -263,7 +263,7 @@ def _execute(stage: str, req: dict[str, Any], out: dict[str, Path]) -> tuple[dic
 
 def runtime_main(stage: str, request_json: str) -> dict[str, Any]:
     from airflow_provider_mlpipe.protocol import ArtifactRef, StageResult
-    from airflow_provider_mlpipe.runtime.metadata import MetadataClient, State, properties_of
+    from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient, State, properties_of
 
     req = json.loads(request_json)
     client = MetadataClient()

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, ArtifactRef, StageRequest, StageResult
-from airflow_provider_mlpipe.runtime.artifacts import COMPLETE_MARKER, STAGING_DIR
-from airflow_provider_mlpipe.runtime.metadata import MetadataClient, properties_of
+from airflow_provider_mlpipe.runtime.io.artifact_store import COMPLETE_MARKER, STAGING_DIR
+from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient, properties_of
 from airflow_provider_mlpipe.runtime.runner import run_stage
 
 REPO = Path(__file__).resolve().parents[2]

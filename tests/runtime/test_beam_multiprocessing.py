@@ -17,9 +17,9 @@ from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptio
 from apache_beam.runners.portability.fn_api_runner import worker_handlers
 
 from airflow_provider_mlpipe.protocol import ArtifactRef, StageRequest
-from airflow_provider_mlpipe.runtime import data_io
 from airflow_provider_mlpipe.runtime.executors import example_gen
-from airflow_provider_mlpipe.runtime.metadata import MetadataClient
+from airflow_provider_mlpipe.runtime.io import example_io
+from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient
 from airflow_provider_mlpipe.runtime.runner import run_stage
 from tests.runtime.data_fixtures import PATTERN, as_input, make_ctx
 from tests.runtime.test_statistics_gen import assert_same_statistics
@@ -123,14 +123,14 @@ def test_multi_processing_gives_the_same_statistics(
     assert in_process.summary["path"] == multi.summary["path"] == "beam"
     assert in_process.summary["num_examples"] == multi.summary["num_examples"] == examples.properties["row_counts"]
     for split in ("train", "eval"):
-        a = data_io.load_split_stats(in_process.artifact("statistics").uri, split)
-        b = data_io.load_split_stats(multi.artifact("statistics").uri, split)
+        a = example_io.load_split_stats(in_process.artifact("statistics").uri, split)
+        b = example_io.load_split_stats(multi.artifact("statistics").uri, split)
         assert_same_statistics(a, b)
     # Not vacuous: the comparison tells two different splits apart.
     with pytest.raises(AssertionError):
         assert_same_statistics(
-            data_io.load_split_stats(in_process.artifact("statistics").uri, "train"),
-            data_io.load_split_stats(multi.artifact("statistics").uri, "eval"),
+            example_io.load_split_stats(in_process.artifact("statistics").uri, "train"),
+            example_io.load_split_stats(multi.artifact("statistics").uri, "eval"),
         )
 
 

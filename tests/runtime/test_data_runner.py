@@ -9,7 +9,7 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from airflow_provider_mlpipe.protocol import ArtifactRef, StageRequest, StageResult
-from airflow_provider_mlpipe.runtime.metadata import MetadataClient, properties_of
+from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient, properties_of
 from airflow_provider_mlpipe.runtime.runner import run_stage
 from tests.runtime.data_fixtures import PATTERN, copy_spans, tree_checksums
 

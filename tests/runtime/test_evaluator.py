@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from airflow_provider_mlpipe.runtime import model_eval_config
+from airflow_provider_mlpipe.runtime.evaluation import metric_config
 from airflow_provider_mlpipe.runtime.executors import evaluator
 from tests.runtime.model_fixtures import EVAL_PARAMS, make_context
 
@@ -88,32 +88,30 @@ def test_fast_engine_metrics_equal_tfma(tmp_path, penguins_inputs, penguins_mode
 
 
 def _spec(**threshold):
-    return model_eval_config.parse_params(
+    return metric_config.parse_params(
         {"label_key": "y", "metrics": [{"name": "m", "class_name": "BinaryAccuracy", "threshold": threshold}]}
     )
 
 
 def test_threshold_rules_follow_tfma():
     value = _spec(lower_bound=0.5, upper_bound=0.9)
-    assert model_eval_config.validate(value, {"Overall": {"m": 0.5}}, None) == []
-    assert model_eval_config.validate(value, {"Overall": {"m": 0.9}}, None) == []
-    assert model_eval_config.validate(value, {"Overall": {"m": 0.49}}, None)[0]["threshold"] == "lower_bound 0.5"
-    assert model_eval_config.validate(value, {"Overall": {"m": 0.91}}, None)[0]["threshold"] == "upper_bound 0.9"
+    assert metric_config.validate(value, {"Overall": {"m": 0.5}}, None) == []
+    assert metric_config.validate(value, {"Overall": {"m": 0.9}}, None) == []
+    assert metric_config.validate(value, {"Overall": {"m": 0.49}}, None)[0]["threshold"] == "lower_bound 0.5"
+    assert metric_config.validate(value, {"Overall": {"m": 0.91}}, None)[0]["threshold"] == "upper_bound 0.9"
     higher = _spec(change={"direction": "higher_is_better", "absolute": -0.01})
-    assert model_eval_config.validate(higher, {"Overall": {"m": 0.79}}, None) == []  # no baseline: skipped
-    assert model_eval_config.validate(higher, {"Overall": {"m": 0.795}}, {"Overall": {"m": 0.8}}) == []
-    assert model_eval_config.validate(higher, {"Overall": {"m": 0.78}}, {"Overall": {"m": 0.8}})
+    assert metric_config.validate(higher, {"Overall": {"m": 0.79}}, None) == []  # no baseline: skipped
+    assert metric_config.validate(higher, {"Overall": {"m": 0.795}}, {"Overall": {"m": 0.8}}) == []
+    assert metric_config.validate(higher, {"Overall": {"m": 0.78}}, {"Overall": {"m": 0.8}})
     lower = _spec(change={"direction": "lower_is_better", "relative": 0.1})
-    assert model_eval_config.validate(lower, {"Overall": {"m": 1.05}}, {"Overall": {"m": 1.0}}) == []
-    assert model_eval_config.validate(lower, {"Overall": {"m": 1.2}}, {"Overall": {"m": 1.0}})
+    assert metric_config.validate(lower, {"Overall": {"m": 1.05}}, {"Overall": {"m": 1.0}}) == []
+    assert metric_config.validate(lower, {"Overall": {"m": 1.2}}, {"Overall": {"m": 1.0}})
     with pytest.raises(ValueError, match="direction"):
         _spec(change={"absolute": 0.1})
 
 
 def test_auto_engine_falls_back_to_tfma_for_inexact_metrics():
-    spec = model_eval_config.parse_params(
-        {"label_key": "y", "metrics": [{"class_name": "SparseCategoricalCrossentropy"}]}
-    )
+    spec = metric_config.parse_params({"label_key": "y", "metrics": [{"class_name": "SparseCategoricalCrossentropy"}]})
     assert evaluator.choose_engine(spec) == "tfma"
     assert [m.name for m in spec.metrics] == ["example_count", "sparse_categorical_crossentropy"]
     spec.engine = "fast"

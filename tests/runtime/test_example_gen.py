@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_provider_mlpipe.protocol import StageRequest
-from airflow_provider_mlpipe.runtime import data_io
 from airflow_provider_mlpipe.runtime.executors import example_gen
+from airflow_provider_mlpipe.runtime.io import example_io
 from tests.runtime.data_fixtures import PATTERN, SPANS, copy_spans, make_ctx, read_rows, write_rows
 
 pytestmark = pytest.mark.runtime
@@ -20,7 +20,7 @@ COLUMNS = ["species", "island", "bill_length_mm", "bill_depth_mm", "flipper_leng
 
 
 def split_table(ctx, split: str) -> pa.Table:
-    return data_io.read_split(ctx.output("examples").path, split)
+    return example_io.read_split(ctx.output("examples").path, split)
 
 
 def test_ingests_the_span_of_the_data_interval(tmp_path: Path) -> None:
@@ -107,7 +107,7 @@ def test_parquet_and_tfrecord_inputs_give_the_same_rows(tmp_path: Path) -> None:
 
     rows = [r for r in read_rows(SPANS / "span-2024-01-01.csv") if "NA" not in r.values()]
     write_rows(tmp_path / "csv" / "20240101.csv", rows)
-    table = data_io.read_csv(str(tmp_path / "csv" / "20240101.csv"))
+    table = example_io.read_csv(str(tmp_path / "csv" / "20240101.csv"))
     (tmp_path / "pq").mkdir()
     pq.write_table(table, tmp_path / "pq" / "20240101.parquet")
     (tmp_path / "tfr").mkdir()
@@ -198,7 +198,7 @@ def test_fingerprint_follows_file_content_and_span(tmp_path: Path) -> None:
 
 
 def test_gcs_input_through_the_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow_provider_mlpipe.runtime.artifacts import _gcs_client
+    from airflow_provider_mlpipe.runtime.io.artifact_store import _gcs_client
     from tests.support.gcs_emulator import running_emulator
 
     with running_emulator(default_bucket="mlpipe-data") as emulator:

@@ -14,8 +14,8 @@ pytest.importorskip("ml_metadata", reason="runs in .venv-runtime")
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, ArtifactRef
-from airflow_provider_mlpipe.runtime.gate_record import GATE_EXECUTION_TYPE, record_gate_decision
-from airflow_provider_mlpipe.runtime.metadata import MetadataClient, properties_of
+from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient, properties_of
+from airflow_provider_mlpipe.runtime.metadata.gate_record import GATE_EXECUTION_TYPE, record_gate_decision
 
 pytestmark = pytest.mark.runtime
 
@@ -99,7 +99,7 @@ def test_command_line_entry_reads_the_store_from_the_environment(tmp_path) -> No
         "verdict_uri": "/tmp/blessing/blessing.json",
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "airflow_provider_mlpipe.runtime.gate_record", json.dumps(payload)],
+        [sys.executable, "-m", "airflow_provider_mlpipe.runtime.metadata.gate_record", json.dumps(payload)],
         env={**os.environ, MLMD_CONFIG_ENV: json.dumps(config)},
         capture_output=True,
         text=True,
@@ -112,7 +112,7 @@ def test_command_line_entry_reads_the_store_from_the_environment(tmp_path) -> No
     assert props["verdict_uri"] == "/tmp/blessing/blessing.json"
 
     bad = subprocess.run(
-        [sys.executable, "-m", "airflow_provider_mlpipe.runtime.gate_record", "{not json"],
+        [sys.executable, "-m", "airflow_provider_mlpipe.runtime.metadata.gate_record", "{not json"],
         env={**os.environ, MLMD_CONFIG_ENV: json.dumps(config)},
         capture_output=True,
         text=True,

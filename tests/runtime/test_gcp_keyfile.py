@@ -12,7 +12,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from airflow_provider_mlpipe.runtime.credentials import KEYFILE_JSON_ENV, materialize_gcp_keyfile
+from airflow_provider_mlpipe.runtime.io.credentials import KEYFILE_JSON_ENV, materialize_gcp_keyfile
 
 
 def service_account_key() -> dict[str, str]:
@@ -50,7 +50,7 @@ def test_key_becomes_a_private_file_that_google_auth_loads(tmp_path: Path) -> No
     # and the file is gone once that process exits.
     script = (
         "import json, os, sys, google.auth\n"
-        "from airflow_provider_mlpipe.runtime.credentials import materialize_gcp_keyfile\n"
+        "from airflow_provider_mlpipe.runtime.io.credentials import materialize_gcp_keyfile\n"
         "path = materialize_gcp_keyfile()\n"
         "creds, project = google.auth.default()\n"
         f"assert {KEYFILE_JSON_ENV!r} not in os.environ\n"

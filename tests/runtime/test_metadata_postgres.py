@@ -12,7 +12,7 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from airflow_provider_mlpipe.protocol import ArtifactRef, StageRequest
-from airflow_provider_mlpipe.runtime.metadata import (
+from airflow_provider_mlpipe.runtime.metadata.client import (
     NODE_CONTEXT,
     PIPELINE_CONTEXT,
     RUN_CONTEXT,

@@ -12,9 +12,9 @@ import os
 import pytest
 
 from airflow_provider_mlpipe.protocol import StageRequest
-from airflow_provider_mlpipe.runtime import model_push
-from airflow_provider_mlpipe.runtime.metadata import MetadataClient
+from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient
 from airflow_provider_mlpipe.runtime.runner import run_stage
+from airflow_provider_mlpipe.runtime.serving import model_versions
 from airflow_provider_mlpipe.spec.validate import load_pipeline
 from tests.runtime.model_fixtures import REPO
 
@@ -66,5 +66,5 @@ def test_two_spans_of_the_penguins_spec(tmp_path):
 
     assert "baseline_model_id" not in blessings[0].properties
     assert blessings[1].properties["baseline_model_id"] == blessings[0].properties["current_model_id"]
-    assert model_push.list_versions(str(tmp_path / "serving")) == [1, 2]
+    assert model_versions.list_versions(str(tmp_path / "serving")) == [1, 2]
     assert os.path.isfile(tmp_path / "serving" / "2" / "saved_model.pb")

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_mlpipe.protocol import ArtifactRef
-from airflow_provider_mlpipe.runtime import artifacts, model_push
-from airflow_provider_mlpipe.runtime.metadata import MetadataClient, properties_of
+from airflow_provider_mlpipe.runtime.io import artifact_store
+from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient, properties_of
+from airflow_provider_mlpipe.runtime.serving import model_versions
 from tests.support.gcs_emulator import running_emulator
 
 pytestmark = pytest.mark.runtime
@@ -31,7 +32,7 @@ def _saved_model(root: Path, graph: bytes) -> str:
 
 
 def _version_bytes(emulator, version: int) -> dict[str, bytes]:
-    bucket = artifacts._gcs_client().bucket(BUCKET)
+    bucket = artifact_store._gcs_client().bucket(BUCKET)
     prefix = f"serving/penguins/{version}/"
     return {name[len(prefix) :]: bucket.blob(name).download_as_bytes() for name in emulator.objects(BUCKET, prefix)}
 
@@ -41,17 +42,17 @@ def test_rollback_on_gcs_copies_the_target_to_a_new_version(emulator, tmp_path):
     client.register_types()
     contexts = client.lineage_contexts("penguins", "run-1", "pusher")
     for number, graph in enumerate((b"good-model", b"newer-model"), start=1):
-        version, uri = model_push.push_version(_saved_model(tmp_path / f"m{number}", graph), DESTINATION)
+        version, uri = model_versions.push_version(_saved_model(tmp_path / f"m{number}", graph), DESTINATION)
         assert (version, uri) == (number, f"{DESTINATION}/{number}")
         execution = client.start_execution("mlpipe.Pusher", contexts, [], {})
         props = {"pushed": 1, "version": version, "destination": DESTINATION, "source_model_id": 100 + number}
         client.finish_execution(
             execution, contexts, {"pushed_model": [ArtifactRef("PushedModel", uri, None, "", props)]}, {}
         )
-    assert model_push.list_versions(DESTINATION) == [1, 2]
+    assert model_versions.list_versions(DESTINATION) == [1, 2]
     assert not [n for n in emulator.objects(BUCKET, "serving/") if "/.tmp-" in n]
 
-    summary = model_push.rollback(DESTINATION, "penguins", client=client)
+    summary = model_versions.rollback(DESTINATION, "penguins", client=client)
     assert (summary["version"], summary["rollback_of"], summary["rolled_back_from"]) == (3, 1, 2)
     assert (
         _version_bytes(emulator, 3)
@@ -70,16 +71,16 @@ def test_a_stale_claim_does_not_block_pushes(emulator, tmp_path):
     """A claim left by a crashed push (no files) makes the next push move on to the following number."""
     destination = f"gs://{BUCKET}/serving/claims"
     calls: list[int] = []
-    real = model_push._push_gcs
+    real = model_versions._push_gcs
 
     def refuse_first(source: str, dest: str, version: int) -> bool:
         calls.append(version)
         return False if version == 1 else real(source, dest, version)
 
-    model_push._push_gcs = refuse_first
+    model_versions._push_gcs = refuse_first
     try:
-        version, _ = model_push.push_version(_saved_model(tmp_path / "m", b"graph"), destination)
+        version, _ = model_versions.push_version(_saved_model(tmp_path / "m", b"graph"), destination)
     finally:
-        model_push._push_gcs = real
+        model_versions._push_gcs = real
     assert calls == [1, 2] and version == 2
-    assert os.path.basename(model_push.version_uri(destination, version)) == "2"
+    assert os.path.basename(model_versions.version_uri(destination, version)) == "2"

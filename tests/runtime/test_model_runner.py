@@ -16,10 +16,10 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from airflow_provider_mlpipe.protocol import ArtifactRef, StageRequest
-from airflow_provider_mlpipe.runtime import model_push
 from airflow_provider_mlpipe.runtime.executors.pusher import NotBlessedError
-from airflow_provider_mlpipe.runtime.metadata import MetadataClient, properties_of
+from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient, properties_of
 from airflow_provider_mlpipe.runtime.runner import run_stage
+from airflow_provider_mlpipe.runtime.serving import model_versions
 from tests.runtime.model_fixtures import (
     EVAL_PARAMS,
     REPO,
@@ -145,7 +145,7 @@ def test_a_good_model_after_a_bad_one_is_compared_with_the_last_blessed(pipeline
     assert blessing.properties["blessed"] == 1, blessing.properties["reason"]
     assert blessing.properties["baseline_model_id"] == first["trainer"].artifact("model").id
     assert third["pusher"].artifact("pushed_model").properties["version"] == 2
-    assert model_push.list_versions(pipeline.destination) == [1, 2]
+    assert model_versions.list_versions(pipeline.destination) == [1, 2]
 
 
 def test_rollback_serves_a_copy_of_the_previous_version_and_is_recorded(pipeline):
@@ -153,9 +153,9 @@ def test_rollback_serves_a_copy_of_the_previous_version_and_is_recorded(pipeline
     v1 = tree_digest(os.path.join(destination, "1"))
     v2 = tree_digest(os.path.join(destination, "2"))
     assert v1 != v2
-    summary = model_push.rollback(destination, PIPELINE, client=client)
+    summary = model_versions.rollback(destination, PIPELINE, client=client)
     assert (summary["version"], summary["rollback_of"], summary["rolled_back_from"]) == (3, 1, 2)
-    assert model_push.list_versions(destination) == [1, 2, 3]
+    assert model_versions.list_versions(destination) == [1, 2, 3]
     assert tree_digest(os.path.join(destination, "3")) == v1
     assert tree_digest(os.path.join(destination, "1")) == v1  # history is untouched
     model1 = pipeline.results["run-1"]["trainer"].artifact("model").id
@@ -163,7 +163,7 @@ def test_rollback_serves_a_copy_of_the_previous_version_and_is_recorded(pipeline
     props = properties_of(artifact)
     assert artifact.uri == os.path.join(destination, "3")
     assert props["rollback_of"] == 1 and props["source_model_id"] == model1
-    [execution] = client.store.get_executions_by_type(model_push.ROLLBACK_EXECUTION)
+    [execution] = client.store.get_executions_by_type(model_versions.ROLLBACK_EXECUTION)
     assert execution.last_known_state == pb.Execution.COMPLETE
     events = client.store.get_events_by_execution_ids([execution.id])
     first_push = pipeline.results["run-1"]["pusher"].artifact("pushed_model").id
@@ -173,12 +173,12 @@ def test_rollback_serves_a_copy_of_the_previous_version_and_is_recorded(pipeline
         (pb.Event.INPUT, model1),
     }
 
-    again = model_push.rollback(destination, PIPELINE, to_version=2, client=client)
+    again = model_versions.rollback(destination, PIPELINE, to_version=2, client=client)
     assert again["version"] == 4 and tree_digest(os.path.join(destination, "4")) == v2
-    with pytest.raises(model_push.PushError, match="already the served"):
-        model_push.rollback(destination, PIPELINE, to_version=4, client=client)
-    with pytest.raises(model_push.PushError, match="does not exist"):
-        model_push.rollback(destination, PIPELINE, to_version=99, client=client)
+    with pytest.raises(model_versions.PushError, match="already the served"):
+        model_versions.rollback(destination, PIPELINE, to_version=4, client=client)
+    with pytest.raises(model_versions.PushError, match="does not exist"):
+        model_versions.rollback(destination, PIPELINE, to_version=99, client=client)
 
 
 def test_served_prediction_equals_the_trainers_own(pipeline):
@@ -187,13 +187,13 @@ def test_served_prediction_equals_the_trainers_own(pipeline):
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from airflow_provider_mlpipe.runtime import model_examples
     from airflow_provider_mlpipe.runtime.context import load_user_module
+    from airflow_provider_mlpipe.runtime.io import schema_tables
 
     run = pipeline.results["run-1"]
-    schema = model_examples.load_schema(pipeline.schema.uri)
-    table = pq.read_table(model_examples.split_files(pipeline.examples.uri, "eval"))
-    serialized = tf.constant(model_examples.encode_examples(model_examples.to_list_batch(table, schema)))
+    schema = schema_tables.load_schema(pipeline.schema.uri)
+    table = pq.read_table(schema_tables.split_files(pipeline.examples.uri, "eval"))
+    serialized = tf.constant(schema_tables.encode_examples(schema_tables.to_list_batch(table, schema)))
 
     served_model = tf.saved_model.load(run["pusher"].artifact("pushed_model").uri)
     served = served_model.signatures["serving_default"](examples=serialized)["probabilities"].numpy()

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_mlpipe.protocol import ArtifactRef
-from airflow_provider_mlpipe.runtime import model_push
 from airflow_provider_mlpipe.runtime.executors import pusher
+from airflow_provider_mlpipe.runtime.serving import model_versions
 from tests.runtime.model_fixtures import make_context, tree_digest
 
 pytestmark = pytest.mark.runtime
@@ -104,12 +104,12 @@ def test_a_version_taken_concurrently_is_not_overwritten(tmp_path):
     source = Path(_model(tmp_path / "model").uri) / "Format-Serving"
     other = Path(_model(tmp_path / "other", marker=b"other").uri) / "Format-Serving"
     destination = tmp_path / "serving"
-    model_push.push_version(str(other), str(destination))
+    model_versions.push_version(str(other), str(destination))
     # Another pusher published version 1 between our listing and our rename: the rename must not replace it.
-    assert model_push._push_local(str(source), str(destination), 1) is False
+    assert model_versions._push_local(str(source), str(destination), 1) is False
     assert (destination / "1" / "saved_model.pb").read_bytes() == b"other"
     assert sorted(os.listdir(destination)) == ["1"]
-    version, _ = model_push.push_version(str(source), str(destination))
+    version, _ = model_versions.push_version(str(source), str(destination))
     assert version == 2
 
 
@@ -129,5 +129,5 @@ def test_relative_destination_resolves_against_the_pipeline_folder(tmp_path):
 
 def test_a_directory_without_a_saved_model_is_not_pushed(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(model_push.PushError, match=r"saved_model\.pb"):
-        model_push.push_version(str(tmp_path / "empty"), str(tmp_path / "serving"))
+    with pytest.raises(model_versions.PushError, match=r"saved_model\.pb"):
+        model_versions.push_version(str(tmp_path / "empty"), str(tmp_path / "serving"))

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from airflow_provider_mlpipe.runtime import model_push
-from airflow_provider_mlpipe.runtime.artifacts import STAGING_DIR
+from airflow_provider_mlpipe.runtime.io.artifact_store import STAGING_DIR
 from airflow_provider_mlpipe.runtime.runner import run_stage
+from airflow_provider_mlpipe.runtime.serving import model_versions
 from tests.reliability.penguins_runtime import (
     PIPELINE,
     REPO,
@@ -127,7 +127,7 @@ def test_kill_pusher_mid_copy(penguins: PenguinsRun, tmp_path: Path) -> None:
     shutil.copytree(Path(penguins.model.uri, "Format-Serving"), old_source)
     (old_source / "assets").mkdir(exist_ok=True)
     (old_source / "assets" / "old.txt").write_text("the version served before this push\n")
-    model_push.push_version(str(old_source), str(destination))  # version 1: what serving had before
+    model_versions.push_version(str(old_source), str(destination))  # version 1: what serving had before
     old_digest = tree_digest(destination)
 
     # Padding makes the copy slow enough to catch and the new version distinguishable from the old one.
@@ -155,7 +155,7 @@ def test_kill_pusher_mid_copy(penguins: PenguinsRun, tmp_path: Path) -> None:
     records = [a for a in penguins.client.store.get_artifacts() if a.uri.startswith(str(destination))]
     assert [a.id for a in records] == [pushed.id]
     # The kill's leftovers are hidden from TF Serving (it only loads integer folders) and from list_versions.
-    assert model_push.list_versions(str(destination)) == [1, 2]
+    assert model_versions.list_versions(str(destination)) == [1, 2]
     assert old_digest != tree_digest(destination)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_mlpipe.protocol import StageRequest
-from airflow_provider_mlpipe.runtime.metadata import MetadataClient, MetadataUnavailableError
+from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient, MetadataUnavailableError
 from airflow_provider_mlpipe.runtime.runner import run_stage
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_mlpipe.protocol import StageRequest
-from airflow_provider_mlpipe.runtime.artifacts import ArtifactStore, UnsafePathError, ensure_within
 from airflow_provider_mlpipe.runtime.context import UserModuleError, load_user_module
-from airflow_provider_mlpipe.runtime.metadata import MetadataClient
+from airflow_provider_mlpipe.runtime.io.artifact_store import ArtifactStore, UnsafePathError, ensure_within
+from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient
 from airflow_provider_mlpipe.runtime.runner import run_stage
 
 pytestmark = pytest.mark.runtime

@@ -11,7 +11,7 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from airflow_provider_mlpipe.runtime.context import UserModuleError
-from airflow_provider_mlpipe.runtime.metadata import properties_of
+from airflow_provider_mlpipe.runtime.metadata.client import properties_of
 from tests.reliability.penguins_runtime import PenguinsRun
 
 pytestmark = pytest.mark.runtime

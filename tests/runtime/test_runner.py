@@ -10,8 +10,8 @@ import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from airflow_provider_mlpipe.protocol import StageRequest
-from airflow_provider_mlpipe.runtime.artifacts import COMPLETE_MARKER, STAGING_DIR
-from airflow_provider_mlpipe.runtime.metadata import MetadataClient, properties_of
+from airflow_provider_mlpipe.runtime.io.artifact_store import COMPLETE_MARKER, STAGING_DIR
+from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient, properties_of
 from airflow_provider_mlpipe.runtime.runner import run_stage
 
 

@@ -10,8 +10,8 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from airflow_provider_mlpipe.protocol import ArtifactRef, StageRequest
-from airflow_provider_mlpipe.runtime import data_io
 from airflow_provider_mlpipe.runtime.executors import example_gen, schema_gen, statistics_gen
+from airflow_provider_mlpipe.runtime.io import example_io
 from tests.runtime.data_fixtures import PATTERN, as_input, make_ctx
 
 pytestmark = pytest.mark.runtime
@@ -35,7 +35,7 @@ def test_infers_from_the_train_split(tmp_path: Path, statistics: ArtifactRef) ->
     ctx = make_ctx(tmp_path, "schema_gen", {}, inputs={"statistics": statistics})
     summary = schema_gen.execute(ctx)
     out = ctx.output("schema")
-    schema = data_io.load_schema(out.path)
+    schema = example_io.load_schema(out.path)
     found = features(schema)
     assert out.properties["source"] == "inferred" and summary["inferred_from"] == "train"
     assert found["species"].type == schema_pb2.BYTES and found["year"].type == schema_pb2.INT
@@ -52,8 +52,8 @@ def test_allow_missing_relaxes_presence_but_keeps_min_count(tmp_path: Path, stat
         tmp_path / "relaxed", "schema_gen", {"allow_missing": ["species"]}, inputs={"statistics": statistics}
     )
     schema_gen.execute(relaxed)
-    before = features(data_io.load_schema(strict.output("schema").path))["species"]
-    after = features(data_io.load_schema(relaxed.output("schema").path))
+    before = features(example_io.load_schema(strict.output("schema").path))["species"]
+    after = features(example_io.load_schema(relaxed.output("schema").path))
     assert before.presence.min_fraction == 1.0 and before.HasField("shape")
     assert after["species"].presence.min_fraction == 0 and after["species"].presence.min_count == 1
     assert not after["species"].HasField("shape") and after["species"].value_count.max == 1
@@ -66,7 +66,7 @@ def test_allow_missing_relaxes_presence_but_keeps_min_count(tmp_path: Path, stat
 def test_imports_a_curated_schema_and_diffs_against_the_previous(tmp_path: Path, statistics: ArtifactRef) -> None:
     first = make_ctx(tmp_path / "first", "schema_gen", {}, inputs={"statistics": statistics})
     schema_gen.execute(first)
-    curated = data_io.load_schema(first.output("schema").path)
+    curated = example_io.load_schema(first.output("schema").path)
     kept = [f for f in curated.feature if f.name != "sex"]
     del curated.feature[:]
     curated.feature.extend(kept)
@@ -84,7 +84,7 @@ def test_imports_a_curated_schema_and_diffs_against_the_previous(tmp_path: Path,
     summary = schema_gen.execute(ctx)
     out = ctx.output("schema")
     assert out.properties["source"] == "imported" and out.properties["schema_file"] == "schema.pbtxt"
-    assert data_io.load_schema(out.path) == curated
+    assert example_io.load_schema(out.path) == curated
     changes = {(c["change"], c["feature"]) for c in out.properties["diff"]}
     assert changes == {("added", "tag"), ("removed", "sex"), ("type_changed", "year")}
     [retyped] = [c for c in out.properties["diff"] if c["change"] == "type_changed"]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
-from airflow_provider_mlpipe.runtime import data_io
 from airflow_provider_mlpipe.runtime.executors import example_gen, statistics_gen
+from airflow_provider_mlpipe.runtime.io import example_io
 from tests.runtime.data_fixtures import PATTERN, as_input, make_ctx
 
 pytestmark = pytest.mark.runtime
@@ -43,8 +43,8 @@ def test_arrow_path_outputs_and_figures(tmp_path: Path, examples) -> None:
     assert out.properties["num_examples"] == examples.properties["row_counts"]
     assert out.properties["split_names"] == ["train", "eval"]
 
-    train = data_io.read_split(examples.uri, "train")
-    stats = data_io.load_split_stats(out.path, "train")
+    train = example_io.read_split(examples.uri, "train")
+    stats = example_io.load_split_stats(out.path, "train")
     assert stats.datasets[0].num_examples == train.num_rows
     body = feature(stats, "body_mass_g")
     assert body.num_stats.common_stats.num_missing == train.column("body_mass_g").null_count
@@ -112,16 +112,16 @@ def test_beam_path_gives_the_same_statistics(tmp_path: Path, examples) -> None:
     beam_ctx, summary = run_stats(tmp_path / "beam", examples, mode="auto", arrow_max_bytes=1)
     assert summary["path"] == "beam" and beam_ctx.output("statistics").properties["path"] == "beam"
     for split in ("train", "eval"):
-        arrow_stats = data_io.load_split_stats(arrow_ctx.output("statistics").path, split)
-        beam_stats = data_io.load_split_stats(beam_ctx.output("statistics").path, split)
+        arrow_stats = example_io.load_split_stats(arrow_ctx.output("statistics").path, split)
+        beam_stats = example_io.load_split_stats(beam_ctx.output("statistics").path, split)
         assert_same_statistics(arrow_stats, beam_stats)
         # One small Parquet file is one record batch on both paths, so here they agree bit for bit.
         assert arrow_stats == beam_stats
         assert Path(beam_ctx.output("statistics").path, f"Split-{split}", "stats.html").exists()
     # The comparison is not vacuous: statistics of another split do not pass it.
-    other = data_io.load_split_stats(arrow_ctx.output("statistics").path, "eval")
+    other = example_io.load_split_stats(arrow_ctx.output("statistics").path, "eval")
     with pytest.raises(AssertionError):
-        assert_same_statistics(data_io.load_split_stats(beam_ctx.output("statistics").path, "train"), other)
+        assert_same_statistics(example_io.load_split_stats(beam_ctx.output("statistics").path, "train"), other)
 
 
 def test_path_selection_and_bad_mode() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from airflow_provider_mlpipe.protocol import ArtifactRef, StageRequest
 from airflow_provider_mlpipe.runtime.executors import trainer
-from airflow_provider_mlpipe.runtime.model_fn_args import NanLossError
+from airflow_provider_mlpipe.runtime.training.fn_args import NanLossError
 from tests.runtime.model_fixtures import TRAINER_PARAMS, make_context
 
 pytest_plugins = ["tests.runtime.model_fixtures"]
@@ -54,11 +54,11 @@ def test_penguins_model_classifies_raw_examples(penguins_model, penguins_inputs)
     import pyarrow.parquet as pq
     import tensorflow as tf
 
-    from airflow_provider_mlpipe.runtime import model_examples
+    from airflow_provider_mlpipe.runtime.io import schema_tables
 
-    schema = model_examples.load_schema(penguins_inputs["schema"].uri)
-    table = pq.read_table(model_examples.split_files(penguins_inputs["examples"].uri, "eval"))
-    serialized = tf.constant(model_examples.encode_examples(model_examples.to_list_batch(table, schema)))
+    schema = schema_tables.load_schema(penguins_inputs["schema"].uri)
+    table = pq.read_table(schema_tables.split_files(penguins_inputs["examples"].uri, "eval"))
+    serialized = tf.constant(schema_tables.encode_examples(schema_tables.to_list_batch(table, schema)))
     model = tf.saved_model.load(os.path.join(penguins_model.uri, "Format-Serving"))
     probs = model.signatures["serving_default"](examples=serialized)["probabilities"].numpy()
     labels = model.signatures["transform_features"](examples=serialized)["species_xf"].numpy()

@@ -74,13 +74,13 @@ def test_graph_applied_to_raw_examples_matches_beam_output(penguins_inputs, peng
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from airflow_provider_mlpipe.runtime import model_examples
+    from airflow_provider_mlpipe.runtime.io import schema_tables
 
     graph = penguins_transformed["transform_graph"].uri
     output = tft.TFTransformOutput(graph)
-    schema = model_examples.load_schema(penguins_inputs["schema"].uri)
-    table = pq.read_table(model_examples.split_files(penguins_inputs["examples"].uri, "eval"))
-    serialized = model_examples.encode_examples(model_examples.to_list_batch(table, schema))
+    schema = schema_tables.load_schema(penguins_inputs["schema"].uri)
+    table = pq.read_table(schema_tables.split_files(penguins_inputs["examples"].uri, "eval"))
+    serialized = schema_tables.encode_examples(schema_tables.to_list_batch(table, schema))
     raw = tf.io.parse_example(serialized, output.raw_feature_spec())
     by_graph = {k: v.numpy() for k, v in output.transform_raw_features(raw).items()}
     by_beam = _read_transformed(graph, os.path.join(penguins_transformed["transformed_examples"].uri, "Split-eval"))
@@ -149,9 +149,9 @@ def test_dense_non_float_features_are_read_sparse_by_default(penguins_inputs, pe
     import tensorflow as tf
     import tensorflow_transform as tft
 
-    from airflow_provider_mlpipe.runtime import model_examples
+    from airflow_provider_mlpipe.runtime.io import schema_tables
 
-    schema = model_examples.load_schema(penguins_inputs["schema"].uri)
+    schema = schema_tables.load_schema(penguins_inputs["schema"].uri)
     dense_non_float = sorted(f.name for f in schema.feature if f.HasField("shape") and f.type != 3)
     assert dense_non_float, "the fixture schema should have dense INT/BYTES features"
     graph = penguins_transformed["transform_graph"]
@@ -168,7 +168,7 @@ def test_list_batches_encode_nulls_as_missing_or_nan():
     import tensorflow as tf
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    from airflow_provider_mlpipe.runtime import model_examples
+    from airflow_provider_mlpipe.runtime.io import schema_tables
 
     schema = schema_pb2.Schema()
     dense_float = schema.feature.add(name="x", type=schema_pb2.FLOAT)
@@ -178,11 +178,11 @@ def test_list_batches_encode_nulls_as_missing_or_nan():
     schema.feature.add(name="n", type=schema_pb2.INT)
     table = pa.table({"x": [1.5, None], "s": ["a", None], "n": [None, 4], "ignored": [1, 2]})
     with pytest.raises(ValueError, match="always present"):
-        model_examples.to_list_batch(table, schema)
-    batch = model_examples.to_list_batch(table, schema, strict=False)
+        schema_tables.to_list_batch(table, schema)
+    batch = schema_tables.to_list_batch(table, schema, strict=False)
     assert batch.schema.names == ["x", "s", "n"]
     parsed = tf.io.parse_example(
-        model_examples.encode_examples(batch),
+        schema_tables.encode_examples(batch),
         {
             "x": tf.io.FixedLenFeature([1], tf.float32),
             "s": tf.io.FixedLenFeature([1], tf.string, default_value=["<missing>"]),

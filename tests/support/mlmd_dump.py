@@ -5,7 +5,7 @@ import sys
 
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from airflow_provider_mlpipe.runtime.metadata import MetadataClient, properties_of
+from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient, properties_of
 
 
 def main() -> None:

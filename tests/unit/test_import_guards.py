@@ -71,7 +71,7 @@ def test_provider_and_dag_parsing_load_no_ml_stack(tmp_path):
 def test_runtime_never_imports_airflow():
     report = _run(str(REPO / ".venv-runtime" / "bin" / "python"), RUNTIME_SIDE_PROBE)
     assert "airflow_provider_mlpipe.runtime.runner" in report["loaded"]
-    assert "airflow_provider_mlpipe.runtime.metadata" in report["loaded"]
+    assert "airflow_provider_mlpipe.runtime.metadata.client" in report["loaded"]
     assert report["airflow"] == []
 
 

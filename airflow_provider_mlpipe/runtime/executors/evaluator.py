@@ -4,7 +4,7 @@ The baseline is ``ctx.resolved["baseline_model"]`` (the runner's ``latest_blesse
 run there is none and change thresholds are skipped, as in TFX. ``engine``: ``fast`` (batched predictions and
 exact metric arithmetic, see ``model_eval_fast``), ``tfma`` (TFMA's ``run_model_analysis`` on Beam, writing
 ``tfma/``), or ``auto`` (fast when it supports every configured metric). Both engines give identical metric
-values, and the blessing is decided by one rule set (``model_eval_config.validate``, TFMA's semantics).
+values, and the blessing is decided by one rule set (``metric_config.validate``, TFMA's semantics).
 
 Outputs: ``evaluation`` (``metrics.json``) and ``blessing`` (``BLESSED`` or ``NOT_BLESSED`` holding the reason,
 ``blessing.json``).
@@ -18,9 +18,10 @@ import os
 import time
 from typing import Any
 
-from airflow_provider_mlpipe.runtime import model_eval_config, model_examples
 from airflow_provider_mlpipe.runtime.context import ExecutorContext
-from airflow_provider_mlpipe.runtime.model_eval_config import OVERALL, EvalSpec
+from airflow_provider_mlpipe.runtime.evaluation import metric_config
+from airflow_provider_mlpipe.runtime.evaluation.metric_config import OVERALL, EvalSpec
+from airflow_provider_mlpipe.runtime.io import schema_tables
 
 log = logging.getLogger("mlpipe.runtime.evaluator")
 
@@ -44,9 +45,9 @@ def _has_signature(saved_model_dir: str, name: str) -> bool:
 
 
 def choose_engine(spec: EvalSpec) -> str:
-    from airflow_provider_mlpipe.runtime import model_eval_fast
+    from airflow_provider_mlpipe.runtime.evaluation import fast_engine
 
-    missing = model_eval_fast.unsupported(spec)
+    missing = fast_engine.unsupported(spec)
     if spec.engine == "fast" and missing:
         raise ValueError(f"engine: fast cannot compute {missing} exactly; use engine: tfma or auto.")
     if spec.engine == "auto":
@@ -60,14 +61,14 @@ def _ordered(metrics: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
 
 
 def execute(ctx: ExecutorContext) -> dict[str, Any]:
-    spec = model_eval_config.parse_params(ctx.params)
+    spec = metric_config.parse_params(ctx.params)
     examples = ctx.input("examples")
     model = ctx.input("model")
     baseline = ctx.resolved.get("baseline_model")
     if baseline is not None and baseline.id is not None and baseline.id == model.id:
         baseline = None  # a model is never its own baseline
     split = ctx.params.get("eval_split", "eval")
-    files = model_examples.split_files(examples.uri, split)
+    files = schema_tables.split_files(examples.uri, split)
     schema_ref = ctx.optional_input("schema")
     schema = _schema(schema_ref.uri if schema_ref else None, model.uri, files)
     model_dir = _serving_dir(model.uri)
@@ -76,13 +77,13 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     started = time.monotonic()
     tfma_ok: bool | None = None
     if engine == "fast":
-        from airflow_provider_mlpipe.runtime import model_eval_fast
+        from airflow_provider_mlpipe.runtime.evaluation import fast_engine
 
-        candidate, base = model_eval_fast.evaluate(spec, model_dir, baseline_dir, files, schema)
+        candidate, base = fast_engine.evaluate(spec, model_dir, baseline_dir, files, schema)
     else:
-        from airflow_provider_mlpipe.runtime import model_eval_tfma
+        from airflow_provider_mlpipe.runtime.evaluation import tfma_engine
 
-        candidate, base, tfma_ok = model_eval_tfma.evaluate(
+        candidate, base, tfma_ok = tfma_engine.evaluate(
             spec,
             model_dir,
             baseline_dir,
@@ -91,14 +92,14 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
             output_path=os.path.join(ctx.output("evaluation").path, "tfma"),
             tmp_dir=ctx.tmp_dir,
             beam_args=ctx.beam_args,
-            has_transform=_has_signature(model_dir, model_eval_config.TRANSFORM_SIGNATURE),
+            has_transform=_has_signature(model_dir, metric_config.TRANSFORM_SIGNATURE),
         )
     seconds = round(time.monotonic() - started, 3)
-    failed = model_eval_config.validate(spec, candidate, base)
+    failed = metric_config.validate(spec, candidate, base)
     blessed = not failed
     if tfma_ok is not None and tfma_ok != blessed:
         log.warning("TFMA's own validation says %s, mlpipe's rules say %s.", tfma_ok, blessed)
-    reason = model_eval_config.reason(failed, base is not None)
+    reason = metric_config.reason(failed, base is not None)
     thresholds = [
         {
             "metric": m.name,
@@ -169,9 +170,9 @@ def _schema(schema_uri: str | None, model_uri: str, files: list[str]) -> Any:
     """The raw schema that encodes Parquet rows as the model parses them: a wired Schema input, else the copy the
     Trainer keeps in the model artifact, else (a model from elsewhere) the Parquet column types."""
     if schema_uri:
-        return model_examples.load_schema(schema_uri)
-    kept = os.path.join(model_uri, model_examples.SCHEMA_FILE)
+        return schema_tables.load_schema(schema_uri)
+    kept = os.path.join(model_uri, schema_tables.SCHEMA_FILE)
     if os.path.isfile(kept):
-        return model_examples.load_schema(kept)
+        return schema_tables.load_schema(kept)
     log.warning("No schema input and none in the model artifact: encoding examples by their Parquet types.")
-    return model_examples.schema_from_parquet(files)
+    return schema_tables.schema_from_parquet(files)

@@ -14,9 +14,9 @@ import os
 from typing import Any
 
 from airflow_provider_mlpipe.protocol import StageRequest
-from airflow_provider_mlpipe.runtime import data_io, data_spans
-from airflow_provider_mlpipe.runtime.artifacts import is_gcs, split_gcs
 from airflow_provider_mlpipe.runtime.context import ExecutorContext
+from airflow_provider_mlpipe.runtime.io import example_io, span_patterns
+from airflow_provider_mlpipe.runtime.io.artifact_store import is_gcs, split_gcs
 
 log = logging.getLogger("mlpipe.runtime")
 
@@ -26,13 +26,13 @@ DEFAULT_SPLITS = {"train": 2, "eval": 1}
 def fingerprint(request: StageRequest) -> str:
     """Span, version and the identity (size and content hash) of every input file of this span."""
     try:
-        day = data_spans.span_date(request.conf, request.data_interval_start, request.logical_date)
-        resolved, version = data_spans.resolve_inputs(request.params, day, request.spec_dir)
+        day = span_patterns.span_date(request.conf, request.data_interval_start, request.logical_date)
+        resolved, version = span_patterns.resolve_inputs(request.params, day, request.spec_dir)
     except ValueError as exc:
         # Let execute() raise the same error inside a recorded (then FAILED) execution.
         return f"unresolved: {exc}"
     payload = {
-        "span": data_spans.span_id(day),
+        "span": span_patterns.span_id(day),
         "version": version,
         "files": {
             split: [[f.uri, f.size, f.signature] for f in item.files] for split, item in sorted(resolved.items())
@@ -44,7 +44,7 @@ def fingerprint(request: StageRequest) -> str:
 def _local_copy(uri: str, tmp_dir: str) -> str:
     if not is_gcs(uri):
         return uri
-    from airflow_provider_mlpipe.runtime.artifacts import _gcs_client
+    from airflow_provider_mlpipe.runtime.io.artifact_store import _gcs_client
 
     bucket, name = split_gcs(uri)
     target = os.path.join(tmp_dir, "gcs-input", bucket, name)
@@ -62,23 +62,23 @@ def _read_split(files: list[str], params: dict[str, Any], tmp_dir: str) -> Any:
     tables = []
     for uri in files:
         local = _local_copy(uri, tmp_dir)
-        table = data_io.read_file(local, data_spans.input_format(params, uri), delimiter)
+        table = example_io.read_file(local, span_patterns.input_format(params, uri), delimiter)
         tables.append((uri, table))
-    return data_io.concat_files(tables)
+    return example_io.concat_files(tables)
 
 
 def execute(ctx: ExecutorContext) -> dict[str, Any]:
     params = ctx.params
-    day = data_spans.span_date(ctx.conf, ctx.data_interval_start, ctx.logical_date)
-    span = data_spans.span_id(day)
-    resolved, version = data_spans.resolve_inputs(params, day, ctx.spec_dir)
+    day = span_patterns.span_date(ctx.conf, ctx.data_interval_start, ctx.logical_date)
+    span = span_patterns.span_id(day)
+    resolved, version = span_patterns.resolve_inputs(params, day, ctx.spec_dir)
     input_files = [f.uri for item in resolved.values() for f in item.files]
     log.info("ExampleGen: span %d, version %s, %d input file(s).", span, version, len(input_files))
 
     if "" in resolved:
         table = _read_split([f.uri for f in resolved[""].files], params, ctx.tmp_dir)
         buckets = {str(k): int(v) for k, v in (params.get("splits") or DEFAULT_SPLITS).items()}
-        splits = data_io.split_table(table, buckets, params.get("partition_feature"))
+        splits = example_io.split_table(table, buckets, params.get("partition_feature"))
     else:
         splits = {
             name: _read_split([f.uri for f in item.files], params, ctx.tmp_dir) for name, item in resolved.items()
@@ -88,10 +88,10 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
             raise ValueError(f"The pre-split inputs do not share their columns: {columns}.")
 
     out = ctx.output("examples")
-    rows_per_shard = int(params.get("rows_per_shard") or data_io.DEFAULT_ROWS_PER_SHARD)
+    rows_per_shard = int(params.get("rows_per_shard") or example_io.DEFAULT_ROWS_PER_SHARD)
     row_counts: dict[str, int] = {}
     for name, part in splits.items():
-        data_io.write_split(part, data_io.split_dir(out.path, name), rows_per_shard)
+        example_io.write_split(part, example_io.split_dir(out.path, name), rows_per_shard)
         row_counts[name] = part.num_rows
         if part.num_rows == 0:
             log.warning("ExampleGen: the %r split of span %d is empty (too few rows for its buckets).", name, span)

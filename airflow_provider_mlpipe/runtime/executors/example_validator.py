@@ -12,9 +12,9 @@ import os
 import tempfile
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_mlpipe.runtime import data_io
-from airflow_provider_mlpipe.runtime.artifacts import download_dir, is_gcs
 from airflow_provider_mlpipe.runtime.context import ExecutorContext
+from airflow_provider_mlpipe.runtime.io import example_io
+from airflow_provider_mlpipe.runtime.io.artifact_store import download_dir, is_gcs
 
 if TYPE_CHECKING:
     from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
@@ -67,15 +67,15 @@ def _load_serving_stats(uri: str, split: str | None, tmp_dir: str) -> statistics
         local = tempfile.mkdtemp(prefix="serving-stats-", dir=tmp_dir or None)
         download_dir(uri, local)
         uri = local
-    if os.path.isfile(uri) or os.path.isfile(os.path.join(uri, data_io.STATS_FILE)):
-        return data_io.load_stats(uri)
+    if os.path.isfile(uri) or os.path.isfile(os.path.join(uri, example_io.STATS_FILE)):
+        return example_io.load_stats(uri)
     if not os.path.isdir(uri):
         raise ValueError(f"The serving statistics {uri} do not exist.")
-    splits = data_io.artifact_splits(uri)
+    splits = example_io.artifact_splits(uri)
     chosen = split or ("serving" if "serving" in splits else splits[0])
     if chosen not in splits:
         raise ValueError(f"The serving statistics at {uri} have no split {chosen!r} (they have {splits}).")
-    return data_io.load_split_stats(uri, chosen)
+    return example_io.load_split_stats(uri, chosen)
 
 
 def _reason_kind(reason: anomalies_pb2.AnomalyInfo.Reason) -> str:
@@ -184,7 +184,7 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     import tensorflow_data_validation as tfdv
 
     statistics = ctx.input("statistics")
-    schema = data_io.load_schema(ctx.input("schema").uri)
+    schema = example_io.load_schema(ctx.input("schema").uri)
     drift_features = apply_comparators(schema, ctx.params.get("drift") or {}, "drift")
     skew = ctx.params.get("skew") or {}
     skew_features = apply_comparators(schema, skew, "skew")
@@ -193,16 +193,16 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
         serving = _load_serving_stats(str(skew["serving_statistics"]), skew.get("serving_split"), ctx.tmp_dir)
 
     previous = ctx.resolved.get("previous_statistics")
-    previous_splits = data_io.artifact_splits(previous.uri, previous.properties) if previous is not None else []
-    splits = data_io.artifact_splits(statistics.uri, statistics.properties)
+    previous_splits = example_io.artifact_splits(previous.uri, previous.properties) if previous is not None else []
+    splits = example_io.artifact_splits(statistics.uri, statistics.properties)
     span = statistics.properties.get("span")
     out = ctx.output("anomalies")
 
     entries: list[dict[str, Any]] = []
     measured: list[dict[str, Any]] = []
     for split in splits:
-        stats = data_io.load_split_stats(statistics.uri, split)
-        prev = data_io.load_split_stats(previous.uri, split) if split in previous_splits else None
+        stats = example_io.load_split_stats(statistics.uri, split)
+        prev = example_io.load_split_stats(previous.uri, split) if split in previous_splits else None
         # Skew compares training data with serving data, so only the train split is checked (as in TFX).
         serving_here = serving if split == "train" or len(splits) == 1 else None
         anomalies = tfdv.validate_statistics(
@@ -211,9 +211,9 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
             previous_statistics=prev if drift_features else None,
             serving_statistics=serving_here if skew_features else None,
         )
-        directory = data_io.split_dir(out.path, split)
+        directory = example_io.split_dir(out.path, split)
         os.makedirs(directory, exist_ok=True)
-        with open(os.path.join(directory, data_io.ANOMALIES_FILE), "wb") as fh:
+        with open(os.path.join(directory, example_io.ANOMALIES_FILE), "wb") as fh:
             fh.write(anomalies.SerializeToString())
         entries.extend(anomaly_entries(split, anomalies))
         measured.extend(measurements(split, anomalies))

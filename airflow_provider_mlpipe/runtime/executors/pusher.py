@@ -13,9 +13,9 @@ import os
 from typing import Any
 
 from airflow_provider_mlpipe.protocol import ArtifactRef
-from airflow_provider_mlpipe.runtime import model_push
-from airflow_provider_mlpipe.runtime.artifacts import is_gcs
 from airflow_provider_mlpipe.runtime.context import ExecutorContext
+from airflow_provider_mlpipe.runtime.io.artifact_store import is_gcs
+from airflow_provider_mlpipe.runtime.serving import model_versions
 
 SERVING_DIR = "Format-Serving"
 
@@ -60,9 +60,9 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     check_blessing(blessing, model)
     source = os.path.join(model.uri, SERVING_DIR)
     destination = _destination(ctx)
-    version, uri = model_push.push_version(source, destination)
+    version, uri = model_versions.push_version(source, destination)
     keep = ctx.params.get("keep_versions")
-    pruned = model_push.prune(destination, int(keep), protect=(version,)) if keep else []
+    pruned = model_versions.prune(destination, int(keep), protect=(version,)) if keep else []
     properties: dict[str, Any] = {"pushed": 1, "version": version, "destination": destination}
     if model.id is not None:
         properties["source_model_id"] = model.id
@@ -81,5 +81,5 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
         "pushed_at": dt.datetime.now(dt.UTC).isoformat(),
         "source_uri": source,
     }
-    model_push.write_record(os.path.join(out.path, "push.json"), record)
+    model_versions.write_record(os.path.join(out.path, "push.json"), record)
     return {"version": version, "uri": uri, "destination": destination, "pruned": pruned}

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mlpipe.protocol import StageRequest
-from airflow_provider_mlpipe.runtime import data_io
 from airflow_provider_mlpipe.runtime.context import ExecutorContext
+from airflow_provider_mlpipe.runtime.io import example_io
 
 if TYPE_CHECKING:
     from tensorflow_metadata.proto.v0 import schema_pb2
@@ -126,13 +126,13 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     schema_file = ctx.params.get("schema_file")
     if schema_file:
         path = schema_file_path(str(schema_file), ctx.spec_dir)
-        schema = data_io.load_schema(path)
+        schema = example_io.load_schema(path)
         out.properties.update({"source": "imported", "schema_file": str(schema_file)})
         inferred_from = None
     else:
-        splits = data_io.artifact_splits(statistics.uri, statistics.properties)
+        splits = example_io.artifact_splits(statistics.uri, statistics.properties)
         inferred_from = "train" if "train" in splits else splits[0]
-        stats = data_io.load_split_stats(statistics.uri, inferred_from)
+        stats = example_io.load_split_stats(statistics.uri, inferred_from)
         if not stats.datasets or stats.datasets[0].num_examples == 0:
             # An empty schema would turn every feature of every later span into an anomaly.
             raise ValueError(f"The {inferred_from!r} split of {statistics.uri} has no examples: no schema to infer.")
@@ -141,7 +141,7 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
         missing_ok = ctx.params.get("allow_missing")
         if missing_ok:
             allow_missing(schema, True if missing_ok is True else [str(f) for f in missing_ok])
-    data_io.write_schema(schema, out.path)
+    example_io.write_schema(schema, out.path)
 
     summary: dict[str, Any] = {
         "source": out.properties["source"],
@@ -155,7 +155,7 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
 
     previous = ctx.resolved.get("previous_schema")
     if previous is not None:
-        diff = schema_diff(data_io.load_schema(previous.uri), schema)
+        diff = schema_diff(example_io.load_schema(previous.uri), schema)
         out.properties["diff"] = diff
         if previous.id is not None:
             out.properties["previous_schema_id"] = previous.id

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
 
-from airflow_provider_mlpipe.runtime import data_io
 from airflow_provider_mlpipe.runtime.context import ExecutorContext
+from airflow_provider_mlpipe.runtime.io import example_io
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -106,7 +106,7 @@ def summarize(stats: statistics_pb2.DatasetFeatureStatisticsList) -> dict[str, A
 
     dataset = stats.datasets[0] if stats.datasets else statistics_pb2.DatasetFeatureStatistics()
     features: dict[str, Any] = {}
-    for name, feature in zip(data_io.feature_names(dataset.features), dataset.features, strict=True):
+    for name, feature in zip(example_io.feature_names(dataset.features), dataset.features, strict=True):
         kind = feature.WhichOneof("stats")
         entry: dict[str, Any] = {"type": statistics_pb2.FeatureNameStatistics.Type.Name(feature.type)}
         if kind == "num_stats":
@@ -138,8 +138,8 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     from tensorflow_data_validation.utils import display_util
 
     examples = ctx.input("examples")
-    splits = data_io.artifact_splits(examples.uri, examples.properties)
-    files = {split: data_io.split_files(examples.uri, split) for split in splits}
+    splits = example_io.artifact_splits(examples.uri, examples.properties)
+    files = {split: example_io.split_files(examples.uri, split) for split in splits}
     size = sum(uncompressed_bytes(f) for f in files.values())
     arrow_max = int(ctx.params.get("arrow_max_bytes") or DEFAULT_ARROW_MAX_BYTES)
     path = choose_path(str(ctx.params.get("mode") or "auto"), size, arrow_max)
@@ -148,21 +148,21 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     out = ctx.output("statistics")
     started = time.monotonic()
     if path == "beam":
-        targets = {s: os.path.join(data_io.split_dir(out.path, s), data_io.STATS_FILE) for s in splits}
+        targets = {s: os.path.join(example_io.split_dir(out.path, s), example_io.STATS_FILE) for s in splits}
         for target in targets.values():
             os.makedirs(os.path.dirname(target), exist_ok=True)
         beam_statistics(files, targets, ctx.beam_args)
-        results = {s: data_io.load_stats(t) for s, t in targets.items()}
+        results = {s: example_io.load_stats(t) for s, t in targets.items()}
     else:
         results = {s: arrow_statistics(f) for s, f in files.items()}
         for split, stats in results.items():
-            data_io.write_stats(stats, data_io.split_dir(out.path, split))
+            example_io.write_stats(stats, example_io.split_dir(out.path, split))
     compute_s = time.monotonic() - started
 
     summary: dict[str, Any] = {"path": path, "splits": {}}
     for split, stats in results.items():
         html = display_util.get_statistics_html(stats)
-        with open(os.path.join(data_io.split_dir(out.path, split), HTML_FILE), "w", encoding="utf-8") as fh:
+        with open(os.path.join(example_io.split_dir(out.path, split), HTML_FILE), "w", encoding="utf-8") as fh:
             fh.write(html)
         summary["splits"][split] = summarize(stats)
     if "span" in examples.properties:

@@ -16,10 +16,10 @@ import traceback
 from typing import Any
 
 from airflow_provider_mlpipe.protocol import StageRequest
-from airflow_provider_mlpipe.runtime import model_examples
 from airflow_provider_mlpipe.runtime.context import ExecutorContext
-from airflow_provider_mlpipe.runtime.model_common import merged_hyperparameters, user_module_fingerprint
-from airflow_provider_mlpipe.runtime.model_fn_args import FnArgs
+from airflow_provider_mlpipe.runtime.io import schema_tables
+from airflow_provider_mlpipe.runtime.training.fn_args import FnArgs
+from airflow_provider_mlpipe.runtime.training.user_modules import merged_hyperparameters, user_module_fingerprint
 
 log = logging.getLogger("mlpipe.runtime.trainer")
 
@@ -37,7 +37,7 @@ def fingerprint(request: StageRequest) -> str:
 
 
 def _patterns(examples_uri: str, split: str, fmt: str) -> list[str]:
-    pattern = os.path.join(model_examples.split_dir(examples_uri, split), _PATTERNS[fmt])
+    pattern = os.path.join(schema_tables.split_dir(examples_uri, split), _PATTERNS[fmt])
     if not glob.glob(pattern):
         raise FileNotFoundError(f"No {_PATTERNS[fmt]} files for the {split!r} split in {examples_uri}.")
     return [pattern]
@@ -48,7 +48,7 @@ def build_fn_args(ctx: ExecutorContext) -> FnArgs:
     fmt = str(examples.properties.get("format") or "tfrecord_gzip")
     if fmt not in _PATTERNS:
         raise ValueError(f"The trainer reads Examples in {sorted(_PATTERNS)}, not {fmt!r}.")
-    splits = model_examples.split_names(examples.uri, examples.properties.get("split_names"))
+    splits = schema_tables.split_names(examples.uri, examples.properties.get("split_names"))
     train_split = ctx.params.get("train_split", "train")
     eval_split = ctx.params.get("eval_split", "eval")
     for split in (train_split, eval_split):
@@ -62,7 +62,7 @@ def build_fn_args(ctx: ExecutorContext) -> FnArgs:
     return FnArgs(
         train_files=_patterns(examples.uri, train_split, fmt),
         eval_files=_patterns(examples.uri, eval_split, fmt),
-        schema_path=os.path.join(ctx.input("schema").uri, model_examples.SCHEMA_FILE),
+        schema_path=os.path.join(ctx.input("schema").uri, schema_tables.SCHEMA_FILE),
         serving_model_dir=os.path.join(model_dir, SERVING_DIR),
         model_run_dir=os.path.join(model_dir, RUN_DIR),
         train_steps=int(ctx.params["train_steps"]),
@@ -103,9 +103,9 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     # features, else the Schema input), so the Evaluator encodes examples the way serving reads them.
     raw_schema = fn_args.schema_path
     if fn_args.transform_output:
-        transform_schema = os.path.join(fn_args.transform_output, "metadata", model_examples.SCHEMA_FILE)
+        transform_schema = os.path.join(fn_args.transform_output, "metadata", schema_tables.SCHEMA_FILE)
         raw_schema = transform_schema if os.path.isfile(transform_schema) else raw_schema
-    shutil.copyfile(raw_schema, os.path.join(ctx.output("model").path, model_examples.SCHEMA_FILE))
+    shutil.copyfile(raw_schema, os.path.join(ctx.output("model").path, schema_tables.SCHEMA_FILE))
     signatures = _signatures(fn_args.serving_model_dir)
     if "serving_default" not in signatures:
         raise UserCodeError(f"The exported model has no serving_default signature (it has {sorted(signatures)}).")

@@ -8,7 +8,7 @@ reach ``preprocessing_fn`` as sparse tensors (or NaN in dense float features).
 Outputs: ``transform_graph`` (``transform_fn/``, ``transformed_metadata/`` and the raw ``metadata/``) and
 ``transformed_examples`` (``Split-<split>/transformed-<shard>.tfrecord.gz``, gzipped ``tf.Example``).
 With ``missing_values: sparse`` (the default) dense non-FLOAT schema features are read as sparse
-(``model_examples.relax_dense_features``), so a value missing in later data or in a serving request reaches
+(``schema_tables.relax_dense_features``), so a value missing in later data or in a serving request reaches
 ``preprocessing_fn`` instead of failing the parse; ``strict`` keeps the schema's shapes (TFX's behaviour). The raw
 schema saved with the graph is the one TFT read, so serving parses the same way.
 """
@@ -20,9 +20,9 @@ import os
 from typing import Any
 
 from airflow_provider_mlpipe.protocol import StageRequest
-from airflow_provider_mlpipe.runtime import model_examples
 from airflow_provider_mlpipe.runtime.context import ExecutorContext
-from airflow_provider_mlpipe.runtime.model_common import user_module_fingerprint
+from airflow_provider_mlpipe.runtime.io import schema_tables
+from airflow_provider_mlpipe.runtime.training.user_modules import user_module_fingerprint
 
 log = logging.getLogger("mlpipe.runtime.transform")
 
@@ -39,12 +39,12 @@ def _arrow_schema(schema: Any) -> Any:
 
 
 def _to_list_batch(table: Any, schema: Any) -> Any:
-    return model_examples.to_list_batch(table, schema)
+    return schema_tables.to_list_batch(table, schema)
 
 
 def _encode(item: Any) -> list[bytes]:
     batch, _ = item
-    return model_examples.encode_examples(batch)
+    return schema_tables.encode_examples(batch)
 
 
 def execute(ctx: ExecutorContext) -> dict[str, Any]:
@@ -65,17 +65,17 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
         raise ValueError(
             f"Transform reads Parquet Examples; this artifact's format is {examples.properties['format']}."
         )
-    schema = model_examples.load_schema(ctx.input("schema").uri)
-    splits = model_examples.split_names(examples.uri, examples.properties.get("split_names"))
+    schema = schema_tables.load_schema(ctx.input("schema").uri)
+    splits = schema_tables.split_names(examples.uri, examples.properties.get("split_names"))
     analyze = list(ctx.params.get("analyze_splits") or ["train"])
     missing = [s for s in analyze if s not in splits]
     if missing:
         raise ValueError(f"The analysis split(s) {missing} are not among the example splits {splits}.")
-    files = {split: model_examples.split_files(examples.uri, split) for split in splits}
+    files = {split: schema_tables.split_files(examples.uri, split) for split in splits}
     missing_values = ctx.params.get("missing_values", "sparse")
     if missing_values not in ("sparse", "strict"):
         raise ValueError(f"params.missing_values must be sparse or strict, not {missing_values!r}.")
-    relaxed = model_examples.relax_dense_features(schema) if missing_values == "sparse" else []
+    relaxed = schema_tables.relax_dense_features(schema) if missing_values == "sparse" else []
     if relaxed:
         log.info("Reading %s as sparse, so rows and serving requests without them do not fail.", relaxed)
     row_counts = {split: sum(pq.ParquetFile(f).metadata.num_rows for f in paths) for split, paths in files.items()}

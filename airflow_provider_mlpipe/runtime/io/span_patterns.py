@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_mlpipe.runtime.artifacts import is_gcs, split_gcs
+from airflow_provider_mlpipe.runtime.io.artifact_store import is_gcs, split_gcs
 
 _DATE_TOKENS = ("{SPAN}", "{YYYY}", "{MM}", "{DD}")
 _VERSION = "{VERSION}"
@@ -83,7 +83,7 @@ def absolute_pattern(pattern: str, spec_dir: str | None) -> str:
 def _list(glob_pattern: str) -> list[str]:
     if not is_gcs(glob_pattern):
         return sorted(p for p in glob.glob(glob_pattern) if os.path.isfile(p))
-    from airflow_provider_mlpipe.runtime.artifacts import _gcs_client
+    from airflow_provider_mlpipe.runtime.io.artifact_store import _gcs_client
 
     bucket, key_pattern = split_gcs(glob_pattern)
     prefix = re.split(r"[*?\[]", key_pattern, maxsplit=1)[0]
@@ -114,7 +114,7 @@ def resolve_version(pattern: str, requested: Any) -> tuple[str, int | None]:
 
 def _signature(path: str) -> InputFile:
     if is_gcs(path):
-        from airflow_provider_mlpipe.runtime.artifacts import _gcs_client
+        from airflow_provider_mlpipe.runtime.io.artifact_store import _gcs_client
 
         bucket, name = split_gcs(path)
         blob = _gcs_client().bucket(bucket).get_blob(name)

@@ -9,14 +9,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from airflow_provider_mlpipe.runtime import model_examples
-from airflow_provider_mlpipe.runtime.model_eval_config import (
+from airflow_provider_mlpipe.runtime.evaluation.metric_config import (
     BASELINE,
     CANDIDATE,
     EvalSpec,
     slice_name,
     tfma_eval_config,
 )
+from airflow_provider_mlpipe.runtime.io import schema_tables
 
 SliceMetrics = dict[str, dict[str, float]]
 
@@ -63,7 +63,7 @@ def evaluate(
 
     if data_location is None:
         data_location = os.path.join(tmp_dir, "eval-examples.tfrecord")
-        model_examples.write_tfrecords(files, schema, data_location, compress=False)
+        schema_tables.write_tfrecords(files, schema, data_location, compress=False)
     eval_config = tfma_eval_config(spec, has_transform, baseline_dir is not None)
     models = [tfma.default_eval_shared_model(model_dir, eval_config=eval_config, model_name=CANDIDATE)]
     if baseline_dir:

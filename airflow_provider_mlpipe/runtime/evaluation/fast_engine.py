@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from airflow_provider_mlpipe.runtime import model_examples
-from airflow_provider_mlpipe.runtime.model_eval_config import (
+from airflow_provider_mlpipe.runtime.evaluation.metric_config import (
     OVERALL,
     TRANSFORM_SIGNATURE,
     EvalSpec,
     slice_name,
 )
+from airflow_provider_mlpipe.runtime.io import schema_tables
 
 SUPPORTED = {"ExampleCount", "WeightedExampleCount", "SparseCategoricalAccuracy", "BinaryAccuracy"}
 MAX_EXACT = 2**24  # float32 counts are exact up to here
@@ -84,9 +84,9 @@ def predict(
     need_transform = spec.label_key in transformed_keys or any(f in transformed_keys for f in slice_features)
     columns = [f.name for f in schema.feature]
     result = Predictions(slice_values={f: [] for f in slice_features})
-    for batch in model_examples.iter_batches(files, batch_size, columns):
-        list_batch = model_examples.to_list_batch(batch, schema, strict=False)
-        examples = tf.constant(model_examples.encode_examples(list_batch))
+    for batch in schema_tables.iter_batches(files, batch_size, columns):
+        list_batch = schema_tables.to_list_batch(batch, schema, strict=False)
+        examples = tf.constant(schema_tables.encode_examples(list_batch))
         outputs = _pick_output(serve(**{input_name: examples}), spec.prediction_key).numpy()
         transformed = transform(**{input_name: examples}) if need_transform else {}
         if spec.label_key in transformed:

@@ -1,4 +1,4 @@
-"""Records a gate decision in MLMD: ``python -m airflow_provider_mlpipe.runtime.gate_record '<json>'``.
+"""Records a gate decision in MLMD: ``python -m airflow_provider_mlpipe.runtime.metadata.gate_record '<json>'``.
 
 The gate sensors run on the Airflow side, which must not import ml_metadata, so they hand the decision to
 this module in the runtime venv. A decision becomes one ``mlpipe.Gate`` execution in the pipeline, run and
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{FAILURE_PREFIX}usage: python -m {__spec__.name if __spec__ else __name__} '<json>'", flush=True)
         return 2
     try:
-        from airflow_provider_mlpipe.runtime.metadata import MetadataClient
+        from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient
 
         data = json.loads(args[0])
         execution_id = record_gate_decision(

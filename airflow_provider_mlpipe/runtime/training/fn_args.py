@@ -65,7 +65,7 @@ class FnArgs:
 
     def load_schema(self) -> Any:
         """The schema as a ``tensorflow_metadata`` ``Schema`` proto."""
-        from airflow_provider_mlpipe.runtime.model_examples import load_schema
+        from airflow_provider_mlpipe.runtime.io.schema_tables import load_schema
 
         return load_schema(self.schema_path)
 

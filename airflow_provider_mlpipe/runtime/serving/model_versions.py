@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_mlpipe.protocol import ArtifactRef
-from airflow_provider_mlpipe.runtime.artifacts import _gcs_client, download_dir, is_gcs, join, split_gcs
+from airflow_provider_mlpipe.runtime.io.artifact_store import _gcs_client, download_dir, is_gcs, join, split_gcs
 
 log = logging.getLogger("mlpipe.runtime.push")
 
@@ -179,7 +179,7 @@ def rollback(
     output. Returns a summary with ``version`` (the new one), ``rollback_of`` and ``rolled_back_from``.
     """
     if client is None:
-        from airflow_provider_mlpipe.runtime.metadata import MetadataClient
+        from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient
 
         client = MetadataClient()
     versions = list_versions(destination)

@@ -16,7 +16,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 
 from airflow_provider_mlpipe import __version__
 from airflow_provider_mlpipe.protocol import ArtifactRef
-from airflow_provider_mlpipe.runtime.metadata import MetadataClient, properties_of
+from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient, properties_of
 
 
 def cache_key(

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from airflow_provider_mlpipe.protocol import ArtifactRef, StageRequest
-from airflow_provider_mlpipe.runtime.metadata import MetadataClient
+from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient
 
 Strategy = Callable[[MetadataClient, StageRequest, str, list[int]], ArtifactRef | None]
 

@@ -1,0 +1,1 @@
+"""The Evaluator's configuration, its fast engine and its TFMA engine."""

@@ -1,0 +1,1 @@
+"""Where data lives: artifact storage, credentials, input spans and the Examples layouts."""

@@ -1,0 +1,1 @@
+"""MLMD: the client, the execution cache, resolvers and gate records."""

@@ -1,0 +1,1 @@
+"""Versioned pushes and rollback of serving directories."""

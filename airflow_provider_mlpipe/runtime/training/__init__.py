@@ -1,0 +1,1 @@
+"""What the Trainer and Transform hand to user modules."""
