@@ -4,6 +4,7 @@ PYTHON ?= python3.11
 UV_VERSION := 0.13.9
 VENV := .venv
 RUNTIME := .venv-runtime
+BENCH_VENV := .venv-bench
 UV := $(VENV)/bin/uv
 STAMPS := .stamps
 BENCH ?=
@@ -11,7 +12,7 @@ PYTEST_ARGS ?=
 
 export UV_LINK_MODE := copy
 
-.PHONY: help venv runtime system demo test test-unit test-runtime lint format bench lock clean
+.PHONY: help venv runtime system bench-venv demo test test-unit test-runtime lint format bench lock clean
 
 help:
 	@echo "make demo   - build what is missing, run the penguins pipeline through Airflow, print a summary"
@@ -42,9 +43,18 @@ $(STAMPS)/system: scripts/system-deps.sh | $(STAMPS)
 	bash scripts/system-deps.sh
 	touch $@
 
+# Benchmarks only: the Airflow side plus dag-factory, the parse benchmark's contender. dag-factory registers an
+# Airflow plugin, so it lives here and not in .venv, where every product Airflow process would import it.
+$(STAMPS)/bench: requirements/airflow.lock requirements/bench.lock setup.cfg $(STAMPS)/venv
+	test -x $(BENCH_VENV)/bin/python || $(UV) venv -q --python $(PYTHON) $(BENCH_VENV)
+	$(UV) pip sync -q --python $(BENCH_VENV)/bin/python requirements/airflow.lock requirements/bench.lock
+	$(UV) pip install -q --python $(BENCH_VENV)/bin/python --no-deps -e .
+	touch $@
+
 venv: $(STAMPS)/venv
 runtime: $(STAMPS)/runtime
 system: $(STAMPS)/system
+bench-venv: $(STAMPS)/bench
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -60,12 +70,13 @@ demo: venv runtime
 test: venv runtime system lint
 	bash scripts/test.sh $(PYTEST_ARGS)
 
-bench: venv runtime
+bench: venv runtime bench-venv
 	bash scripts/bench.sh $(BENCH)
 
 lock: venv
 	$(UV) pip compile -q --python-version 3.11 --python-platform x86_64-manylinux_2_28 requirements/airflow.in -o requirements/airflow.lock
 	$(UV) pip compile -q --python-version 3.11 --python-platform x86_64-manylinux_2_28 requirements/runtime.in -o requirements/runtime.lock
+	$(UV) pip compile -q --python-version 3.11 --python-platform x86_64-manylinux_2_28 requirements/bench.in -c requirements/airflow.lock -o requirements/bench.lock
 
 clean:
 	rm -rf $(STAMPS) .airflow .test-artifacts build *.egg-info

@@ -1,4 +1,4 @@
-# bench-venv: airflow
+# bench-venv: .venv-bench
 """DAG parse cost: 100 mlpipe specs against 100 equivalent dag-factory 1.1.0 YAML DAGs, both of 10 tasks.
 
 The dag-factory YAML is generated from the validated mlpipe pipelines, so both sides build the same operators
@@ -8,6 +8,9 @@ differs. Each measurement is Airflow's DagBag over the folder, in a fresh interp
 Rounds alternate between the contenders; the median is reported.
 
 Also timed: one task's single-DAG parse (``_AIRFLOW_PARSING_CONTEXT_DAG_ID`` set, as the task runner does).
+
+It runs in ``.venv-bench`` (``make bench`` builds it): the product's Airflow lock plus dag-factory, which registers
+an Airflow plugin and so is kept out of the product's ``.venv``. The measuring interpreters load no plugins.
 """
 
 from __future__ import annotations
