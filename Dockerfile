@@ -49,6 +49,8 @@ WORKDIR /opt/airflow
 # Import checks at build time: a broken venv fails the build, not the first DAG run. A throwaway AIRFLOW_HOME,
 # so no generated airflow.cfg (with its own fernet key) is baked into the image.
 RUN AIRFLOW_HOME=/tmp/airflow-check airflow version && rm -rf /tmp/airflow-check \
- && /opt/mlpipe/.venv-runtime/bin/python -c "import tensorflow, ml_metadata, tensorflow_data_validation, apache_beam, airflow_provider_mlpipe.runtime.runner"
+ && /opt/mlpipe/.venv-runtime/bin/python -c "import tensorflow, ml_metadata, tensorflow_data_validation, apache_beam, airflow_provider_mlpipe.runtime.runner" \
+ && /opt/mlpipe/.venv-runtime/bin/python -m airflow_provider_mlpipe.runtime --help > /dev/null \
+ && mlpipe --help > /dev/null
 ENTRYPOINT ["/usr/bin/tini", "--", "airflow"]
 CMD ["version"]

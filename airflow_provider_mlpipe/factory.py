@@ -119,7 +119,7 @@ def _operator_class(pipeline: Pipeline, kind: str) -> type[BaseOperator]:
     runtime = pipeline.spec.runtime
     if not runtime.image:
         return operator_for(kind)
-    from airflow_provider_mlpipe.operators.runtimes import stage_operator_for  # needs the cncf-kubernetes provider
+    from airflow_provider_mlpipe.operators.operator_choice import stage_operator_for  # needs cncf-kubernetes
 
     try:
         return stage_operator_for(runtime.model_dump(mode="json", exclude_none=True), kind)

@@ -18,6 +18,15 @@ MLMD_CONFIG_ENV = "MLPIPE_MLMD_CONFIG"
 # The runtime prints this before its one-line error, so the Airflow task fails with the real cause.
 FAILURE_PREFIX = "mlpipe stage failed: "
 RUNTIME_MODULE = "airflow_provider_mlpipe.runtime"
+# The subcommands of ``python -m RUNTIME_MODULE``; the runtime's parser offers exactly these (a test checks).
+RUNTIME_SUBCOMMANDS = ("run", "rollback", "gate-record")
+
+
+def runtime_command(python: str, subcommand: str, *args: str) -> list[str]:
+    """The argv that runs one subcommand of the runtime's entry point with the runtime's interpreter."""
+    if subcommand not in RUNTIME_SUBCOMMANDS:
+        raise ValueError(f"The runtime has no subcommand {subcommand!r}; it has {', '.join(RUNTIME_SUBCOMMANDS)}.")
+    return [python, "-m", RUNTIME_MODULE, subcommand, *args]
 
 
 def default_sqlite_path() -> str:

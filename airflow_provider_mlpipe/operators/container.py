@@ -26,7 +26,7 @@ from kubernetes.client import models as k8s
 from airflow_provider_mlpipe.hooks.mlmd import MlmdHook
 from airflow_provider_mlpipe.operators.stage import MlpipeStageOperator
 from airflow_provider_mlpipe.operators.stages import operator_for
-from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, RUNTIME_MODULE, StageResult
+from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, StageResult, runtime_command
 from airflow_provider_mlpipe.stages import get_stage
 from airflow_provider_mlpipe.version_compat import AirflowException, Context
 
@@ -115,6 +115,7 @@ class MlpipeKubernetesStageOperator(KubernetesPodOperator):
         runtime_python: str | None = None,
         mlmd_conn_id: str | None = MlmdHook.default_conn_name,
         spec_dir: str | None = None,
+        spec_folder: str | None = None,
         enable_cache: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -143,6 +144,7 @@ class MlpipeKubernetesStageOperator(KubernetesPodOperator):
             "mlpipe-stage": _label_value(stage),
             **{str(k): _label_value(str(v)) for k, v in (spec.get("labels") or {}).items()},
         }
+        entry = runtime_command(python, "run", "--request-env", REQUEST_ENV, "--result", XCOM_RESULT_PATH)
         pod_args: dict[str, Any] = {
             "image": spec["image"],
             "namespace": spec.get("namespace"),
@@ -153,8 +155,8 @@ class MlpipeKubernetesStageOperator(KubernetesPodOperator):
             "image_pull_secrets": [k8s.V1LocalObjectReference(name=n) for n in spec.get("image_pull_secrets") or []]
             or None,
             "annotations": spec.get("annotations"),
-            "cmds": [python],
-            "arguments": ["-m", RUNTIME_MODULE, "run", "--request-env", REQUEST_ENV, "--result", XCOM_RESULT_PATH],
+            "cmds": entry[:1],
+            "arguments": entry[1:],
             "env_vars": {**env, "PYTHONUNBUFFERED": "1"},
             "labels": labels,
             "secrets": secrets,
@@ -175,6 +177,7 @@ class MlpipeKubernetesStageOperator(KubernetesPodOperator):
         self.runtime_python = python
         self.mlmd_conn_id = mlmd_conn_id
         self.spec_dir = spec.get("spec_dir") or spec_dir
+        self.spec_folder = spec_folder
         self.enable_cache = enable_cache
         self.mlmd_from_secret = bool(spec.get("mlmd_secret"))
 

@@ -9,13 +9,13 @@ from typing import Any
 
 from airflow_provider_mlpipe.hooks.mlmd import MlmdHook
 from airflow_provider_mlpipe.operators.launch import kill_process_group, run_streaming, runtime_env
-from airflow_provider_mlpipe.operators.runtime_python import resolve_runtime_python
-from airflow_provider_mlpipe.protocol import RUNTIME_MODULE
+from airflow_provider_mlpipe.operators.runtime_interpreter import resolve_runtime_python
+from airflow_provider_mlpipe.protocol import runtime_command
 from airflow_provider_mlpipe.version_compat import BaseOperator, Context
 
 
 def rollback_command(python: str, pipeline: str, destination: str, to_version: int | None) -> list[str]:
-    command = [python, "-m", RUNTIME_MODULE, "rollback", pipeline, "--destination", destination]
+    command = runtime_command(python, "rollback", pipeline, "--destination", destination)
     return [*command, "--to", str(to_version)] if to_version is not None else command
 
 

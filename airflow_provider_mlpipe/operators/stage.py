@@ -12,14 +12,14 @@ from typing import Any
 from airflow_provider_mlpipe.hooks.mlmd import MlmdHook, check_backend_fits_executor
 from airflow_provider_mlpipe.links.stage import MlpipeArtifactsLink, MlpipeRunViewLink
 from airflow_provider_mlpipe.operators.launch import kill_process_group, run_streaming, runtime_env
-from airflow_provider_mlpipe.operators.runtime_python import resolve_runtime_python
+from airflow_provider_mlpipe.operators.runtime_interpreter import resolve_runtime_python
 from airflow_provider_mlpipe.protocol import (
     FAILURE_PREFIX,
     MLMD_CONFIG_ENV,
-    RUNTIME_MODULE,
     ArtifactRef,
     StageRequest,
     StageResult,
+    runtime_command,
 )
 from airflow_provider_mlpipe.stages import get_stage
 from airflow_provider_mlpipe.version_compat import AirflowException, AirflowFailException, BaseOperator, Context, conf
@@ -132,7 +132,7 @@ class MlpipeStageOperator(BaseOperator):
             request_path = Path(workdir, "request.json")
             result_path = Path(workdir, "result.json")
             request.write(request_path)
-            command = [python, "-m", RUNTIME_MODULE, "run", str(request_path), "--result", str(result_path)]
+            command = runtime_command(python, "run", str(request_path), "--result", str(result_path))
             self.log.info("Running stage %s in the runtime: %s", self.stage, " ".join(command))
             self.run_runtime(command, self.runtime_env())
             result = StageResult.from_dict(json.loads(result_path.read_text(encoding="utf-8")))

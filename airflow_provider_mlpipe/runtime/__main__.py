@@ -1,8 +1,13 @@
-"""Entry point: ``python -m airflow_provider_mlpipe.runtime run <request.json> --result <result.json>``.
+"""The runtime's one entry point: ``python -m airflow_provider_mlpipe.runtime <subcommand> ...``.
 
-In a container (the Kubernetes runtime) there is no shared file to hand over, so the request may also come from
-an environment variable: ``run --request-env MLPIPE_REQUEST --result /airflow/xcom/return.json``, or from
-stdin with ``run -``.
+- ``run <request.json> --result <result.json>`` runs one stage. In a container (the Kubernetes runtime) there is no
+  shared file to hand over, so the request may also come from a variable (``run --request-env MLPIPE_REQUEST
+  --result /airflow/xcom/return.json``) or from stdin (``run -``).
+- ``rollback <pipeline> --destination DIR [--to VERSION]`` serves an earlier pushed version again; prints a JSON
+  summary as its last line.
+- ``gate-record '<decision json>'`` records a gate sensor's decision in MLMD.
+
+Every failure ends with one ``FAILURE_PREFIX`` line, which the Airflow side turns into the task's error.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ import os
 import signal
 import sys
 import traceback
+from collections.abc import Sequence
 from types import FrameType
 
-from airflow_provider_mlpipe.protocol import FAILURE_PREFIX
+from airflow_provider_mlpipe.protocol import FAILURE_PREFIX, RUNTIME_MODULE
 
 
 class StageTerminated(BaseException):
@@ -27,29 +33,64 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise StageTerminated(f"The stage was terminated by signal {signum}.")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m airflow_provider_mlpipe.runtime")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="Run one stage request.")
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {RUNTIME_MODULE}", description="The mlpipe ML runtime (runs in the runtime environment)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="Run one stage request.", description="Run one stage request.")
     run.add_argument("request", nargs="?", help="The stage request JSON file, or - for stdin.")
     run.add_argument("--request-env", metavar="VAR", help="Read the stage request JSON from this variable.")
     run.add_argument("--result", required=True, help="Where to write the stage result JSON.")
-    back = sub.add_parser("rollback", help="Serve an earlier pushed version again, recorded in MLMD.")
+    run.set_defaults(handler=run_command, subparser=run)
+
+    back_help = "Serve an earlier pushed version again, recorded in MLMD."
+    back = sub.add_parser("rollback", help=back_help, description=back_help)
     back.add_argument("pipeline")
     back.add_argument("--destination", required=True, help="The serving directory the Pusher pushes to.")
     back.add_argument("--to", type=int, default=None, help="The version to serve (default: the previous one).")
-    args = parser.parse_args(argv)
-    if args.command == "rollback":
-        return _rollback(args)
-    if (args.request is None) == (args.request_env is None):
-        parser.error("give either a request file (or -) or --request-env VAR")
+    back.add_argument(
+        "--keep-versions", type=int, default=None, help="Prune to this many versions, never the served or target."
+    )
+    back.set_defaults(handler=rollback_command)
 
+    gate_help = "Record a gate decision in MLMD."
+    gate = sub.add_parser("gate-record", help=gate_help, description=gate_help)
+    gate.add_argument(
+        "decision",
+        help="JSON with pipeline, run_id, node_id, gate, decision, reason and optionally "
+        "input_artifact_id, policy, verdict_uri.",
+    )
+    gate.set_defaults(handler=gate_record_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+def _configure_logging() -> None:
     logging.basicConfig(
         level=os.environ.get("MLPIPE_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stdout,
     )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _report_failure(exc: BaseException, *, with_traceback: bool = True) -> int:
+    if with_traceback:
+        traceback.print_exc()
+    print(f"{FAILURE_PREFIX}{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+    return 1
+
+
+def run_command(args: argparse.Namespace) -> int:
+    if (args.request is None) == (args.request_env is None):
+        args.subparser.error("give either a request file (or -) or --request-env VAR")
+    _configure_logging()
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         from airflow_provider_mlpipe.protocol import StageRequest
@@ -66,9 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             fh.write(result.to_json())
         os.replace(tmp, args.result)
     except (Exception, StageTerminated) as exc:
-        traceback.print_exc()
-        print(f"{FAILURE_PREFIX}{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-        return 1
+        return _report_failure(exc)
     logging.getLogger("mlpipe.runtime").info(
         "Stage %s finished (execution %s%s).",
         result.stage,
@@ -78,18 +117,47 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _rollback(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=os.environ.get("MLPIPE_LOG_LEVEL", "INFO"), stream=sys.stdout)
+def rollback_command(args: argparse.Namespace) -> int:
+    _configure_logging()
     try:
         from airflow_provider_mlpipe.runtime.io.credentials import materialize_gcp_keyfile
-        from airflow_provider_mlpipe.runtime.serving.model_versions import rollback
+        from airflow_provider_mlpipe.runtime.serving.model_versions import PushError, rollback
 
         materialize_gcp_keyfile()
-        summary = rollback(args.destination, args.pipeline, to_version=args.to)
-    except Exception as exc:
-        print(f"{FAILURE_PREFIX}{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        summary = rollback(args.destination, args.pipeline, to_version=args.to, keep_versions=args.keep_versions)
+    except PushError as exc:  # a sentence for people, e.g. "Cannot roll back to version 9: it does not exist..."
+        print(f"{FAILURE_PREFIX}{exc}", file=sys.stderr, flush=True)
         return 1
+    except Exception as exc:
+        return _report_failure(exc, with_traceback=False)  # its errors are for people: no traceback
     print(json.dumps(summary, sort_keys=True, default=str), flush=True)
+    return 0
+
+
+def gate_record_command(args: argparse.Namespace) -> int:
+    _configure_logging()
+    try:
+        from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient
+        from airflow_provider_mlpipe.runtime.metadata.gate_record import record_gate_decision
+
+        data = json.loads(args.decision)
+        execution_id = record_gate_decision(
+            MetadataClient(),
+            data["pipeline"],
+            data["run_id"],
+            data["node_id"],
+            data["gate"],
+            data["decision"],
+            data["reason"],
+            data.get("input_artifact_id"),
+            policy=data.get("policy", ""),
+            verdict_uri=data.get("verdict_uri", ""),
+        )
+    except Exception as exc:
+        return _report_failure(exc)
+    logging.getLogger("mlpipe.runtime.gate").info(
+        "Recorded the %s decision %r as MLMD execution %d.", data["gate"], data["decision"], execution_id
+    )
     return 0
 
 

@@ -24,8 +24,8 @@ from typing import Any, ClassVar
 
 # PokeReturnValue is not (yet) in version_compat; airflow.sdk is where Airflow 3 exports it.
 from airflow_provider_mlpipe.operators.launch import kill_process_group, run_streaming, runtime_env
-from airflow_provider_mlpipe.operators.runtime_python import resolve_runtime_python
-from airflow_provider_mlpipe.protocol import ArtifactRef, StageResult
+from airflow_provider_mlpipe.operators.runtime_interpreter import resolve_runtime_python
+from airflow_provider_mlpipe.protocol import ArtifactRef, StageResult, runtime_command
 from airflow_provider_mlpipe.runtime.io.artifact_store import join
 from airflow_provider_mlpipe.stages import ANOMALIES, MODEL_BLESSING
 from airflow_provider_mlpipe.triggers.gates import STATUS_SUCCESS, VerdictFileTrigger, read_verdict
@@ -40,7 +40,6 @@ from airflow_provider_mlpipe.version_compat import (
 
 POLICIES = ("fail", "skip", "warn")
 SEVERITIES = {"UNKNOWN": 0, "INFO": 1, "WARNING": 2, "ERROR": 3}
-GATE_RECORD_MODULE = "airflow_provider_mlpipe.runtime.metadata.gate_record"
 DECISION_KEY = "gate_decision"
 MAX_LISTED = 50
 
@@ -270,7 +269,7 @@ class _ArtifactGateSensor(BaseSensorOperator):
             "input_artifact_id": ref.id,
             "verdict_uri": result["artifact"]["verdict"],
         }
-        command = [resolve_runtime_python(self.runtime_python), "-m", GATE_RECORD_MODULE, json.dumps(payload)]
+        command = runtime_command(resolve_runtime_python(self.runtime_python), "gate-record", json.dumps(payload))
         env = runtime_env(self.mlmd_conn_id)
         run_streaming(command, env, self.log, f"Recording the {self.gate} decision", self._set_process)
 

@@ -114,7 +114,7 @@ class UiBackend:
         ]
 
     def rollback_command(self, pipeline: str, version: str, destination: str) -> list[str]:
-        from airflow_provider_mlpipe.operators.runtime_python import resolve_runtime_python
+        from airflow_provider_mlpipe.operators.runtime_interpreter import resolve_runtime_python
 
         python = resolve_runtime_python()
         runtime = "airflow_provider_mlpipe.runtime"

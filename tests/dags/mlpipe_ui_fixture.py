@@ -336,7 +336,7 @@ else:  # ----- Airflow side ----------------------------------------------------
 
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from airflow_provider_mlpipe.operators.runtime_python import resolve_runtime_python
+        from airflow_provider_mlpipe.operators.runtime_interpreter import resolve_runtime_python
 
         ti = context["ti"]
         inputs = {slot: ti.xcom_pull(task_ids=t, key="return_value")["outputs"][slot] for slot, t in upstream.items()}

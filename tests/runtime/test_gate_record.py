@@ -13,7 +13,7 @@ pytest.importorskip("ml_metadata", reason="runs in .venv-runtime")
 
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, ArtifactRef
+from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, ArtifactRef, runtime_command
 from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient, properties_of
 from airflow_provider_mlpipe.runtime.metadata.gate_record import GATE_EXECUTION_TYPE, record_gate_decision
 
@@ -83,7 +83,7 @@ def test_a_pass_is_recorded_without_withholding_and_an_unknown_artifact_is_refus
     assert len(_gate_executions(client)) == 1
 
 
-def test_command_line_entry_reads_the_store_from_the_environment(tmp_path) -> None:
+def test_gate_record_subcommand_reads_the_store_from_the_environment(tmp_path) -> None:
     config = {"backend": "sqlite", "path": str(tmp_path / "mlmd.sqlite")}
     client = MetadataClient(config, retries=1)
     artifact_id = _validator_output(client, "r3")
@@ -99,7 +99,7 @@ def test_command_line_entry_reads_the_store_from_the_environment(tmp_path) -> No
         "verdict_uri": "/tmp/blessing/blessing.json",
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "airflow_provider_mlpipe.runtime.metadata.gate_record", json.dumps(payload)],
+        runtime_command(sys.executable, "gate-record", json.dumps(payload)),
         env={**os.environ, MLMD_CONFIG_ENV: json.dumps(config)},
         capture_output=True,
         text=True,
@@ -112,11 +112,11 @@ def test_command_line_entry_reads_the_store_from_the_environment(tmp_path) -> No
     assert props["verdict_uri"] == "/tmp/blessing/blessing.json"
 
     bad = subprocess.run(
-        [sys.executable, "-m", "airflow_provider_mlpipe.runtime.metadata.gate_record", "{not json"],
+        runtime_command(sys.executable, "gate-record", "{not json"),
         env={**os.environ, MLMD_CONFIG_ENV: json.dumps(config)},
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert bad.returncode == 1
-    assert "mlpipe stage failed: JSONDecodeError" in bad.stdout
+    assert "mlpipe stage failed: JSONDecodeError" in bad.stderr

@@ -1,8 +1,10 @@
-"""The mlpipe CLI: lint output format and exit codes, the committed JSON Schema, the subcommand registry."""
+"""The mlpipe CLI: lint output format and exit codes, the committed JSON Schema, subcommand parsing."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import pkgutil
 import re
 import subprocess
 import sys
@@ -10,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_mlpipe.spec import cli
+from airflow_provider_mlpipe import cli
+from airflow_provider_mlpipe.cli.main import SUBCOMMANDS, main
+from airflow_provider_mlpipe.cli.schema import json_schema, render_schema
+from airflow_provider_mlpipe.cli.subcommand import Subcommand
 from tests.support.spec_fixtures import full_spec, make_dags_folder
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,7 +24,7 @@ LINE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+): (?P<field>[^:]+): (?P<messag
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "airflow_provider_mlpipe.spec.cli", *args],
+        [sys.executable, "-m", "airflow_provider_mlpipe.cli", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -80,19 +85,19 @@ def test_lint_function_matches_main(tmp_path, capsys):
     dags = make_dags_folder(
         tmp_path, {"x": full_spec("x").replace("train_steps: 10", "train_steps: 0")}, dag_file=False
     )
-    assert cli.main(["lint", str(dags / "pipelines")]) == 1
+    assert main(["lint", str(dags / "pipelines")]) == 1
     out = capsys.readouterr().out
     assert ": stages.trainer.params.train_steps: Must be at least 1, got 0." in out
 
 
 def test_committed_schema_is_up_to_date():
     committed = (REPO / "airflow_provider_mlpipe" / "spec" / "mlpipe.schema.json").read_text()
-    assert committed == cli.render_schema(), "run: mlpipe schema -o airflow_provider_mlpipe/spec/mlpipe.schema.json"
-    assert cli.main(["schema", "--check"]) == 0
+    assert committed == render_schema(), "run: mlpipe schema -o airflow_provider_mlpipe/spec/mlpipe.schema.json"
+    assert main(["schema", "--check"]) == 0
 
 
 def test_schema_command_prints_json_schema(capsys):
-    assert cli.main(["schema"]) == 0
+    assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
     assert schema["$schema"].endswith("2020-12/schema")
     assert schema["additionalProperties"] is False
@@ -106,22 +111,42 @@ def test_schema_validates_the_example_spec():
 
     data = yaml.safe_load((REPO / "dags" / "pipelines" / "penguins.yaml").read_text())
     data["start_date"] = str(data["start_date"])  # YAML dates are strings in JSON
-    jsonschema.validate(data, cli.json_schema())
+    jsonschema.validate(data, json_schema())
     data["shedule"] = "@daily"
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(data, cli.json_schema())
+        jsonschema.validate(data, json_schema())
 
 
-def test_registering_a_subcommand_is_one_function(capsys, monkeypatch):
-    monkeypatch.setattr(cli, "COMMANDS", dict(cli.COMMANDS))
-
-    def arguments(parser):
+def test_a_subcommand_is_a_module_with_one_registration():
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("pipeline")
 
-    @cli.command("rollback", "Roll back.", arguments=arguments)
-    def rollback(args):
-        print(f"rolled back {args.pipeline}")
+    def run(args: argparse.Namespace) -> int:
+        print(f"collected {args.pipeline}")
         return 3
 
-    assert cli.main(["rollback", "penguins"]) == 3
-    assert "rolled back penguins" in capsys.readouterr().out
+    toy = Subcommand(name="gc", help="Collect garbage.", run=run, add_arguments=add_arguments)
+    with pytest.raises(SystemExit):
+        main(["gc", "penguins"])  # not registered: unknown to the default parser
+    assert main(["gc", "penguins"], subcommands=[*SUBCOMMANDS, toy]) == 3
+
+
+def test_every_subcommand_module_is_registered(capsys):
+    helpers = {"main", "subcommand", "__main__"}
+    modules = {m.name for m in pkgutil.iter_modules(cli.__path__)} - helpers
+    assert {command.name for command in SUBCOMMANDS} == modules == {"lint", "schema", "summary", "rollback"}
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    listed = " ".join(capsys.readouterr().out.split())  # argparse wraps long help lines
+    for command in SUBCOMMANDS:
+        assert f"{command.name} {command.help}" in listed
+
+
+def test_unknown_or_missing_subcommand_is_a_usage_error(tmp_path):
+    bad = run_cli("lnt", "dags", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "mlpipe: error: argument COMMAND: invalid choice: 'lnt'" in bad.stderr
+    assert "'lint', 'schema', 'summary', 'rollback'" in bad.stderr
+    missing = run_cli(cwd=tmp_path)
+    assert missing.returncode == 2 and "the following arguments are required: COMMAND" in missing.stderr

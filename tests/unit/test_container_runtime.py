@@ -21,7 +21,7 @@ from airflow_provider_mlpipe.operators.container import (
     XCOM_RESULT_PATH,
     MlpipeKubernetesStageOperator,
 )
-from airflow_provider_mlpipe.operators.runtimes import stage_operator_for
+from airflow_provider_mlpipe.operators.operator_choice import stage_operator_for
 from airflow_provider_mlpipe.operators.stages import RuntimeProbeOperator, StatisticsGenOperator
 from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, StageRequest, StageResult
 from airflow_provider_mlpipe.version_compat import AirflowException

@@ -190,8 +190,8 @@ def test_fail_raises_without_retry_pushes_the_decision_and_records_it(tmp_path: 
 
     [call] = launched.call_args_list
     command, env = call.args[0], call.args[1]
-    assert command[:3] == ["/runtime/python", "-m", "airflow_provider_mlpipe.runtime.metadata.gate_record"]
-    payload = json.loads(command[3])
+    assert command[:4] == ["/runtime/python", "-m", "airflow_provider_mlpipe.runtime", "gate-record"]
+    payload = json.loads(command[4])
     assert payload["pipeline"] == "penguins" and payload["run_id"] == "manual__1"
     assert payload["decision"] == "fail" and payload["input_artifact_id"] == 41 and payload["node_id"] == "data_gate"
     assert json.loads(env[MLMD_CONFIG_ENV])["backend"] == "sqlite"

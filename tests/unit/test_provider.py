@@ -10,7 +10,7 @@ import pytest
 
 from airflow_provider_mlpipe.get_provider_info import get_provider_info
 from airflow_provider_mlpipe.hooks.mlmd import MlmdHook, config_from_connection
-from airflow_provider_mlpipe.operators import runtime_python
+from airflow_provider_mlpipe.operators import runtime_interpreter
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -53,21 +53,21 @@ def test_mlmd_connection_configs():
 
 
 def test_runtime_python_resolution_order(monkeypatch, tmp_path):
-    monkeypatch.setattr(runtime_python, "_config_value", lambda: "/from/config")
-    monkeypatch.setenv(runtime_python.ENV_VAR, "/from/env")
-    assert runtime_python.resolve_runtime_python("/from/spec") == "/from/spec"
-    assert runtime_python.resolve_runtime_python(None) == "/from/config"
-    monkeypatch.setattr(runtime_python, "_config_value", lambda: "")
-    assert runtime_python.resolve_runtime_python(None) == "/from/env"
-    monkeypatch.delenv(runtime_python.ENV_VAR)
+    monkeypatch.setattr(runtime_interpreter, "_config_value", lambda: "/from/config")
+    monkeypatch.setenv(runtime_interpreter.ENV_VAR, "/from/env")
+    assert runtime_interpreter.resolve_runtime_python("/from/spec") == "/from/spec"
+    assert runtime_interpreter.resolve_runtime_python(None) == "/from/config"
+    monkeypatch.setattr(runtime_interpreter, "_config_value", lambda: "")
+    assert runtime_interpreter.resolve_runtime_python(None) == "/from/env"
+    monkeypatch.delenv(runtime_interpreter.ENV_VAR)
     venv = tmp_path / ".venv-runtime" / "bin"
     venv.mkdir(parents=True)
     (venv / "python").touch()
     monkeypatch.chdir(tmp_path)
-    assert runtime_python.resolve_runtime_python(None) == str(venv / "python")
-    monkeypatch.setattr(runtime_python, "default_runtime_candidates", lambda: [tmp_path / "missing"])
+    assert runtime_interpreter.resolve_runtime_python(None) == str(venv / "python")
+    monkeypatch.setattr(runtime_interpreter, "default_runtime_candidates", lambda: [tmp_path / "missing"])
     with pytest.raises(FileNotFoundError, match="No ML runtime interpreter"):
-        runtime_python.resolve_runtime_python(None)
+        runtime_interpreter.resolve_runtime_python(None)
 
 
 def test_sqlite_mlmd_refuses_multi_host_executors():

@@ -1,7 +1,4 @@
-"""Operational ``mlpipe`` subcommands that need Airflow: ``rollback`` and ``summary``.
-
-They register into the CLI's command registry (spec/cli.py); imported lazily so ``mlpipe lint`` stays fast.
-"""
+"""``mlpipe rollback``: serve an earlier pushed model again, through the runtime, recorded in MLMD."""
 
 from __future__ import annotations
 
@@ -11,17 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from airflow_provider_mlpipe.spec.cli import command
+from airflow_provider_mlpipe.cli.subcommand import Subcommand
 
 
-def _dags_folder() -> Path:
+def dags_folder() -> Path:
+    """Airflow's DAGs folder: the environment, then Airflow's config, then ``dags`` in the working directory."""
     folder = os.environ.get("AIRFLOW__CORE__DAGS_FOLDER")
     if not folder:
         try:
             from airflow_provider_mlpipe.version_compat import conf
 
             folder = conf.get("core", "dags_folder")
-        except Exception:
+        except Exception:  # no Airflow config here; the working directory's dags/ is the usual layout
             folder = "dags"
     return Path(folder)
 
@@ -41,7 +39,7 @@ def pusher_destination(pipeline: str, specs: Path) -> tuple[str, str]:
     raise SystemExit(f"No valid spec under {specs} defines the pipeline {pipeline!r}.")
 
 
-def _rollback_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pipeline", help="the pipeline (DAG id)")
     parser.add_argument("--to", type=int, default=None, help="the version to serve (default: the previous one)")
     parser.add_argument("--destination", help="the serving directory (default: the pusher's, from the spec)")
@@ -49,18 +47,17 @@ def _rollback_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mlmd-conn-id", help="the mlmd connection (default: the spec's)")
 
 
-@command("rollback", "Serve an earlier pushed model again (recorded in MLMD).", arguments=_rollback_arguments)
-def rollback(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from airflow_provider_mlpipe.operators.launch import runtime_env
     from airflow_provider_mlpipe.operators.rollback import last_json_line, rollback_command
-    from airflow_provider_mlpipe.operators.runtime_python import resolve_runtime_python
+    from airflow_provider_mlpipe.operators.runtime_interpreter import resolve_runtime_python
 
     destination, conn_id = args.destination, args.mlmd_conn_id
     if destination is None:
-        destination, spec_conn = pusher_destination(args.pipeline, args.specs or _dags_folder() / "pipelines")
+        destination, spec_conn = pusher_destination(args.pipeline, args.specs or dags_folder() / "pipelines")
         conn_id = conn_id or spec_conn
-    cmd = rollback_command(resolve_runtime_python(), args.pipeline, destination, args.to)
-    proc = subprocess.run(cmd, env=runtime_env(conn_id or "mlmd_default"), capture_output=True, text=True)
+    command = rollback_command(resolve_runtime_python(), args.pipeline, destination, args.to)
+    proc = subprocess.run(command, env=runtime_env(conn_id or "mlmd_default"), capture_output=True, text=True)
     summary = last_json_line(proc.stdout) if proc.returncode == 0 else {}
     if proc.returncode != 0 or not summary:
         sys.stderr.write(proc.stderr[-4000:] or proc.stdout[-4000:])
@@ -72,18 +69,9 @@ def rollback(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("pipeline", help="the pipeline (DAG id)")
-    parser.add_argument("--run-id", help="the DAG run (default: the newest)")
-
-
-@command("summary", "Print a readable summary of a pipeline run.", arguments=_summary_arguments)
-def summary(args: argparse.Namespace) -> int:
-    from airflow_provider_mlpipe.summary import load_run, render
-
-    try:
-        print(render(load_run(args.pipeline, args.run_id)))
-    except LookupError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    return 0
+SUBCOMMAND = Subcommand(
+    name="rollback",
+    help="Serve an earlier pushed model again (recorded in MLMD).",
+    run=run,
+    add_arguments=add_arguments,
+)
