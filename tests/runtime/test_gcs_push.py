@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_mlpipe.protocol import ArtifactRef, StageRequest
-from airflow_provider_mlpipe.runtime.io import artifact_store
 from airflow_provider_mlpipe.runtime.io.artifact_store import COMPLETE_MARKER, ArtifactStore
 from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient
 from airflow_provider_mlpipe.runtime.runner import run_stage
+from airflow_provider_mlpipe.storage import default_storage
 from tests.support.gcs_emulator import GcsEmulator, running_emulator
 
 BUCKET = "mlpipe-push"
@@ -89,21 +89,22 @@ def test_pushes_become_versions_on_gcs_with_lineage(
     assert second.artifact("pushed_model").uri == f"{SERVING}/2"
     assert second.summary["pruned"] == [1]
 
-    serving = [n for n in emulator.objects(BUCKET, "serving/penguins/") if "/.mlpipe-claims/" not in n]
+    # The claim and version-record folders are bookkeeping beside the versions, not served content.
+    serving = [n for n in emulator.objects(BUCKET, "serving/penguins/") if "/.mlpipe-" not in n]
     # Only version 2 is left, complete, and no temporary upload prefix remains.
     assert serving == [
         "serving/penguins/2/saved_model.pb",
         "serving/penguins/2/variables/variables.data-00000-of-00001",
         "serving/penguins/2/variables/variables.index",
     ]
-    served = artifact_store._gcs_client().bucket(BUCKET).blob("serving/penguins/2/saved_model.pb").download_as_bytes()
+    served = emulator.client().bucket(BUCKET).blob("serving/penguins/2/saved_model.pb").download_as_bytes()
     assert served == SAVED_MODEL
 
     # The push record is itself an artifact under the gs:// pipeline root, published with its marker.
     [execution] = [e for e in client.store.get_executions() if e.id == second.execution_id]
     record_prefix = f"root/penguins/pusher/{execution.id}/pushed_model/"
     assert emulator.objects(BUCKET, record_prefix) == [f"{record_prefix}{COMPLETE_MARKER}", f"{record_prefix}push.json"]
-    record = json.loads(artifact_store.read_text(f"gs://{BUCKET}/{record_prefix}push.json"))
+    record = json.loads(default_storage().read_text(f"gs://{BUCKET}/{record_prefix}push.json"))
     assert record["uri"] == f"{SERVING}/2" and record["destination"] == SERVING
     [stored] = client.store.get_artifacts_by_id([second.artifact("pushed_model").id])
     assert stored.uri == f"{SERVING}/2"

@@ -1,7 +1,7 @@
 """Artifacts on gs:// against gcp-storage-emulator: publish, localize, discard, and a whole stage run.
 
 Also pins down how the ML libraries' own gs:// I/O behaves against an emulator, which is why mlpipe stages all
-data through the google-cloud-storage client (runtime/artifact_store.py) and executors only ever see local paths:
+data through the shared storage layer (storage.py, on gcsfs) and executors only ever see local paths:
 - TensorFlow's GCS filesystem (tf.io.gfile, and so TFDV/TFT/TFMA/Keras file access) has the Google endpoints
   compiled in and ignores STORAGE_EMULATOR_HOST;
 - Beam 2.61's GcsIO is built on google-cloud-storage and does honour it.
@@ -16,10 +16,15 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_mlpipe.protocol import StageRequest
-from airflow_provider_mlpipe.runtime.io import artifact_store
-from airflow_provider_mlpipe.runtime.io.artifact_store import COMPLETE_MARKER, ArtifactStore, UnsafePathError
+from airflow_provider_mlpipe.runtime.io.artifact_store import (
+    COMPLETE_MARKER,
+    ArtifactStore,
+    UnsafePathError,
+    ensure_within,
+)
 from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient
 from airflow_provider_mlpipe.runtime.runner import run_stage
+from airflow_provider_mlpipe.storage import default_storage, join
 from tests.support.gcs_emulator import GcsEmulator, running_emulator
 
 BUCKET = "mlpipe-test"
@@ -74,7 +79,7 @@ def test_localize_downloads_identical_bytes_once(store: ArtifactStore) -> None:
         assert Path(local, rel).read_bytes() == data
     assert Path(local, COMPLETE_MARKER).exists()
     # A second localize is served from the scratch cache, even after the objects changed underneath.
-    artifact_store.write_text(artifact_store.join(uri, "meta.json"), '{"changed": true}')
+    default_storage().write_text(join(uri, "meta.json"), '{"changed": true}')
     assert store.localize(uri, "Model-8") == local
     assert Path(local, "meta.json").read_bytes() == b"{}"
 
@@ -98,7 +103,7 @@ def test_discard_uploads_nothing(store: ArtifactStore, emulator: GcsEmulator) ->
 
 def test_uris_outside_the_root_are_refused(store: ArtifactStore) -> None:
     with pytest.raises(UnsafePathError):
-        artifact_store.ensure_within(store.pipeline_root, f"{store.pipeline_root}/../other/x")
+        ensure_within(store.pipeline_root, f"{store.pipeline_root}/../other/x")
     with pytest.raises(UnsafePathError):
         store.final_uri("penguins", "../../escape", 1, "model")
 
@@ -118,7 +123,7 @@ def test_probe_stage_on_gcs_with_lineage_and_cache(emulator: GcsEmulator, tmp_pa
     assert uri == f"{root}/probe/probe/{first.execution_id}/probe"
     prefix = uri[len(f"gs://{BUCKET}/") :]
     assert emulator.objects(BUCKET, prefix + "/") == [f"{prefix}/{COMPLETE_MARKER}", f"{prefix}/probe.json"]
-    assert json.loads(artifact_store.read_text(f"{uri}/probe.json"))["sum"] == 2.0
+    assert json.loads(default_storage().read_text(f"{uri}/probe.json"))["sum"] == 2.0
     [stored] = client.store.get_artifacts_by_id([first.artifact("probe").id])
     assert stored.uri == uri
 
@@ -130,7 +135,7 @@ def test_tensorflow_gfile_ignores_the_emulator(emulator: GcsEmulator, monkeypatc
     """TF's GCS filesystem talks to www.googleapis.com whatever STORAGE_EMULATOR_HOST says."""
     import tensorflow as tf
 
-    artifact_store.write_text(f"gs://{BUCKET}/tf-probe/hello.txt", "hi")
+    default_storage().write_text(f"gs://{BUCKET}/tf-probe/hello.txt", "hi")
     assert os.environ["STORAGE_EMULATOR_HOST"] == emulator.url
     monkeypatch.setenv("GOOGLE_AUTH_TOKEN_FOR_TESTING", "unused")  # skip TF's own credential lookup
     monkeypatch.setenv("GCS_RETRY_CONFIG_MAX_RETRIES", "0")
@@ -150,7 +155,7 @@ def test_beam_filesystems_honour_the_emulator(emulator: GcsEmulator, monkeypatch
     # start anonymous right away (what it ends up doing anyway without credentials).
     monkeypatch.setattr(auth._Credentials, "_credentials_init", True)
     monkeypatch.setattr(auth._Credentials, "_credentials", None)
-    artifact_store.write_text(f"gs://{BUCKET}/beam/in/a.txt", "x\ny\n")
+    default_storage().write_text(f"gs://{BUCKET}/beam/in/a.txt", "x\ny\n")
     with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as pipeline:
         _ = (
             pipeline
@@ -161,4 +166,4 @@ def test_beam_filesystems_honour_the_emulator(emulator: GcsEmulator, monkeypatch
     [match] = FileSystems.match([f"gs://{BUCKET}/beam/out/upper*"])
     [written] = match.metadata_list
     assert written.path == f"gs://{BUCKET}/beam/out/upper-00000-of-00001"
-    assert artifact_store.read_text(written.path).split() == ["X", "Y"]
+    assert default_storage().read_text(written.path).split() == ["X", "Y"]

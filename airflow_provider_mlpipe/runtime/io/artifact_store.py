@@ -5,7 +5,8 @@ Executors always read and write local directories. For a local pipeline root, ou
 half-written artifact under a final URI. For ``gs://`` roots, inputs are downloaded to a local cache and
 outputs are uploaded after the executor finishes; the final ``_MLPIPE_COMPLETE`` object is written last, and
 MLMD marks the artifact LIVE only after that. A killed stage leaves at most a ``.staging`` entry or a
-prefix without the marker, neither of which looks finished.
+prefix without the marker, neither of which looks finished. ``gs://`` is reached through the shared
+``airflow_provider_mlpipe.storage`` layer, the same one the Airflow side reads with.
 """
 
 from __future__ import annotations
@@ -18,27 +19,14 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from airflow_provider_mlpipe.storage import Storage, is_gcs, join
+
 COMPLETE_MARKER = "_MLPIPE_COMPLETE"
 STAGING_DIR = ".staging"
 
 
 class UnsafePathError(ValueError):
     """Raised when a path would escape the pipeline root."""
-
-
-def is_gcs(uri: str) -> bool:
-    return uri.startswith("gs://")
-
-
-def join(base: str, *parts: str) -> str:
-    if is_gcs(base):
-        return posixpath.join(base, *parts)
-    return os.path.join(base, *parts)
-
-
-def split_gcs(uri: str) -> tuple[str, str]:
-    bucket, _, prefix = uri[len("gs://") :].partition("/")
-    return bucket, prefix.strip("/")
 
 
 def ensure_within(root: str, uri: str) -> str:
@@ -56,70 +44,11 @@ def ensure_within(root: str, uri: str) -> str:
     return uri
 
 
-def _gcs_client():  # noqa: ANN202 - google.cloud.storage.Client, imported lazily
-    from google.cloud import storage
-
-    project = os.environ.get("GOOGLE_CLOUD_PROJECT", "mlpipe")
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        from google.auth.credentials import AnonymousCredentials
-
-        return storage.Client(project=project, credentials=AnonymousCredentials())
-    return storage.Client(project=project)
-
-
-def upload_dir(local_dir: str, uri: str) -> None:
-    bucket_name, prefix = split_gcs(uri)
-    bucket = _gcs_client().bucket(bucket_name)
-    root = Path(local_dir)
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = path.relative_to(root).as_posix()
-        bucket.blob(posixpath.join(prefix, rel)).upload_from_filename(str(path))
-
-
-def download_dir(uri: str, local_dir: str) -> None:
-    bucket_name, prefix = split_gcs(uri)
-    client = _gcs_client()
-    found = False
-    for blob in client.list_blobs(bucket_name, prefix=prefix + "/"):
-        rel = blob.name[len(prefix) + 1 :]
-        if not rel:
-            continue
-        found = True
-        target = Path(local_dir, rel)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        blob.download_to_filename(str(target))
-    if not found:
-        raise FileNotFoundError(f"No objects found under {uri}.")
-
-
-def gcs_exists(uri: str) -> bool:
-    bucket_name, name = split_gcs(uri)
-    return _gcs_client().bucket(bucket_name).blob(name).exists()
-
-
-def write_text(uri: str, text: str) -> None:
-    """Write a small file atomically, locally (rename) or on GCS (single-object writes are atomic)."""
-    if is_gcs(uri):
-        bucket_name, name = split_gcs(uri)
-        _gcs_client().bucket(bucket_name).blob(name).upload_from_string(text)
-        return
-    Path(uri).parent.mkdir(parents=True, exist_ok=True)
-    tmp = f"{uri}.tmp-{uuid.uuid4().hex[:8]}"
-    Path(tmp).write_text(text, encoding="utf-8")
-    os.replace(tmp, uri)
-
-
-def read_text(uri: str) -> str:
-    if is_gcs(uri):
-        bucket_name, name = split_gcs(uri)
-        return _gcs_client().bucket(bucket_name).blob(name).download_as_text()
-    return Path(uri).read_text(encoding="utf-8")
-
-
 class ArtifactStore:
     """Plans, stages, publishes and localizes artifacts under one pipeline root."""
 
-    def __init__(self, pipeline_root: str, scratch_dir: str | None = None) -> None:
+    def __init__(self, pipeline_root: str, scratch_dir: str | None = None, storage: Storage | None = None) -> None:
+        self.storage = storage or Storage()
         self.pipeline_root = pipeline_root.rstrip("/") if is_gcs(pipeline_root) else pipeline_root
         self.scratch_dir = scratch_dir or tempfile.mkdtemp(prefix="mlpipe-")
         if not is_gcs(pipeline_root):
@@ -143,8 +72,8 @@ class ArtifactStore:
 
     def publish(self, staging: str, final_uri: str) -> None:
         if is_gcs(final_uri):
-            upload_dir(staging, final_uri)
-            write_text(join(final_uri, COMPLETE_MARKER), "")
+            self.storage.upload_dir(staging, final_uri)
+            self.storage.write_text(join(final_uri, COMPLETE_MARKER), "")
             shutil.rmtree(staging, ignore_errors=True)
             return
         Path(final_uri).parent.mkdir(parents=True, exist_ok=True)
@@ -158,11 +87,7 @@ class ArtifactStore:
     def unpublish(self, final_uri: str) -> None:
         """Remove a published artifact whose MLMD record could not be written (marker first, then the rest)."""
         if is_gcs(final_uri):
-            bucket_name, prefix = split_gcs(final_uri)
-            client = _gcs_client()
-            client.bucket(bucket_name).blob(f"{prefix}/{COMPLETE_MARKER}").delete()
-            for blob in client.list_blobs(bucket_name, prefix=prefix + "/"):
-                blob.delete()
+            self.storage.delete_prefix(final_uri, first=COMPLETE_MARKER)
             return
         marker = os.path.join(final_uri, COMPLETE_MARKER)
         if os.path.exists(marker):
@@ -178,10 +103,10 @@ class ArtifactStore:
         target = os.path.join(self.scratch_dir, "in", cache_key)
         if not os.path.isdir(target):
             partial = f"{target}.partial-{uuid.uuid4().hex[:8]}"
-            download_dir(uri, partial)
+            self.storage.download_dir(uri, partial)
             os.rename(partial, target)
         return target
 
     def is_complete(self, uri: str) -> bool:
         marker = join(uri, COMPLETE_MARKER)
-        return gcs_exists(marker) if is_gcs(uri) else os.path.exists(marker)
+        return self.storage.exists(marker)
