@@ -1,14 +1,17 @@
-"""GCP credentials for the ML runtime from an Airflow connection, never from a pipeline spec.
+"""A Hook for storage access with an Airflow GCP connection: ``gs://`` reads on the Airflow side, and the runtime's
+credentials, both from the connection and never from a pipeline spec.
 
 Order of precedence: the ``google_cloud_default`` connection (or the one named), when it exists and names a key;
-otherwise whatever the worker's environment provides (``GOOGLE_APPLICATION_CREDENTIALS``, Application Default
+otherwise whatever the process's environment provides (``GOOGLE_APPLICATION_CREDENTIALS``, Application Default
 Credentials of the VM or the Kubernetes service account), which the runtime inherits anyway.
 
 The connection may hold ``key_path`` (a key file the worker can read) or ``keyfile_dict`` (the key's JSON), under
 those names or the Google provider's ``extra__google_cloud_platform__`` prefix, plus ``project``. A key's JSON
 travels to the runtime in an environment variable, like the MLMD password, and the runtime writes it to a
 private file only for its own lifetime (``runtime/io/credentials.py``), so it never lands in a request file, a log or
-XCom. This module does not need the Google provider installed.
+XCom. The same mapping feeds :func:`airflow_provider_mlpipe.storage.gcs_options`, where credentials resolve on both
+sides. The hook does not register a connection type: ``google_cloud_platform`` belongs to the Google provider,
+which this hook does not need installed.
 """
 
 from __future__ import annotations
@@ -16,16 +19,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from airflow_provider_mlpipe.storage import KEYFILE_JSON_ENV, Storage
 from airflow_provider_mlpipe.version_compat import BaseHook
 
 DEFAULT_GCP_CONN_ID = "google_cloud_default"
-# Read by runtime/io/credentials.py; the name is shared by convention, as the runtime may not import this module.
-KEYFILE_JSON_ENV = "MLPIPE_GCP_KEYFILE_JSON"
-_PREFIX = "extra__google_cloud_platform__"
+EXTRA_PREFIX = "extra__google_cloud_platform__"
 
 
 def _extra(extra: dict[str, Any], name: str) -> Any:
-    return extra.get(name) or extra.get(f"{_PREFIX}{name}")
+    return extra.get(name) or extra.get(f"{EXTRA_PREFIX}{name}")
 
 
 def credentials_env_from_extra(extra: dict[str, Any]) -> dict[str, str]:
@@ -48,12 +50,35 @@ def credentials_env_from_extra(extra: dict[str, Any]) -> dict[str, str]:
     return env
 
 
+class GcpStorageHook(BaseHook):
+    """Storage and runtime credentials from a GCP connection; the environment's when there is no connection.
+
+    :param gcp_conn_id: the connection; ``None`` or empty uses the environment only.
+    """
+
+    conn_name_attr = "gcp_conn_id"
+    default_conn_name = DEFAULT_GCP_CONN_ID
+    hook_name = "mlpipe storage (GCP)"
+
+    def __init__(self, gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID) -> None:
+        super().__init__()
+        self.gcp_conn_id = gcp_conn_id
+
+    def credentials_env(self) -> dict[str, str]:
+        """Environment additions for the runtime from the connection; empty without one (the environment rules)."""
+        if not self.gcp_conn_id:
+            return {}
+        try:
+            conn = self.get_connection(self.gcp_conn_id)
+        except Exception:  # no such connection: credentials come from the environment, as without Airflow
+            return {}
+        return credentials_env_from_extra(conn.extra_dejson or {})
+
+    def get_storage(self) -> Storage:
+        """Storage whose ``gs://`` access uses this connection's credentials."""
+        return Storage(self.credentials_env())
+
+
 def gcp_credentials_env(conn_id: str | None = DEFAULT_GCP_CONN_ID) -> dict[str, str]:
-    """Environment additions for the runtime from the GCP connection; empty without one (the environment rules)."""
-    if not conn_id:
-        return {}
-    try:
-        conn = BaseHook.get_connection(conn_id)
-    except Exception:  # no such connection: credentials come from the environment, as without Airflow
-        return {}
-    return credentials_env_from_extra(conn.extra_dejson or {})
+    """The runtime's environment additions from the GCP connection (see :meth:`GcpStorageHook.credentials_env`)."""
+    return GcpStorageHook(conn_id).credentials_env()

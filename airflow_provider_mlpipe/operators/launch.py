@@ -13,7 +13,7 @@ import subprocess
 from collections import deque
 from collections.abc import Callable
 
-from airflow_provider_mlpipe.hooks.gcs_credentials import gcp_credentials_env
+from airflow_provider_mlpipe.hooks.gcp_storage import gcp_credentials_env
 from airflow_provider_mlpipe.hooks.mlmd import MlmdHook
 from airflow_provider_mlpipe.protocol import FAILURE_PREFIX, MLMD_CONFIG_ENV
 from airflow_provider_mlpipe.version_compat import AirflowException

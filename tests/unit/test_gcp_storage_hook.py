@@ -6,12 +6,9 @@ import json
 
 import pytest
 
-from airflow_provider_mlpipe.hooks.gcs_credentials import (
-    KEYFILE_JSON_ENV,
-    credentials_env_from_extra,
-    gcp_credentials_env,
-)
+from airflow_provider_mlpipe.hooks.gcp_storage import GcpStorageHook, credentials_env_from_extra, gcp_credentials_env
 from airflow_provider_mlpipe.operators.launch import runtime_env
+from airflow_provider_mlpipe.storage import KEYFILE_JSON_ENV, gcs_options
 
 KEY = {"type": "service_account", "client_email": "mlpipe@acme.iam.gserviceaccount.com", "private_key": "-----X"}
 
@@ -58,3 +55,25 @@ def test_without_a_connection_the_environment_rules(monkeypatch: pytest.MonkeyPa
     assert gcp_credentials_env(None) == {}
     env = runtime_env(None)
     assert env["GOOGLE_APPLICATION_CREDENTIALS"] == "/var/run/adc.json" and KEYFILE_JSON_ENV not in env
+
+
+def test_the_hook_storage_resolves_the_connection_key(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", gcp_conn({"keyfile_dict": KEY, "project": "acme"}))
+    storage = GcpStorageHook().get_storage()
+    # The same resolution the runtime applies to its own environment: the key itself, and its project.
+    assert gcs_options(storage.credentials) == {"project": "acme", "token": KEY}
+
+
+def test_credentials_resolve_in_order() -> None:
+    key_json = json.dumps(KEY)
+    everything = {
+        "STORAGE_EMULATOR_HOST": "http://127.0.0.1:9",
+        KEYFILE_JSON_ENV: key_json,
+        "GOOGLE_CLOUD_PROJECT": "p",
+    }
+    assert gcs_options(everything) == {"project": "p", "token": "anon"}  # an emulator never sees a real key
+    assert gcs_options({KEYFILE_JSON_ENV: key_json, "GOOGLE_APPLICATION_CREDENTIALS": "/k.json"})["token"] == KEY
+    assert gcs_options({"GOOGLE_APPLICATION_CREDENTIALS": "/k.json"})["token"] == "/k.json"
+    assert gcs_options({}) == {"project": "mlpipe", "token": "google_default"}

@@ -1,6 +1,6 @@
 """Turns a GCP key handed over in the environment into the key file google-auth, Beam and TF look for.
 
-The Airflow side puts a connection's key JSON in ``MLPIPE_GCP_KEYFILE_JSON`` (hooks/gcs_credentials.py). The
+The Airflow side puts a connection's key JSON in ``MLPIPE_GCP_KEYFILE_JSON`` (hooks/gcp_storage.py). The
 runtime writes it to a file only its user can read, points ``GOOGLE_APPLICATION_CREDENTIALS`` at it (inherited
 by Beam's worker processes), drops the JSON from its environment, and deletes the file when it exits.
 """
@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 
-KEYFILE_JSON_ENV = "MLPIPE_GCP_KEYFILE_JSON"
+from airflow_provider_mlpipe.storage import KEYFILE_JSON_ENV
 
 
 def materialize_gcp_keyfile(environ: dict[str, str] | os._Environ[str] = os.environ) -> str | None:
