@@ -10,8 +10,10 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
-from airflow_provider_mlpipe.spec.validate import discover, load_all
+from airflow_provider_mlpipe.spec.errors import SpecErrors
+from airflow_provider_mlpipe.spec.validate import discover, load_all, load_pipeline
 
 HERE = Path(__file__).resolve().parent
 SPECS = HERE / "specs"
@@ -67,8 +69,42 @@ def test_valid_specs_still_load(results):
     assert not set(VALID) & set(errors)
 
 
-def test_yaml_cannot_construct_python_objects():
-    assert not Path("/tmp/mlpipe-pwned").exists()
+def test_the_corpus_python_tag_is_refused(results):
+    _, errors = results
+    (error,) = errors["python_object.yaml"].errors
+    assert error.field == "description" and "The YAML tag '!!python/object/apply:os.system'" in error.message
+
+
+@pytest.mark.parametrize(
+    ("field", "placement"),
+    [
+        ("description", "description: !!python/object/apply:os.mkdir [{marker}]\nstages: {{example_gen: {{}}}}\n"),
+        (
+            "stages.example_gen.params.input",
+            "stages:\n  example_gen:\n    params: {{input: !!python/object/apply:os.mkdir [{marker}]}}\n",
+        ),
+        (
+            "stages.example_gen.params",
+            "stages:\n  example_gen:\n    params: !!python/object/apply:os.mkdir {{args: [{marker}]}}\n",
+        ),
+    ],
+)
+def test_yaml_cannot_construct_python_objects(tmp_path, field, placement):
+    """A payload that does run under ``yaml.unsafe_load`` is refused by the spec loader, naming its field, and
+    leaves no trace."""
+    marker = tmp_path / "constructed"
+    text = 'name: payload\nschedule: "@daily"\nstart_date: 2024-01-01\n' + placement.format(marker=f"'{marker}'")
+    yaml.unsafe_load(text)  # the payload is live: an unsafe loader creates the marker
+    assert marker.is_dir()
+    marker.rmdir()
+    spec = tmp_path / "pipelines" / "payload.yaml"
+    spec.parent.mkdir()
+    spec.write_text(text)
+    with pytest.raises(SpecErrors) as exc_info:
+        load_pipeline(spec)
+    (error,) = exc_info.value.errors
+    assert error.field == field and "is not allowed" in error.message
+    assert not marker.exists()
 
 
 def test_corpus_through_airflow_dagbag(tmp_path):

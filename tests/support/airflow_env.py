@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-AIRFLOW = str(REPO / ".venv" / "bin" / "airflow")
-RUNTIME_PYTHON = str(REPO / ".venv-runtime" / "bin" / "python")
+from tests.support.paths import AIRFLOW, REPO, RUNTIME_PYTHON
+
 ARTIFACTS = REPO / ".test-artifacts"
 
 

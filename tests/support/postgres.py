@@ -8,9 +8,9 @@ import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
+
 SCRIPT = REPO / "scripts" / "postgres.sh"
 
 

@@ -14,9 +14,8 @@ import pytest
 from airflow_provider_mlpipe.factory import build_dag, load_pipelines
 from airflow_provider_mlpipe.spec.errors import SpecErrors
 from airflow_provider_mlpipe.spec.validate import load_pipeline
+from tests.support.paths import REPO
 from tests.support.spec_fixtures import full_spec, make_dags_folder
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def build(tmp_path: Path, text: str, environment: str | None = None):
@@ -131,7 +130,6 @@ def test_wrong_artifact_type_in_explicit_input(tmp_path):
 
 
 def test_gates_sit_between_their_stages(tmp_path):
-    pytest.importorskip("airflow_provider_mlpipe.sensors.gates")
     extra = """\
     gates:
       data_validation: {policy: skip, ignore_features: [sex], min_severity: ERROR, mode: reschedule}
@@ -251,7 +249,6 @@ def test_parsing_imports_no_ml_stack():
 
 
 def test_repository_penguins_spec_builds_all_stages_and_gates():
-    pytest.importorskip("airflow_provider_mlpipe.sensors.gates")
     dag = build_dag(load_pipeline(REPO / "dags" / "pipelines" / "penguins.yaml"))
     assert dag.dag_id == "penguins" and dag.schedule == "@daily"
     assert len([t for t in dag.tasks if type(t).__module__.endswith("operators.stages")]) == 8
