@@ -122,7 +122,9 @@ def rollback_command(args: argparse.Namespace) -> int:
     try:
         from airflow_provider_mlpipe.runtime.io.credentials import materialize_gcp_keyfile
         from airflow_provider_mlpipe.runtime.serving.model_versions import PushError, rollback
-
+    except Exception as exc:  # a broken install: reported like any other failure, so `except PushError` is safe
+        return _report_failure(exc)
+    try:
         materialize_gcp_keyfile()
         summary = rollback(args.destination, args.pipeline, to_version=args.to, keep_versions=args.keep_versions)
     except PushError as exc:  # a sentence for people, e.g. "Cannot roll back to version 9: it does not exist..."
