@@ -24,10 +24,22 @@ from airflow_provider_mlpipe.spec.loader import selected_environment
 from airflow_provider_mlpipe.spec.model import AssetSchedule
 from airflow_provider_mlpipe.spec.validate import Pipeline, discover, load_all
 from airflow_provider_mlpipe.stages import STAGES
-from airflow_provider_mlpipe.version_compat import Asset, BaseOperator, get_parsing_context
+from airflow_provider_mlpipe.version_compat import (
+    AIRFLOW_V_3_3_PLUS,
+    AIRFLOW_V_3_4_PLUS,
+    Asset,
+    BaseOperator,
+    get_base_airflow_version_tuple,
+    get_parsing_context,
+)
 
 log = logging.getLogger(__name__)
 SPEC_ERROR_MARKER = "mlpipe spec error"
+# Spec errors reach the UI through DagBag internals: the parsing DagBag found by a stack walk, its import_errors
+# dict and its private _get_relative_fileloc. None of that is public API, so it is used only on the Airflow
+# releases it is tested on (setup.cfg's range); on any other, spec errors are logged and a warning says why.
+DAGBAG_HOOK_RELEASES = "3.3"
+DAGBAG_HOOK_SUPPORTED = AIRFLOW_V_3_3_PLUS and not AIRFLOW_V_3_4_PLUS
 
 
 def load_pipelines(
@@ -65,7 +77,7 @@ def load_pipelines(
             errors.append(SpecErrors([error], pipeline.loaded.path))
             continue
         dags[pipeline.name] = globals_dict[f"mlpipe__{pipeline.name}"] = dag
-    bag = _parsing_dagbag()
+    bag = parsing_dagbag(warn=bool(errors))
     if bag is not None and isinstance(getattr(bag, "file_last_changed", None), dict):
         # `airflow dags reserialize` clears import errors of the files it parsed: count the good specs in
         for pipeline in pipelines:
@@ -218,16 +230,38 @@ def _gate_sensor(pipeline: Pipeline, gate: Gate, dag: Any) -> BaseOperator:
 
 
 # ----- import errors ---------------------------------------------------------------------------------------------
-def _parsing_dagbag() -> Any:
-    """The DagBag whose ``process_file`` is importing the calling DAG file, if any."""
+def parsing_dagbag(*, warn: bool = True) -> Any:
+    """The DagBag whose ``process_file`` is importing the calling DAG file, if any and if it can take our errors.
+
+    On an Airflow release outside ``DAGBAG_HOOK_SUPPORTED``, or when the DagBag lacks the ``import_errors`` dict,
+    this returns ``None``: spec errors are then only logged, and every valid spec's DAG is still built.
+
+    :param warn: log a warning when that happens (there are spec errors that the UI will not show).
+    """
     module = sys.modules.get("airflow.dag_processing.dagbag")
     if module is None:  # nothing imported it, so no DagBag is parsing us (e.g. a plain `python dags/x.py`)
+        return None
+    if not DAGBAG_HOOK_SUPPORTED:
+        if warn:
+            log.warning(
+                "mlpipe records spec errors as DagBag import errors only on Airflow %s; this is Airflow %s, so "
+                "invalid specs are logged here but not listed in the UI or `airflow dags list-import-errors`.",
+                DAGBAG_HOOK_RELEASES,
+                ".".join(map(str, get_base_airflow_version_tuple())),
+            )
         return None
     frame: Any = sys._getframe(1)
     while frame is not None:
         candidate = frame.f_locals.get("self")
         if isinstance(candidate, module.DagBag):
-            return candidate
+            if isinstance(getattr(candidate, "import_errors", None), dict):
+                return candidate
+            if warn:
+                log.warning(
+                    "The parsing DagBag has no import_errors dict, so invalid mlpipe specs are logged here but "
+                    "not listed in the UI or `airflow dags list-import-errors`."
+                )
+            return None
         frame = frame.f_back
     return None
 
