@@ -32,6 +32,7 @@ from airflow_provider_mlpipe.ui.data import (
     read_bytes,
     read_json,
 )
+from airflow_provider_mlpipe.ui.mlmd_reader import MlmdSchemaError
 
 log = logging.getLogger(__name__)
 URL_PREFIX = "/mlpipe"
@@ -99,11 +100,14 @@ def create_app(backend: UiBackend | None = None) -> FastAPI:
     app.state.backend = backend or UiBackend()
 
     @app.exception_handler(SQLAlchemyError)
-    def store_unavailable(request: Request, exc: SQLAlchemyError) -> HTMLResponse:
-        # Say which store and why, without the connection URL (it may carry a password).
+    @app.exception_handler(MlmdSchemaError)
+    def store_unavailable(request: Request, exc: SQLAlchemyError | MlmdSchemaError) -> HTMLResponse:
+        # Say which store and why, without the connection URL (it may carry a password): a schema error's own
+        # sentence, else the driver's message.
         log.warning("The ML Metadata store cannot be read: %s", type(exc).__name__)
-        reason = str(getattr(exc, "orig", None) or type(exc).__name__)
-        return _page("unavailable.html", status_code=503, reason=reason, where=request.app.state.backend.describe())
+        reason = getattr(exc, "orig", None) or (exc if isinstance(exc, MlmdSchemaError) else type(exc).__name__)
+        where = request.app.state.backend.describe()
+        return _page("unavailable.html", status_code=503, reason=str(reason), where=where)
 
     def run_view(backend: UiBackend, dag_id: str, run_id: str) -> Any:
         reader = backend.reader()

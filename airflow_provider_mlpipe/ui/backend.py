@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_mlpipe.ui.lineage import MlmdReader
+from airflow_provider_mlpipe.ui.mlmd_reader import MlmdReader
 
 log = logging.getLogger(__name__)
 ROLLBACK_TIMEOUT_S = 300

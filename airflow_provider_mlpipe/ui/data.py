@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_mlpipe.ui.lineage import Artifact, Execution, MlmdReader, RunGraph
+from airflow_provider_mlpipe.ui.mlmd_reader import Artifact, Execution, MlmdReader, RunGraph
 
 SPLIT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 MAX_FILE_BYTES = 20 * 1024 * 1024

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from html import escape
 from typing import Any
 
-from airflow_provider_mlpipe.ui.lineage import RunGraph
+from airflow_provider_mlpipe.ui.mlmd_reader import RunGraph
 
 NODE_W, NODE_H, COL_GAP, ROW_GAP, PAD = 140, 40, 34, 14, 12
 PALETTE = ["#1f6feb", "#d9480f", "#2f9e44", "#ae3ec9", "#e8590c", "#0c8599", "#5c940d", "#c2255c"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_mlpipe.ui.data import build_pipeline_view, build_run_view
-from airflow_provider_mlpipe.ui.lineage import MlmdReader
+from airflow_provider_mlpipe.ui.mlmd_reader import MlmdReader
 from tests.support.airflow_env import REPO, RUNTIME_PYTHON
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
@@ -34,6 +34,7 @@ def test_reader_reads_a_postgres_store_read_only(postgres, tmp_path: Path) -> No
     results = json.loads(proc.stdout.split("RESULT ", 1)[1])
 
     reader = MlmdReader.from_config(config)
+    assert reader.check_schema() == 10  # MLMDEnv, folded to lower case like every table on PostgreSQL
     assert reader.run_ids("penguins_ui") == ["r1", "r2"]
     view = build_run_view(reader, "penguins_ui", "r2", "penguins_ui")
     assert [e.id for e in view.graph.executions] == sorted(r["execution_id"] for r in results["r2"].values())

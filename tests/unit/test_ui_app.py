@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from fastapi.testclient import TestClient
 from airflow_provider_mlpipe.ui import app as ui_app
 from airflow_provider_mlpipe.ui.backend import UiBackend
 from airflow_provider_mlpipe.ui.data import NotFoundError, read_bytes
-from airflow_provider_mlpipe.ui.lineage import MlmdReader
+from airflow_provider_mlpipe.ui.mlmd_reader import MlmdReader
 
 REPO = Path(__file__).resolve().parents[2]
 RUNTIME_PYTHON = REPO / ".venv-runtime" / "bin" / "python"
@@ -279,6 +280,21 @@ def test_a_missing_store_is_a_clear_503_not_a_crash(backend: FakeBackend, tmp_pa
     assert response.status_code == 503
     assert "cannot be read" in response.text and str(tmp_path / "absent") in response.text
     assert not (tmp_path / "absent").exists()  # read-only: the UI never creates the store
+
+
+def test_a_store_of_an_unknown_schema_version_is_a_clear_503(
+    backend: FakeBackend, store: FixtureStore, tmp_path: Path
+) -> None:
+    copy = tmp_path / "mlmd.sqlite"
+    shutil.copyfile(store.mlmd, copy)
+    with sqlite3.connect(copy) as conn:
+        conn.execute("UPDATE MLMDEnv SET schema_version = 11")
+    backend.mlmd_config = lambda: {"backend": "sqlite", "path": str(copy)}
+    app = ui_app.create_app(backend)
+    app.dependency_overrides[ui_app.read_access] = lambda: None
+    response = TestClient(app).get(f"/run?{q(dag_id=DAG, run_id=RUN1)}")
+    assert response.status_code == 503
+    assert "schema version 11" in response.text and "knows only schema version 10" in response.text
 
 
 def test_a_pruned_version_offers_no_rollback(client: TestClient, store: FixtureStore) -> None:

@@ -3,9 +3,10 @@
 Why SQL and not ``ml_metadata``: the Airflow side must not import the ML stack, and a runtime subprocess per
 page view would cost seconds (TensorFlow-era imports) and a process per request. MLMD's relational schema
 (Type, Artifact, ArtifactProperty, Execution, ExecutionProperty, Event, EventPath, Context, Association,
-Attribution) is stable across 1.x and the same on SQLite, PostgreSQL and MySQL, so SQLAlchemy Core reads it
-directly. The reader only ever issues SELECTs; SQLite is opened with ``mode=ro`` so it cannot write or create
-the file.
+Attribution) is the same on SQLite, PostgreSQL and MySQL, so SQLAlchemy Core reads it directly. The tables and
+columns read here are those of the schema version that the runtime's ml-metadata writes; before its first query
+the reader checks the store's ``MLMDEnv.schema_version`` and refuses any other version with ``MlmdSchemaError``.
+The reader only ever issues SELECTs; SQLite is opened with ``mode=ro`` so it cannot write or create the file.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ ARTIFACT_STATES = {0: "UNKNOWN", 1: "PENDING", 2: "LIVE", 3: "MARKED_FOR_DELETIO
 EVENT_INPUT, EVENT_OUTPUT = 3, 4
 RUN_CONTEXT = "pipeline_run"
 PIPELINE_CONTEXT = "pipeline"
+# MLMD schema versions whose tables this reader was written and tested against: ml-metadata 1.17.1 (the runtime's
+# pin, requirements/runtime.in) creates and migrates stores to version 10.
+KNOWN_SCHEMA_VERSIONS = {10: "ml-metadata 1.17.1"}
+
+
+class MlmdSchemaError(RuntimeError):
+    """The store is not an ML Metadata store of a schema version this reader knows."""
 
 
 def _schema(lowercase: bool) -> SimpleNamespace:
@@ -48,6 +56,7 @@ def _schema(lowercase: bool) -> SimpleNamespace:
         )
 
     return SimpleNamespace(
+        env=table("MLMDEnv", sa.Column("schema_version", sa.Integer)),
         type=table(
             "Type", sa.Column("id", sa.Integer), sa.Column("name", sa.String), sa.Column("type_kind", sa.Integer)
         ),
@@ -184,13 +193,36 @@ class MlmdReader:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self.t = _schema(lowercase=engine.dialect.name == "postgresql")
+        self.schema_checked = False
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> MlmdReader:
         return cls(engine_for(config))
 
+    def check_schema(self) -> int:
+        """The store's MLMD schema version, if it is a known one; otherwise ``MlmdSchemaError`` says why not."""
+        known = ", ".join(f"{version} ({writer})" for version, writer in KNOWN_SCHEMA_VERSIONS.items())
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(self.t.env.name):
+                raise MlmdSchemaError(
+                    f"The database has no {self.t.env.name} table, so it is not an ML Metadata store: point the "
+                    "mlmd connection at the store the pipeline stages write."
+                )
+            versions = sorted({row.schema_version for row in conn.execute(sa.select(self.t.env.c.schema_version))})
+        if len(versions) != 1 or versions[0] not in KNOWN_SCHEMA_VERSIONS:
+            found = ", ".join(map(str, versions)) or "none"
+            raise MlmdSchemaError(
+                f"The ML Metadata store has schema version {found}, but the mlpipe UI reads MLMD's tables directly "
+                f"and knows only schema version {known}. Run the UI against a store written by that ml-metadata "
+                "release, or upgrade the UI together with the runtime's ml-metadata."
+            )
+        return versions[0]
+
     # ----- low level -----------------------------------------------------------------------------------
     def _rows(self, query: sa.Select) -> list[Any]:
+        if not self.schema_checked:  # once per reader: the UI keeps one per connection
+            self.check_schema()
+            self.schema_checked = True
         with self.engine.connect() as conn:
             return list(conn.execute(query))
 
