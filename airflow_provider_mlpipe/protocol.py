@@ -83,6 +83,8 @@ class StageRequest:
     spec_dir: str | None = None
     enable_cache: bool = True
     try_number: int = 1
+    # The module of the stage's description, so a runtime finds stages defined outside this package.
+    stage_module: str | None = None
     protocol_version: int = PROTOCOL_VERSION
 
     def to_json(self) -> str:

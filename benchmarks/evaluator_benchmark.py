@@ -115,6 +115,7 @@ def run_stage(examples: Path, model_dir: Path, schema_dir: Path) -> tuple[float,
     from airflow_provider_mlpipe.protocol import ArtifactRef
     from airflow_provider_mlpipe.runtime.context import ExecutorContext, OutputArtifact
     from airflow_provider_mlpipe.runtime.executors import evaluator
+    from airflow_provider_mlpipe.stages.evaluator import EvaluatorParams
 
     with tempfile.TemporaryDirectory(prefix="mlpipe-bench-eval-") as tmp:
         outputs = {}
@@ -125,7 +126,7 @@ def run_stage(examples: Path, model_dir: Path, schema_dir: Path) -> tuple[float,
             pipeline="bench",
             node_id="evaluator",
             run_id="bench",
-            params=EVAL_PARAMS,
+            params=EvaluatorParams.model_validate(EVAL_PARAMS),
             inputs={
                 "examples": [ArtifactRef("Examples", str(examples), 1, properties={"format": "parquet"})],
                 "model": [ArtifactRef("Model", str(model_dir), 2)],
@@ -148,8 +149,9 @@ def run_tfma(data_location: str, model_dir: Path) -> tuple[float, dict]:
     import tensorflow_model_analysis as tfma
 
     from airflow_provider_mlpipe.runtime.evaluation import metric_config, tfma_engine
+    from airflow_provider_mlpipe.stages.evaluator import EvaluatorParams
 
-    spec = metric_config.parse_params(EVAL_PARAMS)
+    spec = metric_config.eval_spec(EvaluatorParams.model_validate(EVAL_PARAMS))
     eval_config = metric_config.tfma_eval_config(spec, has_transform=False, with_baseline=False)
     with tempfile.TemporaryDirectory(prefix="mlpipe-bench-tfma-") as out:
         started = time.perf_counter()

@@ -101,7 +101,7 @@ def write_mlpipe(root: Path) -> Path:
 def write_dagfactory(root: Path, mlpipe_dags: Path) -> Path:
     """The same DAGs as dag-factory YAML: operators, arguments and dependencies taken from the mlpipe pipelines."""
     from airflow_provider_mlpipe.spec.validate import load_pipeline
-    from airflow_provider_mlpipe.stages import STAGES
+    from airflow_provider_mlpipe.stages import get_stage
 
     dags = root / "dagfactory"
     (dags / "configs").mkdir(parents=True)
@@ -116,7 +116,7 @@ def write_dagfactory(root: Path, mlpipe_dags: Path) -> Path:
                 "pipeline_root": pipeline.pipeline_root,
                 "stage_params": pipeline.stage_params[node_id],
                 "inputs": node.inputs,
-                "beam_args": pipeline.beam_args if STAGES[node.kind].uses_beam else [],
+                "beam_args": pipeline.beam_args if get_stage(node.kind).uses_beam else [],
                 "mlmd_conn_id": "mlmd_default",
                 "spec_dir": str(pipeline.base_dir),
             }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -11,6 +12,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Test-only stages (the runtime probe) are registered the way users add theirs, before the package is imported;
+# the Airflow processes and runtimes the tests start inherit both variables.
+TEST_STAGE_MODULES = "tests.support.probe_stage"
+os.environ["MLPIPE_STAGE_MODULES"] = ",".join(
+    dict.fromkeys(filter(None, [*os.environ.get("MLPIPE_STAGE_MODULES", "").split(","), TEST_STAGE_MODULES]))
+)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +49,22 @@ def postgres():
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def mlmd_client(tmp_path: Path):
+    """A client of a fresh MLMD SQLite store in the test's folder (runtime venv)."""
+    from tests.support.mlmd import sqlite_client
+
+    return sqlite_client(tmp_path)
+
+
+_mlmd_databases = itertools.count()
+
+
+@pytest.fixture
+def pg_mlmd_config(postgres) -> dict[str, object]:
+    """An empty database on the session's PostgreSQL server as an MLMD config: MLMD creates its schema anew."""
+    name = f"mlmd_rt_{next(_mlmd_databases)}"
+    postgres.create_database(name)
+    return postgres.mlmd_config(name)

@@ -21,7 +21,8 @@ from airflow_provider_mlpipe.protocol import (
     StageResult,
     runtime_command,
 )
-from airflow_provider_mlpipe.stages import get_stage
+from airflow_provider_mlpipe.spec.conf_paths import resolve_conf_paths
+from airflow_provider_mlpipe.stages import get_stage, stage_module
 from airflow_provider_mlpipe.version_compat import AirflowException, AirflowFailException, BaseOperator, Context, conf
 
 __all__ = ["FAILURE_PREFIX", "MlpipeStageOperator"]
@@ -34,7 +35,7 @@ def _iso(value: Any) -> str | None:
 class MlpipeStageOperator(BaseOperator):
     """Runs one mlpipe stage in the isolated ML runtime.
 
-    :param stage: the stage kind, a key of ``airflow_provider_mlpipe.stages.STAGES``.
+    :param stage: the stage kind, the name of a stage description (``airflow_provider_mlpipe.stages``).
     :param pipeline: the pipeline name; MLMD contexts and artifact paths are keyed on it.
     :param pipeline_root: where artifacts live, a local path or ``gs://bucket/prefix``.
     :param stage_params: the stage's parameters from the spec (templated).
@@ -43,6 +44,7 @@ class MlpipeStageOperator(BaseOperator):
     :param runtime_python: interpreter of the ML runtime; see ``resolve_runtime_python`` for the fallbacks.
     :param mlmd_conn_id: the ``mlmd`` connection; the embedded SQLite store when it does not exist.
     :param spec_dir: the pipeline's folder, the only place user modules are loaded from.
+    :param spec_folder: the folder of the spec file; ``dag_run.conf`` paths are relative to it, as the spec's are.
     :param enable_cache: reuse outputs of an identical earlier execution.
     """
 
@@ -64,6 +66,7 @@ class MlpipeStageOperator(BaseOperator):
         runtime_python: str | None = None,
         mlmd_conn_id: str | None = MlmdHook.default_conn_name,
         spec_dir: str | None = None,
+        spec_folder: str | None = None,
         enable_cache: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -78,6 +81,7 @@ class MlpipeStageOperator(BaseOperator):
         self.runtime_python = runtime_python
         self.mlmd_conn_id = mlmd_conn_id
         self.spec_dir = spec_dir
+        self.spec_folder = spec_folder
         self.enable_cache = enable_cache
         self._process: subprocess.Popen[str] | None = None
 
@@ -101,6 +105,7 @@ class MlpipeStageOperator(BaseOperator):
             pipeline=self.pipeline,
             pipeline_root=self.pipeline_root,
             stage=self.stage,
+            stage_module=stage_module(self.stage),
             node_id=self.task_id,
             run_id=context["run_id"],
             params=self.stage_params,
@@ -109,7 +114,9 @@ class MlpipeStageOperator(BaseOperator):
             logical_date=_iso(context.get("logical_date")),
             data_interval_start=_iso(context.get("data_interval_start")),
             data_interval_end=_iso(context.get("data_interval_end")),
-            conf=dict(getattr(dag_run, "conf", None) or {}),
+            conf=resolve_conf_paths(
+                dict(getattr(dag_run, "conf", None) or {}), self.stage, self.task_id, self.spec_folder, self.spec_dir
+            ),
             spec_dir=self.spec_dir,
             enable_cache=self.enable_cache,
             try_number=int(getattr(ti, "try_number", 1) or 1),

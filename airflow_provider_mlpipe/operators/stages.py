@@ -1,69 +1,40 @@
-"""One thin operator per stage. All behaviour lives in MlpipeStageOperator and the runtime executor."""
+"""One thin operator class per stage, derived from its description (name, UI colour).
+
+All behaviour lives in ``MlpipeStageOperator`` and the runtime executor. The built-in classes are module
+attributes (``ExampleGenOperator`` …) so DAG authors can import them; any stage, including one added through
+``MLPIPE_STAGE_MODULES``, gets its class from ``operator_for``.
+"""
 
 from __future__ import annotations
 
 from airflow_provider_mlpipe.operators.stage import MlpipeStageOperator
+from airflow_provider_mlpipe.stages import StageDescription, get_stage
+
+_OPERATORS: dict[str, type[MlpipeStageOperator]] = {}
 
 
-class RuntimeProbeOperator(MlpipeStageOperator):
-    stage_kind = "probe"
-
-
-class ExampleGenOperator(MlpipeStageOperator):
-    stage_kind = "example_gen"
-    ui_color = "#d9ead3"
-
-
-class StatisticsGenOperator(MlpipeStageOperator):
-    stage_kind = "statistics_gen"
-    ui_color = "#d9ead3"
-
-
-class SchemaGenOperator(MlpipeStageOperator):
-    stage_kind = "schema_gen"
-    ui_color = "#d9ead3"
-
-
-class ExampleValidatorOperator(MlpipeStageOperator):
-    stage_kind = "example_validator"
-    ui_color = "#fff2cc"
-
-
-class TransformOperator(MlpipeStageOperator):
-    stage_kind = "transform"
-    ui_color = "#d0e0e3"
-
-
-class TrainerOperator(MlpipeStageOperator):
-    stage_kind = "trainer"
-    ui_color = "#d0e0e3"
-
-
-class EvaluatorOperator(MlpipeStageOperator):
-    stage_kind = "evaluator"
-    ui_color = "#fff2cc"
-
-
-class PusherOperator(MlpipeStageOperator):
-    stage_kind = "pusher"
-    ui_color = "#f4cccc"
-
-
-OPERATORS: dict[str, type[MlpipeStageOperator]] = {
-    cls.stage_kind: cls
-    for cls in (
-        RuntimeProbeOperator,
-        ExampleGenOperator,
-        StatisticsGenOperator,
-        SchemaGenOperator,
-        ExampleValidatorOperator,
-        TransformOperator,
-        TrainerOperator,
-        EvaluatorOperator,
-        PusherOperator,
-    )
-}
+def _operator_class(stage: StageDescription) -> type[MlpipeStageOperator]:
+    namespace = {
+        "stage_kind": stage.name,
+        "ui_color": stage.ui_color,
+        "__module__": __name__,
+        "__doc__": f"Runs the {stage.component} stage: {stage.doc}",
+    }
+    return type(stage.operator_name, (MlpipeStageOperator,), namespace)
 
 
 def operator_for(stage: str) -> type[MlpipeStageOperator]:
-    return OPERATORS.get(stage, MlpipeStageOperator)
+    """The operator class of a stage (one class per stage, created once)."""
+    if stage not in _OPERATORS:
+        _OPERATORS[stage] = _operator_class(get_stage(stage))
+    return _OPERATORS[stage]
+
+
+ExampleGenOperator = operator_for("example_gen")
+StatisticsGenOperator = operator_for("statistics_gen")
+SchemaGenOperator = operator_for("schema_gen")
+ExampleValidatorOperator = operator_for("example_validator")
+TransformOperator = operator_for("transform")
+TrainerOperator = operator_for("trainer")
+EvaluatorOperator = operator_for("evaluator")
+PusherOperator = operator_for("pusher")

@@ -15,6 +15,7 @@ from types import ModuleType
 from typing import Any
 
 from airflow_provider_mlpipe.protocol import ArtifactRef
+from airflow_provider_mlpipe.stages.description import StageParams
 
 log = logging.getLogger("mlpipe.runtime")
 
@@ -38,7 +39,7 @@ class ExecutorContext:
     pipeline: str
     node_id: str
     run_id: str
-    params: dict[str, Any] = field(default_factory=dict)
+    params: StageParams = field(default_factory=StageParams)  # the stage's own validated params model
     inputs: dict[str, list[ArtifactRef]] = field(default_factory=dict)  # uris are local paths
     resolved: dict[str, ArtifactRef | None] = field(default_factory=dict)  # uris are local paths
     outputs: dict[str, OutputArtifact] = field(default_factory=dict)

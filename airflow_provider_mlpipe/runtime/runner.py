@@ -15,12 +15,15 @@ import traceback
 from types import ModuleType
 from typing import Any
 
+from pydantic import ValidationError
+
+from airflow_provider_mlpipe.overrides import with_stage_overrides
 from airflow_provider_mlpipe.protocol import ArtifactRef, StageRequest, StageResult
 from airflow_provider_mlpipe.runtime.context import ExecutorContext, OutputArtifact
 from airflow_provider_mlpipe.runtime.io.artifact_store import ArtifactStore, UnsafePathError
 from airflow_provider_mlpipe.runtime.metadata import cache, resolvers
 from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient, State, value_of
-from airflow_provider_mlpipe.stages import StageDescription, get_stage
+from airflow_provider_mlpipe.stages import StageDescription, StageParams, get_stage
 
 log = logging.getLogger("mlpipe.runtime")
 
@@ -40,26 +43,20 @@ def _localize(store: ArtifactStore, refs: list[ArtifactRef]) -> list[ArtifactRef
     return local
 
 
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+def validated_params(stage: StageDescription, request: StageRequest) -> StageParams:
+    """The stage's params with ``dag_run.conf["stages"]`` overrides merged in, validated by its params model.
 
-
-def apply_conf_overrides(request: StageRequest) -> None:
-    """Merge ``dag_run.conf["stages"][<node id or stage>]`` into the stage's params, before the cache key.
-
-    Done once here so every executor sees the same overrides and a changed override is never a cache hit.
+    Done once here, before the cache key, so every executor gets typed params with the spec's defaults, and a
+    changed override is never a cache hit.
     """
-    stages = (request.conf or {}).get("stages") or {}
-    for key in dict.fromkeys((request.stage, request.node_id)):
-        override = stages.get(key)
-        if isinstance(override, dict):
-            request.params = deep_merge(request.params, override)
+    merged = with_stage_overrides(request.params, request.conf, request.stage, request.node_id)
+    try:
+        return stage.params.model_validate(merged)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'params'}: {e['msg']}" for e in exc.errors())
+        raise ValueError(
+            f"The {request.node_id} stage's params are invalid (spec plus dag_run.conf): {problems}."
+        ) from None
 
 
 def check_names(request: StageRequest) -> None:
@@ -79,8 +76,8 @@ def check_names(request: StageRequest) -> None:
 def run_stage(request: StageRequest, client: MetadataClient, store: ArtifactStore | None = None) -> StageResult:
     started = time.monotonic()
     check_names(request)
-    stage = get_stage(request.stage)
-    apply_conf_overrides(request)
+    stage = get_stage(request.stage, request.stage_module)
+    params = validated_params(stage, request)
     executor = load_executor(stage)
     store = store or ArtifactStore(request.pipeline_root)
     client.register_types()
@@ -101,10 +98,10 @@ def run_stage(request: StageRequest, client: MetadataClient, store: ArtifactStor
         if resolved[item.name] is not None:
             resolved[item.name].name = item.name
 
-    fingerprint = executor.fingerprint(request) if hasattr(executor, "fingerprint") else ""
+    fingerprint = executor.fingerprint(request, params) if hasattr(executor, "fingerprint") else ""
     resolved_ids = {k: [v] for k, v in resolved.items() if v is not None}
     key = cache.cache_key(
-        request.stage, request.node_id, request.params, {**request.inputs, **resolved_ids}, fingerprint
+        request.stage, request.node_id, params.model_dump(mode="json"), {**request.inputs, **resolved_ids}, fingerprint
     )
     all_inputs = [ref for refs in request.inputs.values() for ref in refs] + list(
         r for r in resolved.values() if r is not None
@@ -148,7 +145,7 @@ def run_stage(request: StageRequest, client: MetadataClient, store: ArtifactStor
             pipeline=request.pipeline,
             node_id=request.node_id,
             run_id=request.run_id,
-            params=request.params,
+            params=params,
             inputs={slot: _localize(store, refs) for slot, refs in request.inputs.items()},
             resolved={k: (_localize(store, [v])[0] if v is not None else None) for k, v in resolved.items()},
             outputs=outputs,
@@ -162,8 +159,13 @@ def run_stage(request: StageRequest, client: MetadataClient, store: ArtifactStor
             tmp_dir=tmp_dir,
         )
         summary = executor.execute(ctx) or {}
+        # Every output carries the span of what it was made from, so "previous span" and the baseline can be
+        # looked up by span in MLMD; an executor that knows better (ExampleGen, which reads a span) sets its own.
+        span = resolvers.newest_span(ref for refs in request.inputs.values() for ref in refs)
         refs: dict[str, list[ArtifactRef]] = {}
         for slot, out in outputs.items():
+            if span is not None:
+                out.properties.setdefault("span", span)
             store.publish(out.path, out.uri)
             published.append(out.uri)
             uri = out.external_uri or out.uri

@@ -10,7 +10,7 @@ from graphlib import CycleError, TopologicalSorter
 
 from airflow_provider_mlpipe.spec.errors import FieldPath, suggest
 from airflow_provider_mlpipe.spec.model import PipelineSpec
-from airflow_provider_mlpipe.stages import EXAMPLES, STAGES
+from airflow_provider_mlpipe.stages import EXAMPLES, PUSHED_MODEL, StageDescription, get_stage
 
 DATA_GATE = "data_validation_gate"
 BLESSING_GATE = "blessing_gate"
@@ -35,6 +35,7 @@ class Node:
     kind: str
     inputs: dict[str, str] = field(default_factory=dict)  # slot -> "<node>.<output slot>"
     upstream: set[str] = field(default_factory=set)  # task ids, gates included
+    span_ordered: bool = False  # runs spans in order across runs (see reads_earlier_spans)
 
 
 @dataclass
@@ -56,12 +57,21 @@ class PipelineGraph:
         return list(TopologicalSorter(edges).static_order())
 
 
+def reads_earlier_spans(stage: StageDescription) -> bool:
+    """Whether a stage's result depends on what earlier spans left behind, so spans must reach it in order.
+
+    A resolved input is looked up in MLMD (the previous span's statistics or schema, the baseline model), and a
+    push compares with the model being served; run out of order, both would see a later span's state.
+    """
+    return bool(stage.resolved_inputs) or PUSHED_MODEL in stage.output_types()
+
+
 def _producers(nodes: dict[str, str], artifact_type: str, exclude: str) -> list[tuple[str, str]]:
     out = []
     for node_id, kind in nodes.items():
         if node_id == exclude:
             continue
-        for slot in STAGES[kind].outputs:
+        for slot in get_stage(kind).outputs:
             if slot.artifact_type == artifact_type:
                 out.append((node_id, slot.name))
     return out
@@ -92,9 +102,9 @@ def build_graph(spec: PipelineSpec) -> PipelineGraph:
     nodes: dict[str, Node] = {}
     for name, kind in kinds.items():
         stage = spec.stages[name]
-        desc = STAGES[kind]
+        desc = get_stage(kind)
         slots = {s.name: s for s in desc.inputs}
-        node = Node(node_id=name, kind=kind)
+        node = Node(node_id=name, kind=kind, span_ordered=reads_earlier_spans(desc))
         for slot, source in stage.inputs.items():
             path: FieldPath = ("stages", name, "inputs", slot)
             if slot not in slots:
@@ -109,7 +119,7 @@ def build_graph(spec: PipelineSpec) -> PipelineGraph:
                 raise WiringError(path, f"The input comes from {up!r}, which is disabled.")
             if up not in kinds:
                 raise WiringError(path, f"Unknown stage {up!r} in {source!r}.{suggest(up, kinds)}")
-            outputs = {o.name: o.artifact_type for o in STAGES[kinds[up]].outputs}
+            outputs = {o.name: o.artifact_type for o in get_stage(kinds[up]).outputs}
             if out_slot not in outputs:
                 raise WiringError(
                     path,

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from airflow_provider_mlpipe.overrides import deep_merge
 from airflow_provider_mlpipe.spec.errors import FieldPath, SpecError, SpecErrors, display_path, format_field, suggest
 
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -204,16 +205,6 @@ def _expand_tree(spec: LoadedSpec, data: Any, path: FieldPath, environ: Mapping[
                 f"The environment variable {name} is not set. Set it, or give a default: ${{{name}:-value}}.",
             ) from None
     return data
-
-
-def deep_merge(base: Any, overlay: Any) -> Any:
-    """Mappings merge key by key; anything else in the overlay replaces the base value."""
-    if isinstance(base, dict) and isinstance(overlay, dict):
-        merged = dict(base)
-        for key, value in overlay.items():
-            merged[key] = deep_merge(base[key], value) if key in base else value
-        return merged
-    return overlay
 
 
 def _apply_overlay(spec: LoadedSpec, overlays: dict[str, Any], environment: str | None) -> None:

@@ -1,8 +1,8 @@
 """The pipeline spec as pydantic v2 models: one YAML file -> one validated ``PipelineSpec``.
 
-Every model forbids unknown keys. Stage ``params`` follow docs/artifacts-and-params.md exactly. Values that
-YAML users write in several shapes (schedules, durations) are parsed by one before-validator each, so a bad
-value yields one sentence rather than one error per union member.
+Every model forbids unknown keys. Stage ``params`` models live with their stage in ``airflow_provider_mlpipe.stages``.
+Values that YAML users write in several shapes (schedules, durations) are parsed by one before-validator each, so a
+bad value yields one sentence rather than one error per union member.
 """
 
 from __future__ import annotations
@@ -18,9 +18,12 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     WithJsonSchema,
-    model_validator,
+    field_validator,
 )
+
+from airflow_provider_mlpipe.stages import all_stages
 
 # ----- value types -------------------------------------------------------------------------------------------
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*w)?\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?"
@@ -134,128 +137,6 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-# ----- stage params (docs/artifacts-and-params.md) -----------------------------------------------------------
-class ExampleGenInput(_Model):
-    pattern: str | None = Field(None, description="Files of one span; takes {SPAN} {YYYY} {MM} {DD} {VERSION}.")
-    format: Literal["csv", "parquet", "tfrecord"] = "csv"
-    splits: dict[str, str] | None = Field(None, description="Pre-split input: split name -> pattern.")
-
-
-class CsvOptions(_Model):
-    delimiter: str = Field(",", min_length=1, max_length=1)
-
-
-class ExampleGenParams(_Model):
-    input: ExampleGenInput
-    splits: dict[str, Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: {"train": 2, "eval": 1})
-    partition_feature: str | None = None
-    version: int | None = Field(None, ge=0, description="Input version; the latest when absent.")
-    csv: CsvOptions | None = None
-
-
-class StatisticsGenParams(_Model):
-    mode: Literal["auto", "arrow", "beam"] = "auto"
-    arrow_max_bytes: int = Field(1 << 30, ge=1)
-
-
-class SchemaGenParams(_Model):
-    schema_file: str | None = Field(None, description="A curated schema.pbtxt, relative to the spec's folder.")
-    infer_feature_shape: bool = True
-    allow_missing: bool | list[str] | None = Field(
-        None, description="Inferred schema lets these features (true: all) be absent in some examples."
-    )
-
-
-class Comparator(_Model):
-    comparator: Literal["linf", "jsd"] | None = Field(None, description="Default: jsd numeric, linf categorical.")
-    threshold: float = Field(ge=0)
-
-
-class SkewConfig(BaseModel):
-    """``serving_statistics`` (a URI), ``serving_split``, plus feature -> comparator entries."""
-
-    model_config = ConfigDict(
-        extra="allow",
-        json_schema_extra={
-            "additionalProperties": {
-                "type": "object",
-                "properties": {"comparator": {"enum": ["linf", "jsd"]}, "threshold": {"type": "number", "minimum": 0}},
-                "required": ["threshold"],
-                "additionalProperties": False,
-            }
-        },
-    )
-    serving_statistics: str
-    serving_split: str | None = None
-
-    @model_validator(mode="after")
-    def _features(self) -> SkewConfig:
-        extra = self.model_extra or {}
-        for feature, value in extra.items():
-            extra[feature] = Comparator.model_validate(value)
-        return self
-
-
-class ExampleValidatorParams(_Model):
-    drift: dict[str, Comparator] = Field(default_factory=dict)
-    schema_changes: bool = Field(
-        True, description="Report SchemaGen's changes against the previous schema (a dropped column is an ERROR)."
-    )
-    skew: SkewConfig | None = None
-
-
-class TransformParams(_Model):
-    module_file: str = Field(description="Python file defining preprocessing_fn, relative to the spec's folder.")
-    analyze_splits: list[str] = Field(default_factory=lambda: ["train"], min_length=1)
-
-
-class TrainerParams(_Model):
-    module_file: str = Field(description="Python file defining run_fn, relative to the spec's folder.")
-    train_steps: int = Field(ge=1)
-    eval_steps: int | None = Field(None, ge=1)
-    hyperparameters: dict[str, Any] = Field(default_factory=dict)
-    train_split: str = "train"
-    eval_split: str = "eval"
-
-
-class ChangeThreshold(_Model):
-    direction: Literal["higher_is_better", "lower_is_better"] = "higher_is_better"
-    absolute: float | None = None
-    relative: float | None = None
-
-
-class MetricThreshold(_Model):
-    lower_bound: float | None = None
-    upper_bound: float | None = None
-    change: ChangeThreshold | None = None
-
-
-class MetricSpec(_Model):
-    name: str
-    class_name: str | None = Field(None, description="Keras/TFMA metric class; defaults from the name.")
-    threshold: MetricThreshold | None = None
-
-
-class EvaluatorParams(_Model):
-    label_key: str
-    slices: list[list[str]] = Field(default_factory=lambda: [[]], description="Feature lists; [] is overall.")
-    metrics: list[MetricSpec] = Field(default_factory=list)
-    engine: Literal["auto", "fast", "tfma"] = "auto"
-    eval_split: str = "eval"
-    prediction_key: str | None = Field(None, description="The model output to evaluate, when it has several.")
-
-
-class PusherParams(_Model):
-    destination: str = Field(description="Serving directory: a local path (relative to the spec) or gs://.")
-    keep_versions: int | None = Field(None, ge=1)
-
-
-class ProbeParams(_Model):
-    values: list[float] = Field(default_factory=lambda: [1.0, 2.0, 3.0])
-    fail: str = ""
-    sleep_s: float = Field(0.0, ge=0)
-
-
 # ----- stages -------------------------------------------------------------------------------------------------
 class _StageBase(_Model):
     enabled: bool = True
@@ -276,19 +157,12 @@ def _stage(kind: str, params: type[BaseModel], required: bool) -> type[_StageBas
     return type(name, (_StageBase,), namespace)
 
 
+# Derived from the stage descriptions: one spec model per stage kind, and the function each user module defines.
 STAGE_PARAMS: dict[str, tuple[type[BaseModel], bool]] = {
-    "example_gen": (ExampleGenParams, True),
-    "statistics_gen": (StatisticsGenParams, False),
-    "schema_gen": (SchemaGenParams, False),
-    "example_validator": (ExampleValidatorParams, False),
-    "transform": (TransformParams, True),
-    "trainer": (TrainerParams, True),
-    "evaluator": (EvaluatorParams, True),
-    "pusher": (PusherParams, True),
-    "probe": (ProbeParams, False),
+    name: (stage.params, stage.params_required) for name, stage in all_stages().items()
 }
 STAGE_MODELS: dict[str, type[_StageBase]] = {k: _stage(k, p, r) for k, (p, r) in STAGE_PARAMS.items()}
-USER_MODULES: dict[str, str] = {"transform": "preprocessing_fn", "trainer": "run_fn"}
+USER_MODULES: dict[str, str] = {name: s.user_function for name, s in all_stages().items() if s.user_function}
 
 
 def _stage_kind(value: Any) -> str | None:
@@ -303,10 +177,25 @@ StageSpec = Annotated[Union[_TAGGED], Discriminator(_stage_kind)]  # type: ignor
 # ----- gates, runtime, beam, params --------------------------------------------------------------------------
 class _GateBase(_Model):
     policy: Literal["fail", "skip", "warn"] = "fail"
-    deferrable: bool = True
-    mode: Literal["poke", "reschedule"] = "poke"
+    deferrable: bool | None = Field(
+        None,
+        description="Wait on the triggerer. Unset: Airflow's [operators] default_deferrable, "
+        "or no deferral with mode: reschedule.",
+    )
+    mode: Literal["poke", "reschedule"] = Field("poke", description="How the gate waits when it does not defer.")
     poke_interval: Duration = timedelta(seconds=10)
     timeout: Duration = timedelta(hours=1)
+
+    @field_validator("mode")
+    @classmethod
+    def _mode_needs_no_deferral(cls, mode: str, info: ValidationInfo) -> str:
+        # A deferred sensor waits on the triggerer, so Airflow would silently ignore mode: reschedule.
+        if mode == "reschedule" and info.data.get("deferrable") is True:
+            raise ValueError(
+                "mode: reschedule cannot be combined with deferrable: true (a deferred gate waits on the "
+                "triggerer and never reschedules). Set deferrable: false to reschedule, or drop mode to defer."
+            )
+        return mode
 
 
 class DataValidationGate(_GateBase):

@@ -5,7 +5,9 @@ import os
 import pendulum
 from airflow.sdk import DAG
 
-from airflow_provider_mlpipe.operators.stages import RuntimeProbeOperator
+from airflow_provider_mlpipe.operators.stages import operator_for
+
+RuntimeProbeOperator = operator_for("probe")  # the test-only stage of tests/support/probe_stage.py
 
 with DAG(
     dag_id="mlpipe_probe",

@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_mlpipe.overrides import with_stage_overrides
 from airflow_provider_mlpipe.protocol import ArtifactRef
 from airflow_provider_mlpipe.runtime.context import ExecutorContext, OutputArtifact
 from airflow_provider_mlpipe.stages import get_stage
@@ -38,7 +39,7 @@ def make_ctx(
         pipeline="test",
         node_id=stage,
         run_id="run-1",
-        params=params or {},
+        params=get_stage(stage).params.model_validate(with_stage_overrides(params or {}, conf, stage, stage)),
         inputs={k: [v] for k, v in (inputs or {}).items()},
         resolved=resolved or {},
         outputs=outputs,

@@ -17,8 +17,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+from airflow_provider_mlpipe.overrides import with_stage_overrides
 from airflow_provider_mlpipe.protocol import ArtifactRef
 from airflow_provider_mlpipe.runtime.context import ExecutorContext, OutputArtifact
+from airflow_provider_mlpipe.stages import get_stage
 
 DATA = Path(__file__).parent / "data"
 PENGUINS_CSV = DATA / "penguins.csv"
@@ -86,7 +88,8 @@ def make_context(
         pipeline="penguins",
         node_id=node_id,
         run_id="test-run",
-        params=params or {},
+        # as the runner does: dag_run.conf overrides merged in, then validated by the stage's params model
+        params=get_stage(node_id).params.model_validate(with_stage_overrides(params or {}, conf, node_id, node_id)),
         inputs=inputs or {},
         resolved=resolved or {},
         outputs=out,

@@ -9,6 +9,7 @@ import pytest
 
 from airflow_provider_mlpipe.runtime.evaluation import metric_config
 from airflow_provider_mlpipe.runtime.executors import evaluator
+from airflow_provider_mlpipe.stages.evaluator import EvaluatorParams
 from tests.runtime.model_fixtures import EVAL_PARAMS, make_context
 
 pytest_plugins = ["tests.runtime.model_fixtures"]
@@ -87,8 +88,12 @@ def test_fast_engine_metrics_equal_tfma(tmp_path, penguins_inputs, penguins_mode
     assert tfma[0]["engine"] == "tfma"
 
 
+def _params(raw: dict) -> metric_config.EvalSpec:
+    return metric_config.eval_spec(EvaluatorParams.model_validate(raw))
+
+
 def _spec(**threshold):
-    return metric_config.parse_params(
+    return _params(
         {"label_key": "y", "metrics": [{"name": "m", "class_name": "BinaryAccuracy", "threshold": threshold}]}
     )
 
@@ -106,12 +111,13 @@ def test_threshold_rules_follow_tfma():
     lower = _spec(change={"direction": "lower_is_better", "relative": 0.1})
     assert metric_config.validate(lower, {"Overall": {"m": 1.05}}, {"Overall": {"m": 1.0}}) == []
     assert metric_config.validate(lower, {"Overall": {"m": 1.2}}, {"Overall": {"m": 1.0}})
+    assert _spec(change={"absolute": 0.1}).metrics[1].change.direction == "higher_is_better"  # the default
     with pytest.raises(ValueError, match="direction"):
-        _spec(change={"absolute": 0.1})
+        _spec(change={"direction": "up", "absolute": 0.1})
 
 
 def test_auto_engine_falls_back_to_tfma_for_inexact_metrics():
-    spec = metric_config.parse_params({"label_key": "y", "metrics": [{"class_name": "SparseCategoricalCrossentropy"}]})
+    spec = _params({"label_key": "y", "metrics": [{"class_name": "SparseCategoricalCrossentropy"}]})
     assert evaluator.choose_engine(spec) == "tfma"
     assert [m.name for m in spec.metrics] == ["example_count", "sparse_categorical_crossentropy"]
     spec.engine = "fast"

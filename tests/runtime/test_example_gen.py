@@ -12,6 +12,7 @@ import pytest
 from airflow_provider_mlpipe.protocol import StageRequest
 from airflow_provider_mlpipe.runtime.executors import example_gen
 from airflow_provider_mlpipe.runtime.io import example_io
+from airflow_provider_mlpipe.stages.example_gen import ExampleGenParams
 from tests.runtime.data_fixtures import PATTERN, SPANS, copy_spans, make_ctx, read_rows, write_rows
 
 pytestmark = pytest.mark.runtime
@@ -185,26 +186,29 @@ def test_fingerprint_follows_file_content_and_span(tmp_path: Path) -> None:
             params={"input": {"pattern": PATTERN}}, data_interval_start=date, spec_dir=str(tmp_path),
         )  # fmt: skip
 
+    def fingerprint(date: str) -> str:
+        one = request(date)
+        return example_gen.fingerprint(one, ExampleGenParams.model_validate(one.params))
+
     day1, day2 = "2024-01-01T00:00:00+00:00", "2024-01-02T00:00:00+00:00"
-    first = example_gen.fingerprint(request(day1))
-    assert first == example_gen.fingerprint(request(day1))
-    assert first != example_gen.fingerprint(request(day2))
+    first = fingerprint(day1)
+    assert first == fingerprint(day1)
+    assert first != fingerprint(day2)
     path = tmp_path / "data" / "penguins" / "span-2024-01-01.csv"
     stat = path.stat()
     path.write_text(path.read_text().replace("Torgersen", "Torgerse"))
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same mtime: the content hash must still notice
-    assert example_gen.fingerprint(request(day1)) != first
-    assert example_gen.fingerprint(request("2024-02-01T00:00:00+00:00")).startswith("unresolved: No input file")
+    assert fingerprint(day1) != first
+    assert fingerprint("2024-02-01T00:00:00+00:00").startswith("unresolved: No input file")
 
 
 def test_gcs_input_through_the_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow_provider_mlpipe.runtime.io.artifact_store import _gcs_client
     from tests.support.gcs_emulator import running_emulator
 
     with running_emulator(default_bucket="mlpipe-data") as emulator:
         for key, value in emulator.env.items():
             monkeypatch.setenv(key, value)
-        bucket = _gcs_client().bucket("mlpipe-data")
+        bucket = emulator.client().bucket("mlpipe-data")
         for name in ("span-2024-01-01.csv", "span-2024-01-02.csv"):
             bucket.blob(f"penguins/{name}").upload_from_filename(str(SPANS / name))
         params = {"input": {"pattern": "gs://mlpipe-data/penguins/span-{YYYY}-{MM}-{DD}.csv"}}

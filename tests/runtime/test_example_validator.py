@@ -104,7 +104,7 @@ def test_skew_against_serving_statistics(tmp_path: Path, spans) -> None:
     ("drift", "message"),
     [
         ({"wingspan": {"threshold": 0.1}}, "does not have"),
-        ({"island": {"comparator": "kl", "threshold": 0.1}}, "not linf or jsd"),
+        ({"island": {"comparator": "kl", "threshold": 0.1}}, "'linf' or 'jsd'"),
     ],
 )
 def test_bad_drift_settings(tmp_path: Path, spans, drift: dict, message: str) -> None:

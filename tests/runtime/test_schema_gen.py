@@ -12,6 +12,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from airflow_provider_mlpipe.protocol import ArtifactRef, StageRequest
 from airflow_provider_mlpipe.runtime.executors import example_gen, schema_gen, statistics_gen
 from airflow_provider_mlpipe.runtime.io import example_io
+from airflow_provider_mlpipe.stages.schema_gen import SchemaGenParams
 from tests.runtime.data_fixtures import PATTERN, as_input, make_ctx
 
 pytestmark = pytest.mark.runtime
@@ -121,11 +122,11 @@ def test_fingerprint_changes_with_the_curated_file(tmp_path: Path) -> None:
         pipeline="p", pipeline_root=str(tmp_path), stage="schema_gen", node_id="schema_gen", run_id="r",
         params={"schema_file": "s.pbtxt"}, spec_dir=str(tmp_path),
     )  # fmt: skip
-    first = schema_gen.fingerprint(request)
+    curated = SchemaGenParams(schema_file="s.pbtxt")
+    first = schema_gen.fingerprint(request, curated)
     (tmp_path / "s.pbtxt").write_text('feature { name: "a" type: FLOAT }')
-    assert schema_gen.fingerprint(request) != first
-    request.params = {}
-    assert schema_gen.fingerprint(request) == ""
+    assert schema_gen.fingerprint(request, curated) != first
+    assert schema_gen.fingerprint(request, SchemaGenParams()) == ""
 
 
 def test_refuses_to_infer_from_an_empty_split(tmp_path: Path) -> None:

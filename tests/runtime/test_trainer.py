@@ -9,7 +9,9 @@ import pytest
 
 from airflow_provider_mlpipe.protocol import ArtifactRef, StageRequest
 from airflow_provider_mlpipe.runtime.executors import trainer
+from airflow_provider_mlpipe.runtime.runner import validated_params
 from airflow_provider_mlpipe.runtime.training.fn_args import NanLossError
+from airflow_provider_mlpipe.stages import get_stage
 from tests.runtime.model_fixtures import TRAINER_PARAMS, make_context
 
 pytest_plugins = ["tests.runtime.model_fixtures"]
@@ -79,7 +81,7 @@ def test_fn_args_merge_spec_hyperparameters_with_run_overrides(tmp_path, trainer
     assert (fn_args.train_steps, fn_args.eval_steps) == (150, 5)
 
 
-def test_fingerprint_changes_with_run_overrides(tmp_path):
+def test_run_overrides_reach_params_and_module_content_the_fingerprint(tmp_path):
     (tmp_path / "m.py").write_text("def run_fn(fn_args):\n    pass\n")
     request = StageRequest(
         pipeline="p",
@@ -87,12 +89,17 @@ def test_fingerprint_changes_with_run_overrides(tmp_path):
         stage="trainer",
         node_id="trainer",
         run_id="r",
-        params={"module_file": "m.py"},
+        params={"module_file": "m.py", "train_steps": 1},
         spec_dir=str(tmp_path),
     )
-    plain = trainer.fingerprint(request)
+    plain = validated_params(get_stage("trainer"), request)
+    assert plain.hyperparameters == {}
     request.conf = {"stages": {"trainer": {"hyperparameters": {"shuffle_labels": True}}}}
-    assert trainer.fingerprint(request) != plain
+    overridden = validated_params(get_stage("trainer"), request)
+    assert overridden.hyperparameters == {"shuffle_labels": True}  # so the cache key, built from params, differs
+    first = trainer.fingerprint(request, overridden)
+    (tmp_path / "m.py").write_text("def run_fn(fn_args):\n    return None\n")
+    assert trainer.fingerprint(request, overridden) != first
 
 
 def _module(spec_dir, body: str) -> None:

@@ -11,6 +11,7 @@ import pytest
 from airflow_provider_mlpipe.protocol import StageRequest
 from airflow_provider_mlpipe.runtime.context import UserModuleError
 from airflow_provider_mlpipe.runtime.executors import transform
+from airflow_provider_mlpipe.stages.transform import TransformParams
 from tests.runtime.model_fixtures import TRANSFORM_PARAMS, make_context
 
 pytest_plugins = ["tests.runtime.model_fixtures"]
@@ -93,7 +94,7 @@ def test_graph_applied_to_raw_examples_matches_beam_output(penguins_inputs, peng
     np.testing.assert_allclose(rows(by_graph), rows(by_beam), rtol=1e-6, atol=1e-6)
 
 
-def test_fingerprint_tracks_module_content_and_overrides(tmp_path):
+def test_fingerprint_tracks_module_content(tmp_path):
     (tmp_path / "prep.py").write_text("def preprocessing_fn(inputs):\n    return inputs\n")
     request = StageRequest(
         pipeline="p",
@@ -104,13 +105,11 @@ def test_fingerprint_tracks_module_content_and_overrides(tmp_path):
         params={"module_file": "prep.py"},
         spec_dir=str(tmp_path),
     )
-    first = transform.fingerprint(request)
-    assert transform.fingerprint(request) == first
+    params = TransformParams.model_validate(request.params)
+    first = transform.fingerprint(request, params)
+    assert transform.fingerprint(request, params) == first
     (tmp_path / "prep.py").write_text("def preprocessing_fn(inputs):\n    return dict(inputs)\n")
-    second = transform.fingerprint(request)
-    assert second != first
-    request.conf = {"stages": {"transform": {"anything": 1}}}
-    assert transform.fingerprint(request) != second
+    assert transform.fingerprint(request, params) != first
 
 
 def test_module_without_preprocessing_fn_fails_clearly(tmp_path, penguins_inputs):
@@ -130,15 +129,14 @@ def test_module_without_preprocessing_fn_fails_clearly(tmp_path, penguins_inputs
 
 
 def test_missing_module_file_param_fails(tmp_path, penguins_inputs):
-    ctx = make_context(
-        tmp_path,
-        "transform",
-        {"transform_graph": "TransformGraph", "transformed_examples": "Examples"},
-        params={},
-        inputs={"examples": [penguins_inputs["examples"]], "schema": [penguins_inputs["schema"]]},
-    )
-    with pytest.raises(ValueError, match="module_file"):
-        transform.execute(ctx)
+    with pytest.raises(ValueError, match="module_file"):  # refused by the params model, before any work
+        make_context(
+            tmp_path,
+            "transform",
+            {"transform_graph": "TransformGraph", "transformed_examples": "Examples"},
+            params={},
+            inputs={"examples": [penguins_inputs["examples"]], "schema": [penguins_inputs["schema"]]},
+        )
 
 
 def test_transform_params_point_at_the_shipped_module():

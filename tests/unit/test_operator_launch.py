@@ -9,8 +9,10 @@ import time
 
 import pytest
 
-from airflow_provider_mlpipe.operators.stages import RuntimeProbeOperator
+from airflow_provider_mlpipe.operators.stages import operator_for
 from airflow_provider_mlpipe.version_compat import AirflowException
+
+RuntimeProbeOperator = operator_for("probe")  # the test-only stage of tests/support/probe_stage.py
 
 
 def make_operator() -> RuntimeProbeOperator:

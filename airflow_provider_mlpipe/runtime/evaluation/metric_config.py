@@ -11,103 +11,36 @@ from __future__ import annotations
 
 import json
 import math
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_mlpipe.stages.evaluator import EvaluatorParams, MetricSpec
+
 OVERALL = "Overall"
-EXAMPLE_COUNT = "example_count"
 CANDIDATE = "candidate"
 BASELINE = "baseline"
 TRANSFORM_SIGNATURE = "transform_features"
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-@dataclass
-class MetricSpec:
-    name: str
-    class_name: str
-    lower_bound: float | None = None
-    upper_bound: float | None = None
-    change_direction: str | None = None  # "higher_is_better" or "lower_is_better"
-    change_absolute: float | None = None
-    change_relative: float | None = None
-
-    @property
-    def has_value_threshold(self) -> bool:
-        return self.lower_bound is not None or self.upper_bound is not None
-
-    @property
-    def has_change_threshold(self) -> bool:
-        return self.change_direction is not None and (
-            self.change_absolute is not None or self.change_relative is not None
-        )
-
-
 @dataclass
 class EvalSpec:
+    """What both engines compute: the params' metrics with ExampleCount, and its slices with Overall."""
+
     label_key: str
     slices: list[list[str]]
     metrics: list[MetricSpec]
     prediction_key: str | None = None
     engine: str = "auto"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _float(value: Any, what: str) -> float | None:
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"The evaluator's {what} must be a number, not {value!r}.")
-
-
-def parse_params(params: dict[str, Any]) -> EvalSpec:
-    label_key = params.get("label_key")
-    if not label_key:
-        raise ValueError("The evaluator stage needs params.label_key.")
-    slices = [list(s) for s in (params.get("slices") or [[]])]
-    if [] not in slices:
-        slices.insert(0, [])
-    metrics: list[MetricSpec] = []
-    for raw in params.get("metrics") or []:
-        class_name = raw.get("class_name")
-        if not class_name:
-            raise ValueError(f"An evaluator metric needs a class_name: {raw!r}.")
-        threshold = raw.get("threshold") or {}
-        change = threshold.get("change") or {}
-        direction = change.get("direction")
-        if change and direction not in ("higher_is_better", "lower_is_better"):
-            raise ValueError(f"A change threshold needs direction higher_is_better or lower_is_better: {change!r}.")
-        metrics.append(
-            MetricSpec(
-                name=raw.get("name") or _snake(class_name),
-                class_name=class_name,
-                lower_bound=_float(threshold.get("lower_bound"), "lower_bound"),
-                upper_bound=_float(threshold.get("upper_bound"), "upper_bound"),
-                change_direction=direction,
-                change_absolute=_float(change.get("absolute"), "change.absolute"),
-                change_relative=_float(change.get("relative"), "change.relative"),
-            )
-        )
-    if not any(m.class_name == "ExampleCount" for m in metrics):
-        metrics.insert(0, MetricSpec(name=EXAMPLE_COUNT, class_name="ExampleCount"))
-    names = [m.name for m in metrics]
-    if len(set(names)) != len(names):
-        raise ValueError(f"The evaluator's metric names must be unique: {names}.")
-    engine = params.get("engine", "auto")
-    if engine not in ("auto", "fast", "tfma"):
-        raise ValueError(f"params.engine must be auto, fast or tfma, not {engine!r}.")
+def eval_spec(params: EvaluatorParams) -> EvalSpec:
+    """The engines' view of the already validated params (no second validation, no second defaults)."""
     return EvalSpec(
-        label_key=label_key,
-        slices=slices,
-        metrics=metrics,
-        prediction_key=params.get("prediction_key"),
-        engine=engine,
+        label_key=params.label_key,
+        slices=params.all_slices(),
+        metrics=params.all_metrics(),
+        prediction_key=params.prediction_key,
+        engine=params.engine,
     )
 
 
@@ -148,15 +81,17 @@ def tfma_eval_config(spec: EvalSpec, has_transform: bool, with_baseline: bool) -
                 value.upper_bound.value = metric.upper_bound
         if with_baseline and metric.has_change_threshold:
             change = config.threshold.change_threshold
+            wanted = metric.change
+            assert wanted is not None  # has_change_threshold
             change.direction = (
                 tfma.MetricDirection.HIGHER_IS_BETTER
-                if metric.change_direction == "higher_is_better"
+                if wanted.direction == "higher_is_better"
                 else tfma.MetricDirection.LOWER_IS_BETTER
             )
-            if metric.change_absolute is not None:
-                change.absolute.value = metric.change_absolute
-            if metric.change_relative is not None:
-                change.relative.value = metric.change_relative
+            if wanted.absolute is not None:
+                change.absolute.value = wanted.absolute
+            if wanted.relative is not None:
+                change.relative.value = wanted.relative
         metric_configs.append(config)
     models = [model_spec(CANDIDATE, False)]
     if with_baseline:
@@ -190,18 +125,19 @@ def validate(
                     bound = f"lower_bound {lower}" if value < lower else f"upper_bound {upper}"
                     failed.append({"metric": metric.name, "slice": slice_key, "value": value, "threshold": bound})
             base = (baseline or {}).get(slice_key, {}).get(metric.name)
-            if base is None or not metric.has_change_threshold:
+            change = metric.change
+            if base is None or change is None or not metric.has_change_threshold:
                 continue
             diff = value - base
-            higher = metric.change_direction == "higher_is_better"
+            higher = change.direction == "higher_is_better"
             checks = []
-            if metric.change_absolute is not None:
-                ok = diff >= metric.change_absolute if higher else diff <= metric.change_absolute
-                checks.append((ok, f"change absolute {metric.change_absolute} ({metric.change_direction})"))
-            if metric.change_relative is not None:
+            if change.absolute is not None:
+                ok = diff >= change.absolute if higher else diff <= change.absolute
+                checks.append((ok, f"change absolute {change.absolute} ({change.direction})"))
+            if change.relative is not None:
                 ratio = math.nan if math.isclose(base, 0.0) else diff / base
-                ok = ratio >= metric.change_relative if higher else ratio <= metric.change_relative
-                checks.append((ok, f"change relative {metric.change_relative} ({metric.change_direction})"))
+                ok = ratio >= change.relative if higher else ratio <= change.relative
+                checks.append((ok, f"change relative {change.relative} ({change.direction})"))
             for ok, text in checks:
                 if not ok:
                     failed.append(

@@ -22,6 +22,7 @@ from airflow_provider_mlpipe.runtime.context import ExecutorContext
 from airflow_provider_mlpipe.runtime.evaluation import metric_config
 from airflow_provider_mlpipe.runtime.evaluation.metric_config import OVERALL, EvalSpec
 from airflow_provider_mlpipe.runtime.io import schema_tables
+from airflow_provider_mlpipe.stages.evaluator import EvaluatorParams
 
 log = logging.getLogger("mlpipe.runtime.evaluator")
 
@@ -61,13 +62,14 @@ def _ordered(metrics: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
 
 
 def execute(ctx: ExecutorContext) -> dict[str, Any]:
-    spec = metric_config.parse_params(ctx.params)
+    params: EvaluatorParams = ctx.params
+    spec = metric_config.eval_spec(params)
     examples = ctx.input("examples")
     model = ctx.input("model")
     baseline = ctx.resolved.get("baseline_model")
     if baseline is not None and baseline.id is not None and baseline.id == model.id:
         baseline = None  # a model is never its own baseline
-    split = ctx.params.get("eval_split", "eval")
+    split = params.eval_split
     files = schema_tables.split_files(examples.uri, split)
     schema_ref = ctx.optional_input("schema")
     schema = _schema(schema_ref.uri if schema_ref else None, model.uri, files)
@@ -105,11 +107,7 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
             "metric": m.name,
             "lower_bound": m.lower_bound,
             "upper_bound": m.upper_bound,
-            "change": (
-                {"direction": m.change_direction, "absolute": m.change_absolute, "relative": m.change_relative}
-                if m.has_change_threshold
-                else None
-            ),
+            "change": m.change.model_dump() if m.change is not None and m.has_change_threshold else None,
             "change_applied": base is not None and m.has_change_threshold,
         }
         for m in spec.metrics

@@ -16,18 +16,17 @@ from typing import Any
 from airflow_provider_mlpipe.protocol import StageRequest
 from airflow_provider_mlpipe.runtime.context import ExecutorContext
 from airflow_provider_mlpipe.runtime.io import example_io, span_patterns
-from airflow_provider_mlpipe.runtime.io.artifact_store import is_gcs, split_gcs
+from airflow_provider_mlpipe.stages.example_gen import ExampleGenParams
+from airflow_provider_mlpipe.storage import default_storage, is_gcs, split_gcs
 
 log = logging.getLogger("mlpipe.runtime")
 
-DEFAULT_SPLITS = {"train": 2, "eval": 1}
 
-
-def fingerprint(request: StageRequest) -> str:
+def fingerprint(request: StageRequest, params: ExampleGenParams) -> str:
     """Span, version and the identity (size and content hash) of every input file of this span."""
     try:
         day = span_patterns.span_date(request.conf, request.data_interval_start, request.logical_date)
-        resolved, version = span_patterns.resolve_inputs(request.params, day, request.spec_dir)
+        resolved, version = span_patterns.resolve_inputs(params, day, request.spec_dir)
     except ValueError as exc:
         # Let execute() raise the same error inside a recorded (then FAILED) execution.
         return f"unresolved: {exc}"
@@ -44,31 +43,27 @@ def fingerprint(request: StageRequest) -> str:
 def _local_copy(uri: str, tmp_dir: str) -> str:
     if not is_gcs(uri):
         return uri
-    from airflow_provider_mlpipe.runtime.io.artifact_store import _gcs_client
-
     bucket, name = split_gcs(uri)
     target = os.path.join(tmp_dir, "gcs-input", bucket, name)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    blob = _gcs_client().bucket(bucket).blob(name)
     try:
-        blob.download_to_filename(target)
-    except Exception as exc:  # google-cloud raises several error types
+        default_storage().download_file(uri, target)
+    except Exception as exc:  # gcsfs and its HTTP client raise several error types
         raise ValueError(f"The input file {uri} cannot be downloaded: {exc}") from exc
     return target
 
 
-def _read_split(files: list[str], params: dict[str, Any], tmp_dir: str) -> Any:
-    delimiter = str((params.get("csv") or {}).get("delimiter") or ",")
+def _read_split(files: list[str], params: ExampleGenParams, tmp_dir: str) -> Any:
+    delimiter = params.csv.delimiter if params.csv else ","
     tables = []
     for uri in files:
         local = _local_copy(uri, tmp_dir)
-        table = example_io.read_file(local, span_patterns.input_format(params, uri), delimiter)
+        table = example_io.read_file(local, span_patterns.input_format(params.input.format, uri), delimiter)
         tables.append((uri, table))
     return example_io.concat_files(tables)
 
 
 def execute(ctx: ExecutorContext) -> dict[str, Any]:
-    params = ctx.params
+    params: ExampleGenParams = ctx.params
     day = span_patterns.span_date(ctx.conf, ctx.data_interval_start, ctx.logical_date)
     span = span_patterns.span_id(day)
     resolved, version = span_patterns.resolve_inputs(params, day, ctx.spec_dir)
@@ -77,8 +72,7 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
 
     if "" in resolved:
         table = _read_split([f.uri for f in resolved[""].files], params, ctx.tmp_dir)
-        buckets = {str(k): int(v) for k, v in (params.get("splits") or DEFAULT_SPLITS).items()}
-        splits = example_io.split_table(table, buckets, params.get("partition_feature"))
+        splits = example_io.split_table(table, dict(params.splits), params.partition_feature)
     else:
         splits = {
             name: _read_split([f.uri for f in item.files], params, ctx.tmp_dir) for name, item in resolved.items()
@@ -88,10 +82,9 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
             raise ValueError(f"The pre-split inputs do not share their columns: {columns}.")
 
     out = ctx.output("examples")
-    rows_per_shard = int(params.get("rows_per_shard") or example_io.DEFAULT_ROWS_PER_SHARD)
     row_counts: dict[str, int] = {}
     for name, part in splits.items():
-        example_io.write_split(part, example_io.split_dir(out.path, name), rows_per_shard)
+        example_io.write_split(part, example_io.split_dir(out.path, name), params.rows_per_shard)
         row_counts[name] = part.num_rows
         if part.num_rows == 0:
             log.warning("ExampleGen: the %r split of span %d is empty (too few rows for its buckets).", name, span)

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mlpipe.runtime.context import ExecutorContext
 from airflow_provider_mlpipe.runtime.io import example_io
-from airflow_provider_mlpipe.runtime.io.artifact_store import download_dir, is_gcs
+from airflow_provider_mlpipe.stages.example_validator import Comparator, ExampleValidatorParams
+from airflow_provider_mlpipe.storage import default_storage, is_gcs
 
 if TYPE_CHECKING:
     from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
@@ -29,34 +30,25 @@ _COMPARATORS = {
     "jsd": "jensen_shannon_divergence",
     "jensen_shannon_divergence": "jensen_shannon_divergence",
 }
-_SKEW_OPTIONS = ("serving_statistics", "serving_split")
 
 
-def _comparator_name(feature: str, config: dict[str, Any], is_numeric: bool) -> str:
-    raw = str(config.get("comparator") or ("jsd" if is_numeric else "linf")).lower()
-    if raw not in _COMPARATORS:
-        raise ValueError(f"The comparator {raw!r} of feature {feature!r} is not linf or jsd.")
-    return _COMPARATORS[raw]
+def _comparator_name(config: Comparator, is_numeric: bool) -> str:
+    return _COMPARATORS[config.comparator or ("jsd" if is_numeric else "linf")]
 
 
-def apply_comparators(schema: schema_pb2.Schema, thresholds: dict[str, Any], kind: str) -> list[str]:
+def apply_comparators(schema: schema_pb2.Schema, thresholds: dict[str, Comparator], kind: str) -> list[str]:
     """Set ``drift_comparator`` or ``skew_comparator`` on the named schema features."""
     from tensorflow_metadata.proto.v0 import schema_pb2
 
     features = {f.name: f for f in schema.feature}
     configured = []
-    for name, config in (thresholds or {}).items():
-        if name in _SKEW_OPTIONS:
-            continue
+    for name, config in thresholds.items():
         if name not in features:
             raise ValueError(f"The {kind} threshold names the feature {name!r}, which the schema does not have.")
-        config = config if isinstance(config, dict) else {"threshold": config}
-        if "threshold" not in config:
-            raise ValueError(f"The {kind} settings of feature {name!r} have no threshold.")
         feature = features[name]
-        comparator = _comparator_name(name, config, feature.type in (schema_pb2.INT, schema_pb2.FLOAT))
+        comparator = _comparator_name(config, feature.type in (schema_pb2.INT, schema_pb2.FLOAT))
         target = feature.drift_comparator if kind == "drift" else feature.skew_comparator
-        getattr(target, comparator).threshold = float(config["threshold"])
+        getattr(target, comparator).threshold = config.threshold
         configured.append(name)
     return configured
 
@@ -65,7 +57,7 @@ def _load_serving_stats(uri: str, split: str | None, tmp_dir: str) -> statistics
     """Serving statistics from a FeatureStats.pb file, a directory holding one, or a statistics artifact."""
     if is_gcs(uri):
         local = tempfile.mkdtemp(prefix="serving-stats-", dir=tmp_dir or None)
-        download_dir(uri, local)
+        default_storage().download_dir(uri, local)
         uri = local
     if os.path.isfile(uri) or os.path.isfile(os.path.join(uri, example_io.STATS_FILE)):
         return example_io.load_stats(uri)
@@ -185,12 +177,13 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
 
     statistics = ctx.input("statistics")
     schema = example_io.load_schema(ctx.input("schema").uri)
-    drift_features = apply_comparators(schema, ctx.params.get("drift") or {}, "drift")
-    skew = ctx.params.get("skew") or {}
-    skew_features = apply_comparators(schema, skew, "skew")
+    params: ExampleValidatorParams = ctx.params
+    drift_features = apply_comparators(schema, params.drift, "drift")
+    skew = params.skew
+    skew_features = apply_comparators(schema, skew.comparators() if skew else {}, "skew")
     serving = None
-    if skew.get("serving_statistics"):
-        serving = _load_serving_stats(str(skew["serving_statistics"]), skew.get("serving_split"), ctx.tmp_dir)
+    if skew is not None:
+        serving = _load_serving_stats(skew.serving_statistics, skew.serving_split, ctx.tmp_dir)
 
     previous = ctx.resolved.get("previous_statistics")
     previous_splits = example_io.artifact_splits(previous.uri, previous.properties) if previous is not None else []
@@ -218,7 +211,7 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
         entries.extend(anomaly_entries(split, anomalies))
         measured.extend(measurements(split, anomalies))
 
-    if ctx.params.get("schema_changes", True):
+    if params.schema_changes:
         entries.extend(schema_change_entries(ctx.input("schema").properties.get("diff")))
 
     counts: dict[str, int] = {}

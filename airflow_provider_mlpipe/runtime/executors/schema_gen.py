@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_mlpipe.protocol import StageRequest
 from airflow_provider_mlpipe.runtime.context import ExecutorContext
 from airflow_provider_mlpipe.runtime.io import example_io
+from airflow_provider_mlpipe.stages.schema_gen import SchemaGenParams
 
 if TYPE_CHECKING:
     from tensorflow_metadata.proto.v0 import schema_pb2
@@ -39,13 +40,12 @@ def schema_file_path(schema_file: str, spec_dir: str | None) -> str:
     return str(path)
 
 
-def fingerprint(request: StageRequest) -> str:
+def fingerprint(request: StageRequest, params: SchemaGenParams) -> str:
     """An edited curated schema must not be served from the cache."""
-    schema_file = request.params.get("schema_file")
-    if not schema_file:
+    if not params.schema_file:
         return ""
     try:
-        return hashlib.sha256(Path(schema_file_path(str(schema_file), request.spec_dir)).read_bytes()).hexdigest()
+        return hashlib.sha256(Path(schema_file_path(params.schema_file, request.spec_dir)).read_bytes()).hexdigest()
     except (ValueError, OSError) as exc:
         return f"unresolved: {exc}"
 
@@ -123,11 +123,12 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
 
     statistics = ctx.input("statistics")
     out = ctx.output("schema")
-    schema_file = ctx.params.get("schema_file")
+    params: SchemaGenParams = ctx.params
+    schema_file = params.schema_file
     if schema_file:
-        path = schema_file_path(str(schema_file), ctx.spec_dir)
+        path = schema_file_path(schema_file, ctx.spec_dir)
         schema = example_io.load_schema(path)
-        out.properties.update({"source": "imported", "schema_file": str(schema_file)})
+        out.properties.update({"source": "imported", "schema_file": schema_file})
         inferred_from = None
     else:
         splits = example_io.artifact_splits(statistics.uri, statistics.properties)
@@ -136,9 +137,9 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
         if not stats.datasets or stats.datasets[0].num_examples == 0:
             # An empty schema would turn every feature of every later span into an anomaly.
             raise ValueError(f"The {inferred_from!r} split of {statistics.uri} has no examples: no schema to infer.")
-        schema = tfdv.infer_schema(stats, infer_feature_shape=bool(ctx.params.get("infer_feature_shape", True)))
+        schema = tfdv.infer_schema(stats, infer_feature_shape=params.infer_feature_shape)
         out.properties["source"] = "inferred"
-        missing_ok = ctx.params.get("allow_missing")
+        missing_ok = params.allow_missing
         if missing_ok:
             allow_missing(schema, True if missing_ok is True else [str(f) for f in missing_ok])
     example_io.write_schema(schema, out.path)

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from airflow_provider_mlpipe.runtime.context import ExecutorContext
 from airflow_provider_mlpipe.runtime.io import example_io
+from airflow_provider_mlpipe.stages.statistics_gen import StatisticsGenParams
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mlpipe.runtime")
 
-DEFAULT_ARROW_MAX_BYTES = 1 << 30  # 1 GiB of uncompressed column data
 HTML_FILE = "stats.html"
 SUMMARY_FILE = "summary.json"
 
@@ -141,8 +141,8 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     splits = example_io.artifact_splits(examples.uri, examples.properties)
     files = {split: example_io.split_files(examples.uri, split) for split in splits}
     size = sum(uncompressed_bytes(f) for f in files.values())
-    arrow_max = int(ctx.params.get("arrow_max_bytes") or DEFAULT_ARROW_MAX_BYTES)
-    path = choose_path(str(ctx.params.get("mode") or "auto"), size, arrow_max)
+    params: StatisticsGenParams = ctx.params
+    path = choose_path(params.mode, size, params.arrow_max_bytes)
     log.info("StatisticsGen: %d bytes in %d split(s), %s path.", size, len(splits), path)
 
     out = ctx.output("statistics")

@@ -19,7 +19,8 @@ from airflow_provider_mlpipe.protocol import StageRequest
 from airflow_provider_mlpipe.runtime.context import ExecutorContext
 from airflow_provider_mlpipe.runtime.io import schema_tables
 from airflow_provider_mlpipe.runtime.training.fn_args import FnArgs
-from airflow_provider_mlpipe.runtime.training.user_modules import merged_hyperparameters, user_module_fingerprint
+from airflow_provider_mlpipe.runtime.training.user_modules import module_digest
+from airflow_provider_mlpipe.stages.trainer import TrainerParams
 
 log = logging.getLogger("mlpipe.runtime.trainer")
 
@@ -32,8 +33,8 @@ class UserCodeError(RuntimeError):
     """The user's run_fn raised; the message carries its traceback."""
 
 
-def fingerprint(request: StageRequest) -> str:
-    return user_module_fingerprint(request)
+def fingerprint(request: StageRequest, params: TrainerParams) -> str:
+    return module_digest(params.module_file, request.spec_dir)
 
 
 def _patterns(examples_uri: str, split: str, fmt: str) -> list[str]:
@@ -49,26 +50,23 @@ def build_fn_args(ctx: ExecutorContext) -> FnArgs:
     if fmt not in _PATTERNS:
         raise ValueError(f"The trainer reads Examples in {sorted(_PATTERNS)}, not {fmt!r}.")
     splits = schema_tables.split_names(examples.uri, examples.properties.get("split_names"))
-    train_split = ctx.params.get("train_split", "train")
-    eval_split = ctx.params.get("eval_split", "eval")
+    params: TrainerParams = ctx.params
+    train_split, eval_split = params.train_split, params.eval_split
     for split in (train_split, eval_split):
         if split not in splits:
             raise ValueError(f"The examples have no {split!r} split (they have {splits}).")
     transform_graph = ctx.optional_input("transform_graph")
-    if ctx.params.get("train_steps") is None:
-        raise ValueError("The trainer stage needs params.train_steps.")
     model_dir = ctx.output("model").path
-    eval_steps = ctx.params.get("eval_steps")
     return FnArgs(
         train_files=_patterns(examples.uri, train_split, fmt),
         eval_files=_patterns(examples.uri, eval_split, fmt),
         schema_path=os.path.join(ctx.input("schema").uri, schema_tables.SCHEMA_FILE),
         serving_model_dir=os.path.join(model_dir, SERVING_DIR),
         model_run_dir=os.path.join(model_dir, RUN_DIR),
-        train_steps=int(ctx.params["train_steps"]),
-        eval_steps=int(eval_steps) if eval_steps is not None else None,
+        train_steps=params.train_steps,
+        eval_steps=params.eval_steps,
         transform_output=transform_graph.uri if transform_graph else None,
-        hyperparameters=merged_hyperparameters(ctx.params, ctx.conf, ctx.node_id, "trainer"),
+        hyperparameters=dict(params.hyperparameters),
         examples_format=fmt,
         span=examples.properties.get("span"),
         tmp_dir=ctx.tmp_dir,
@@ -76,9 +74,7 @@ def build_fn_args(ctx: ExecutorContext) -> FnArgs:
 
 
 def execute(ctx: ExecutorContext) -> dict[str, Any]:
-    module_file = ctx.params.get("module_file")
-    if not module_file:
-        raise ValueError("The trainer stage needs params.module_file, a module that defines run_fn.")
+    module_file = ctx.params.module_file
     module = ctx.load_user_module(module_file, required=("run_fn",))
     fn_args = build_fn_args(ctx)
     fn_args.add_guards()

@@ -22,13 +22,14 @@ from typing import Any
 from airflow_provider_mlpipe.protocol import StageRequest
 from airflow_provider_mlpipe.runtime.context import ExecutorContext
 from airflow_provider_mlpipe.runtime.io import schema_tables
-from airflow_provider_mlpipe.runtime.training.user_modules import user_module_fingerprint
+from airflow_provider_mlpipe.runtime.training.user_modules import module_digest
+from airflow_provider_mlpipe.stages.transform import TransformParams
 
 log = logging.getLogger("mlpipe.runtime.transform")
 
 
-def fingerprint(request: StageRequest) -> str:
-    return user_module_fingerprint(request)
+def fingerprint(request: StageRequest, params: TransformParams) -> str:
+    return module_digest(params.module_file, request.spec_dir)
 
 
 def _arrow_schema(schema: Any) -> Any:
@@ -56,9 +57,8 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
     from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 
-    module_file = ctx.params.get("module_file")
-    if not module_file:
-        raise ValueError("The transform stage needs params.module_file, a module that defines preprocessing_fn.")
+    params: TransformParams = ctx.params
+    module_file = params.module_file
     module = ctx.load_user_module(module_file, required=("preprocessing_fn",))
     examples = ctx.input("examples")
     if examples.properties.get("format", "parquet") != "parquet":
@@ -67,15 +67,12 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
         )
     schema = schema_tables.load_schema(ctx.input("schema").uri)
     splits = schema_tables.split_names(examples.uri, examples.properties.get("split_names"))
-    analyze = list(ctx.params.get("analyze_splits") or ["train"])
+    analyze = list(params.analyze_splits)
     missing = [s for s in analyze if s not in splits]
     if missing:
         raise ValueError(f"The analysis split(s) {missing} are not among the example splits {splits}.")
     files = {split: schema_tables.split_files(examples.uri, split) for split in splits}
-    missing_values = ctx.params.get("missing_values", "sparse")
-    if missing_values not in ("sparse", "strict"):
-        raise ValueError(f"params.missing_values must be sparse or strict, not {missing_values!r}.")
-    relaxed = schema_tables.relax_dense_features(schema) if missing_values == "sparse" else []
+    relaxed = schema_tables.relax_dense_features(schema) if params.missing_values == "sparse" else []
     if relaxed:
         log.info("Reading %s as sparse, so rows and serving requests without them do not fail.", relaxed)
     row_counts = {split: sum(pq.ParquetFile(f).metadata.num_rows for f in paths) for split, paths in files.items()}

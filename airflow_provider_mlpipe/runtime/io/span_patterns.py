@@ -12,15 +12,13 @@ ingested files always agree.
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
-import glob
-import hashlib
 import os
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_mlpipe.runtime.io.artifact_store import is_gcs, split_gcs
+from airflow_provider_mlpipe.stages.example_gen import ExampleGenParams
+from airflow_provider_mlpipe.storage import default_storage, is_gcs
 
 _DATE_TOKENS = ("{SPAN}", "{YYYY}", "{MM}", "{DD}")
 _VERSION = "{VERSION}"
@@ -81,14 +79,7 @@ def absolute_pattern(pattern: str, spec_dir: str | None) -> str:
 
 
 def _list(glob_pattern: str) -> list[str]:
-    if not is_gcs(glob_pattern):
-        return sorted(p for p in glob.glob(glob_pattern) if os.path.isfile(p))
-    from airflow_provider_mlpipe.runtime.io.artifact_store import _gcs_client
-
-    bucket, key_pattern = split_gcs(glob_pattern)
-    prefix = re.split(r"[*?\[]", key_pattern, maxsplit=1)[0]
-    names = [b.name for b in _gcs_client().list_blobs(bucket, prefix=prefix)]
-    return sorted(f"gs://{bucket}/{n}" for n in names if fnmatch.fnmatchcase(n, key_pattern))
+    return default_storage().glob(glob_pattern)
 
 
 def resolve_version(pattern: str, requested: Any) -> tuple[str, int | None]:
@@ -113,22 +104,13 @@ def resolve_version(pattern: str, requested: Any) -> tuple[str, int | None]:
 
 
 def _signature(path: str) -> InputFile:
-    if is_gcs(path):
-        from airflow_provider_mlpipe.runtime.io.artifact_store import _gcs_client
-
-        bucket, name = split_gcs(path)
-        blob = _gcs_client().bucket(bucket).get_blob(name)
-        if blob is None:
-            raise ValueError(f"The input file {path} disappeared while it was being resolved.")
-        return InputFile(path, int(blob.size or 0), f"{blob.md5_hash or blob.crc32c}:{blob.generation}")
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
+        info = default_storage().info(path)
+    except FileNotFoundError as exc:
+        raise ValueError(f"The input file {path} disappeared while it was being resolved.") from exc
     except OSError as exc:
         raise ValueError(f"The input file {path} cannot be read: {exc.strerror or exc}.") from exc
-    return InputFile(path, os.path.getsize(path), digest.hexdigest())
+    return InputFile(path, info.size, info.signature)
 
 
 def resolve_split(pattern: str, day: dt.date, version: Any, spec_dir: str | None) -> tuple[ResolvedSplit, int | None]:
@@ -141,31 +123,29 @@ def resolve_split(pattern: str, day: dt.date, version: Any, spec_dir: str | None
 
 
 def resolve_inputs(
-    params: dict[str, Any], day: dt.date, spec_dir: str | None
+    params: ExampleGenParams, day: dt.date, spec_dir: str | None
 ) -> tuple[dict[str, ResolvedSplit], int | None]:
     """Resolve the span's files: ``{"": ...}`` for one pattern, or one entry per pre-split input."""
-    source = params.get("input") or {}
-    version = params.get("version")
-    if source.get("splits"):
+    source = params.input
+    version = params.version
+    if source.splits:
         resolved: dict[str, ResolvedSplit] = {}
         versions = set()
-        for name, pattern in source["splits"].items():
+        for name, pattern in source.splits.items():
             resolved[name], found = resolve_split(str(pattern), day, version, spec_dir)
             versions.add(found)
         if len(versions) > 1:
             raise ValueError(f"The pre-split inputs resolve to different versions {sorted(map(str, versions))}.")
         return resolved, versions.pop()
-    if not source.get("pattern"):
+    if not source.pattern:
         raise ValueError("example_gen needs params.input.pattern or params.input.splits.")
-    one, found = resolve_split(str(source["pattern"]), day, version, spec_dir)
+    one, found = resolve_split(source.pattern, day, version, spec_dir)
     return {"": one}, found
 
 
-def input_format(params: dict[str, Any], path: str) -> str:
-    fmt = str((params.get("input") or {}).get("format") or "").lower()
+def input_format(fmt: str | None, path: str) -> str:
+    """The spec's ``input.format``, or a guess from the file name when it names none."""
     if fmt:
-        if fmt not in ("csv", "parquet", "tfrecord"):
-            raise ValueError(f"input.format {fmt!r} is not one of csv, parquet, tfrecord.")
         return fmt
     name = path.lower()
     if name.endswith((".parquet", ".pq")):

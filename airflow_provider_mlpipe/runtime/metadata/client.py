@@ -21,7 +21,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, ArtifactRef, decode_json_text, default_sqlite_path
-from airflow_provider_mlpipe.stages import ARTIFACT_TYPES, STAGES
+from airflow_provider_mlpipe.stages import all_stages
 
 PIPELINE_CONTEXT = "pipeline"
 RUN_CONTEXT = "pipeline_run"
@@ -155,9 +155,10 @@ class MetadataClient:
             self._register_types()
 
     def _register_types(self) -> None:
-        for name in ARTIFACT_TYPES:
+        stages = all_stages().values()
+        for name in sorted({t for stage in stages for t in stage.artifact_types()}):
             self._type_id("artifact", name)
-        for stage in STAGES.values():
+        for stage in stages:
             self._type_id("execution", stage.execution_type)
         for name in (PIPELINE_CONTEXT, RUN_CONTEXT, NODE_CONTEXT):
             self._type_id("context", name)
