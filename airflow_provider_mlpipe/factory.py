@@ -23,7 +23,7 @@ from airflow_provider_mlpipe.spec.graph import Gate
 from airflow_provider_mlpipe.spec.loader import selected_environment
 from airflow_provider_mlpipe.spec.model import AssetSchedule
 from airflow_provider_mlpipe.spec.validate import Pipeline, discover, load_all
-from airflow_provider_mlpipe.stages import STAGES
+from airflow_provider_mlpipe.stages import get_stage
 from airflow_provider_mlpipe.version_compat import (
     AIRFLOW_V_3_3_PLUS,
     AIRFLOW_V_3_4_PLUS,
@@ -40,6 +40,11 @@ SPEC_ERROR_MARKER = "mlpipe spec error"
 # releases it is tested on (setup.cfg's range); on any other, spec errors are logged and a warning says why.
 DAGBAG_HOOK_RELEASES = "3.3"
 DAGBAG_HOOK_SUPPORTED = AIRFLOW_V_3_3_PLUS and not AIRFLOW_V_3_4_PLUS
+# Stages that read what earlier spans left (spec.graph.reads_earlier_spans) take the spans in order across runs:
+# each waits until its own task of the previous run (by logical date) succeeded or was skipped. A failure there
+# holds it until that run is cleared; a skip (a gate with policy skip) does not. Everything else overlaps freely.
+# See docs/ordering.md.
+SPAN_ORDER: dict[str, Any] = {"depends_on_past": True, "wait_for_past_depends_before_skipping": True}
 
 
 def load_pipelines(
@@ -176,14 +181,17 @@ def build_dag(pipeline: Pipeline) -> Any:
             "pipeline_root": pipeline.pipeline_root,
             "stage_params": pipeline.stage_params[node_id],
             "inputs": dict(node.inputs),
-            "beam_args": pipeline.beam_args if STAGES[node.kind].uses_beam else [],
+            "beam_args": pipeline.beam_args if get_stage(node.kind).uses_beam else [],
             "mlmd_conn_id": spec.mlmd_conn_id,
             "spec_dir": str(pipeline.base_dir),
+            "spec_folder": str(pipeline.loaded.path.resolve().parent),
             "enable_cache": spec.enable_cache if stage.enable_cache is None else stage.enable_cache,
             "dag": dag,
         }
         if not spec.runtime.image:  # a pod operator takes the interpreter from its runtime mapping
             kwargs["runtime_python"] = spec.runtime.python
+        if node.span_ordered:
+            kwargs.update(SPAN_ORDER)
         if stage.retries is not None:
             kwargs["retries"] = stage.retries
         if stage.execution_timeout is not None:

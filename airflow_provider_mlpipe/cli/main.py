@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from airflow_provider_mlpipe.cli import lint, rollback, schema, summary
+from airflow_provider_mlpipe.cli import doctor, lint, rollback, schema, summary
 from airflow_provider_mlpipe.cli.subcommand import Subcommand
 
 # The subcommands in the order ``mlpipe --help`` lists them; a new subcommand is its module plus one line here.
@@ -14,6 +14,7 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     schema.SUBCOMMAND,
     summary.SUBCOMMAND,
     rollback.SUBCOMMAND,
+    doctor.SUBCOMMAND,
 )
 
 
