@@ -44,6 +44,17 @@ def stage_module(name: str) -> str:
     return REGISTRY.module_of(name)
 
 
+def stages_table() -> str:
+    """The README's table of stages, derived from the descriptions (a test keeps the README in step)."""
+    rows = ["| stage | spec `kind` | inputs → outputs | what it does |", "|---|---|---|---|"]
+    for stage in all_stages().values():
+        inputs = ", ".join(f"`{slot.name}`" + (" (optional)" if slot.optional else "") for slot in stage.inputs)
+        outputs = ", ".join(f"`{slot.name}`" for slot in stage.outputs)
+        flow = f"{inputs or '—'} → {outputs}"
+        rows.append(f"| {stage.component} | `{stage.name}` | {flow} | {stage.doc} |")
+    return "\n".join(rows) + "\n"
+
+
 __all__ = [
     "ANOMALIES",
     "EXAMPLES",
@@ -63,4 +74,5 @@ __all__ = [
     "all_stages",
     "get_stage",
     "stage_module",
+    "stages_table",
 ]
