@@ -221,7 +221,6 @@ def _gate_sensor(pipeline: Pipeline, gate: Gate, dag: Any) -> BaseOperator:
         "task_id": gate.task_id,
         "upstream_task_id": gate.upstream,
         "policy": config.policy,
-        "deferrable": config.deferrable,
         "mode": config.mode,
         "poke_interval": config.poke_interval.total_seconds(),
         "timeout": config.timeout.total_seconds(),
@@ -231,6 +230,9 @@ def _gate_sensor(pipeline: Pipeline, gate: Gate, dag: Any) -> BaseOperator:
         "runtime_python": None if spec.runtime.image else spec.runtime.python,
         "dag": dag,
     }
+    # Unset, the sensor follows Airflow's [operators] default_deferrable; asking to reschedule means not deferring.
+    if config.deferrable is not None or config.mode == "reschedule":
+        kwargs["deferrable"] = bool(config.deferrable)
     if gate.gate == "data_validation":
         kwargs.update(ignore_features=list(config.ignore_features), min_severity=config.min_severity)
         return DataValidationSensor(**kwargs)

@@ -36,9 +36,12 @@ from airflow_provider_mlpipe.version_compat import (
     BaseSensorOperator,
     Context,
     PokeReturnValue,
+    conf,
 )
 
 POLICIES = ("fail", "skip", "warn")
+# Read once at import, as official providers do: gates defer when the call or Airflow's config says so.
+DEFAULT_DEFERRABLE = conf.getboolean("operators", "default_deferrable", fallback=False)
 SEVERITIES = {"UNKNOWN": 0, "INFO": 1, "WARNING": 2, "ERROR": 3}
 DECISION_KEY = "gate_decision"
 MAX_LISTED = 50
@@ -141,7 +144,7 @@ class _ArtifactGateSensor(BaseSensorOperator):
         *,
         upstream_task_id: str,
         policy: str = "fail",
-        deferrable: bool = True,
+        deferrable: bool = DEFAULT_DEFERRABLE,
         poke_interval: float = 10.0,
         pipeline: str = "",
         mlmd_conn_id: str | None = "mlmd_default",
@@ -151,6 +154,11 @@ class _ArtifactGateSensor(BaseSensorOperator):
         super().__init__(poke_interval=poke_interval, **kwargs)
         if "{{" not in policy:  # a templated policy is checked once rendered
             check_policy(policy)
+        if deferrable and self.mode == "reschedule":  # deferring would silently ignore the mode
+            raise ValueError(
+                f"The {self.task_id} gate cannot both defer and reschedule: a deferred sensor waits on the "
+                "triggerer. Pass deferrable=False to reschedule, or leave mode at 'poke' to defer."
+            )
         self.upstream_task_id = upstream_task_id
         self.policy = policy
         self.deferrable = deferrable
@@ -287,7 +295,8 @@ class DataValidationSensor(_ArtifactGateSensor):
     :param policy: ``fail``, ``skip`` or ``warn`` when anomalies remain after the filters.
     :param ignore_features: anomalies on these features never block.
     :param min_severity: anomalies below this severity (``INFO`` < ``WARNING`` < ``ERROR``) never block.
-    :param deferrable: wait on the triggerer instead of holding a worker slot.
+    :param deferrable: wait on the triggerer instead of holding a worker slot; by default Airflow's
+        ``[operators] default_deferrable``. When not deferring, ``mode`` (``poke`` or ``reschedule``) applies.
     :param pipeline: the MLMD pipeline context; the DAG id when empty.
     """
 
@@ -304,7 +313,6 @@ class DataValidationSensor(_ArtifactGateSensor):
         policy: str = "fail",
         ignore_features: Sequence[str] = (),
         min_severity: str = "WARNING",
-        deferrable: bool = True,
         poke_interval: float = 10.0,
         pipeline: str = "",
         mlmd_conn_id: str | None = "mlmd_default",
@@ -314,7 +322,6 @@ class DataValidationSensor(_ArtifactGateSensor):
         super().__init__(
             upstream_task_id=upstream_task_id,
             policy=policy,
-            deferrable=deferrable,
             poke_interval=poke_interval,
             pipeline=pipeline,
             mlmd_conn_id=mlmd_conn_id,
@@ -364,7 +371,6 @@ class ModelBlessingSensor(_ArtifactGateSensor):
         *,
         upstream_task_id: str = "evaluator",
         policy: str = "fail",
-        deferrable: bool = True,
         poke_interval: float = 10.0,
         pipeline: str = "",
         mlmd_conn_id: str | None = "mlmd_default",
@@ -374,7 +380,6 @@ class ModelBlessingSensor(_ArtifactGateSensor):
         super().__init__(
             upstream_task_id=upstream_task_id,
             policy=policy,
-            deferrable=deferrable,
             poke_interval=poke_interval,
             pipeline=pipeline,
             mlmd_conn_id=mlmd_conn_id,

@@ -211,7 +211,7 @@ def test_skip_and_warn(tmp_path: Path, launched: Any) -> None:
 def test_a_missing_verdict_defers_to_the_trigger_and_execute_complete_decides(tmp_path: Path, launched: Any) -> None:
     artifact = _anomalies_dir(tmp_path, verdict=None)
     context, _ = _context(_result(artifact, "ExampleAnomalies", "anomalies"))
-    sensor = DataValidationSensor(task_id="g", poke_interval=3, timeout=120)
+    sensor = DataValidationSensor(task_id="g", deferrable=True, poke_interval=3, timeout=120)
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute(context)
     trigger = deferred.value.trigger
