@@ -7,7 +7,6 @@ while every artifact of the earlier spans stays byte-identical.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -15,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests.support.airflow_env import AirflowEnv, mlmd_dump
+from tests.support.paths import REPO
+from tests.support.trees import in_staging, tree_checksums
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "tests" / "dags"
 SPANS = REPO / "dags" / "data" / "penguins"
 DAG_ID = "mlpipe_data_stages"
@@ -29,14 +29,6 @@ TYPES = {
     "schema_gen": "mlpipe.SchemaGen",
     "example_validator": "mlpipe.ExampleValidator",
 }
-
-
-def checksums(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and ".staging" not in p.parts
-    }
 
 
 def results(airflow: AirflowEnv, run_id: str) -> dict[str, dict]:
@@ -129,14 +121,14 @@ def test_two_spans_artifacts_lineage_and_cache(world: dict) -> None:
     assert events[(day2["statistics_gen"]["execution_id"], "INPUT", "examples")] == examples["id"]
 
     # Re-running day 2 reuses every output: nothing is written, four CACHED executions are recorded.
-    before = checksums(root)
+    before = tree_checksums(root, in_staging)
     airflow.dags_test(DAG_ID, "2024-01-02")
     rerun = results(airflow, airflow.run_ids(DAG_ID)[-1])
     for task in TASKS:
         assert rerun[task]["cached"] is True, task
         assert rerun[task]["summary"]["cached_from"] == day2[task]["execution_id"]
     assert rerun["example_validator"]["outputs"]["anomalies"][0]["id"] == anomalies["id"]
-    assert checksums(root) == before
+    assert tree_checksums(root, in_staging) == before
     states = [e["state"] for e in mlmd_dump(airflow.mlmd_path)["executions"]]
     assert states.count("CACHED") == 4 and states.count("COMPLETE") == 8
 
@@ -149,7 +141,7 @@ def test_corrupt_span_gives_anomalies_and_drift_and_leaves_earlier_spans_alone(w
     # A data engineer curates the schema: day 2's inferred schema, committed beside the pipeline.
     shutil.copy(Path(day2["schema_gen"]["outputs"]["schema"][0]["uri"], "schema.pbtxt"), tmp / "spec" / "schema.pbtxt")
     corrupt(SPANS / "span-2024-01-03.csv", tmp / "spec" / "data" / "penguins" / "span-2024-01-03.csv")
-    before = checksums(tmp / "root")
+    before = tree_checksums(tmp / "root", in_staging)
 
     airflow.dags_test(DAG_ID, "2024-01-03", env={"MLPIPE_TEST_SCHEMA_FILE": "schema.pbtxt"})
 
@@ -179,6 +171,6 @@ def test_corrupt_span_gives_anomalies_and_drift_and_leaves_earlier_spans_alone(w
     drift = {(m["feature"], m["split"]): m["value"] for m in report["measurements"] if m["kind"] == "drift"}
     assert drift[("flipper_length_mm", "train")] > 0.5 and drift[("island", "train")] > 0.4
 
-    after = checksums(tmp / "root")
+    after = tree_checksums(tmp / "root", in_staging)
     assert {k: after.get(k) for k in before} == before  # every earlier artifact file is byte-identical
     assert len(after) > len(before)

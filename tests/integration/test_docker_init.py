@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.airflow_env import AirflowEnv, mlmd_dump
+from tests.support.paths import REPO
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.slow]
-REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "tests" / "dags"
 INIT = REPO / "docker" / "init.sh"
 _numbers = itertools.count()

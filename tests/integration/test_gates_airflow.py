@@ -6,7 +6,6 @@ follows, and a push task writes a model version into a serving directory.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -19,6 +18,7 @@ import pytest
 from tests.support.airflow_env import REPO, AirflowEnv, mlmd_dump
 from tests.support.airflow_stack import AirflowStack, query, running_stack, stack_env, wait_for
 from tests.support.postgres import free_port
+from tests.support.trees import tree_checksums
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -56,15 +56,6 @@ REGRESSED = {
 }
 
 
-def tree_digest(root: Path) -> dict[str, str]:
-    """Every file under ``root`` with the sha256 of its bytes: equal digests mean a byte-identical tree."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
-
 def run_state(env: AirflowEnv, dag_id: str) -> tuple[str, str]:
     [(run_id, state)] = query(env, "select run_id, state from dag_run where dag_id=? order by id desc limit 1", dag_id)
     return run_id, state
@@ -96,7 +87,7 @@ def serving(gates_env: AirflowEnv) -> Path:
 
 
 def test_fail_policy_fails_the_run_at_the_data_gate_and_pushes_nothing(gates_env: AirflowEnv, serving: Path) -> None:
-    before = tree_digest(serving)
+    before = tree_checksums(serving)
     proc = gates_env.dags_test("mlpipe_gates_data_fail", conf={"verdict": DROPPED_AND_DRIFTED}, check=False)
     output = proc.stdout + proc.stderr
 
@@ -110,7 +101,7 @@ def test_fail_policy_fails_the_run_at_the_data_gate_and_pushes_nothing(gates_env
     assert "AirflowFailException: Data validation gate fails the run: 2 anomalies at or above WARNING" in output
     assert "bill_length_mm [ERROR] (train, schema): Column dropped" in output
     assert "body_mass_g [WARNING] (train, drift): High Linfty distance" in output
-    assert tree_digest(serving) == before
+    assert tree_checksums(serving) == before
 
     decision = gates_env.xcom("mlpipe_gates_data_fail", "data_gate", run_id, key="gate_decision")
     assert decision["decision"] == "fail" and decision["push_withheld"] is True
@@ -123,7 +114,7 @@ def test_fail_policy_fails_the_run_at_the_data_gate_and_pushes_nothing(gates_env
 
 
 def test_skip_policy_skips_the_push_and_leaves_serving_byte_identical(gates_env: AirflowEnv, serving: Path) -> None:
-    before = tree_digest(serving)
+    before = tree_checksums(serving)
     gates_env.dags_test("mlpipe_gates_data_skip", conf={"verdict": DROPPED_AND_DRIFTED}, check=False)
 
     run_id, state = run_state(gates_env, "mlpipe_gates_data_skip")
@@ -131,7 +122,7 @@ def test_skip_policy_skips_the_push_and_leaves_serving_byte_identical(gates_env:
     assert state == "success"
     states = gates_env.task_states("mlpipe_gates_data_skip", run_id)
     assert states == {"example_validator": "success", "data_gate": "skipped", "push": "skipped"}
-    assert tree_digest(serving) == before
+    assert tree_checksums(serving) == before
 
     decision = gates_env.xcom("mlpipe_gates_data_skip", "data_gate", run_id, key="gate_decision")
     assert decision["decision"] == "skip" and decision["push_withheld"] is True
@@ -167,7 +158,7 @@ def test_severity_filters_let_ignored_and_minor_anomalies_through(gates_env: Air
 
 
 def test_a_regressed_model_is_blocked_at_the_blessing_gate(gates_env: AirflowEnv, serving: Path) -> None:
-    before = tree_digest(serving)
+    before = tree_checksums(serving)
     proc = gates_env.dags_test("mlpipe_gates_blessing_fail", conf={"verdict": REGRESSED}, check=False)
     output = proc.stdout + proc.stderr
 
@@ -176,7 +167,7 @@ def test_a_regressed_model_is_blocked_at_the_blessing_gate(gates_env: AirflowEnv
     assert gates_env.task_states("mlpipe_gates_blessing_fail", run_id)["push"] == "upstream_failed"
     assert "Model blessing gate fails the run: model 12 is not blessed" in output
     assert "accuracy on Overall = 0.41, threshold lower_bound 0.8" in output
-    assert tree_digest(serving) == before
+    assert tree_checksums(serving) == before
     decision = gates_env.xcom("mlpipe_gates_blessing_fail", "blessing_gate", run_id, key="gate_decision")
     assert decision["failed"] == REGRESSED["failed"]
 

@@ -6,7 +6,6 @@ Imported only by ``tests/runtime/test_reliability_*.py`` (it needs the runtime v
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -22,8 +21,9 @@ from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, ArtifactRef, Stage
 from airflow_provider_mlpipe.runtime.io.artifact_store import COMPLETE_MARKER, STAGING_DIR
 from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient, properties_of
 from airflow_provider_mlpipe.runtime.runner import run_stage
+from tests.support.mlmd import open_store, sqlite_config
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 SPEC = REPO / "dags" / "pipelines" / "penguins.yaml"
 PIPELINE = "penguins"
 
@@ -42,8 +42,8 @@ class PenguinsRun:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.pipeline_root = str(root / "root")
-        self.mlmd = {"backend": "sqlite", "path": str(root / "mlmd.sqlite")}
-        self.client = MetadataClient(self.mlmd)
+        self.mlmd = sqlite_config(root)
+        self.client = open_store(self.mlmd)
         self.params, self.spec_dir = spec_params()
         self.params["pusher"]["destination"] = str(root / "serving")
         self.params["trainer"]["train_steps"] = 60
@@ -136,21 +136,6 @@ def staged_files(node_dir: Path) -> list[Path]:
     """Files an executor has written into its staging folder so far."""
     staging = node_dir / STAGING_DIR
     return [p for p in staging.rglob("*") if p.is_file()] if staging.is_dir() else []
-
-
-def tree_digest(root: str | os.PathLike, skip_hidden: bool = True) -> str:
-    """A hash of every file's relative path and bytes under ``root`` (hidden top-level entries skipped)."""
-    digest = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root):
-        if skip_hidden and os.path.samefile(dirpath, root):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = os.path.join(dirpath, name)
-            digest.update(os.path.relpath(path, root).encode())
-            with open(path, "rb") as fh:
-                digest.update(fh.read())
-    return digest.hexdigest()
 
 
 # ----- what must hold after a fault -------------------------------------------------------------------------

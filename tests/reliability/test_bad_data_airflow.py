@@ -9,23 +9,15 @@ records the gate's decision to withhold the push.
 from __future__ import annotations
 
 import csv
-import hashlib
 import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.support.airflow_env import REPO, mlmd_dump
+from tests.support.trees import tree_digest
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def tree_digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(folder)).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
 
 
 def drop_column(source: Path, target: Path, column: str) -> None:

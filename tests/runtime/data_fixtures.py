@@ -11,9 +11,8 @@ from airflow_provider_mlpipe.overrides import with_stage_overrides
 from airflow_provider_mlpipe.protocol import ArtifactRef
 from airflow_provider_mlpipe.runtime.context import ExecutorContext, OutputArtifact
 from airflow_provider_mlpipe.stages import get_stage
+from tests.support.paths import DAGS
 
-REPO = Path(__file__).resolve().parents[2]
-DAGS = REPO / "dags"
 SPANS = DAGS / "data" / "penguins"
 PATTERN = "data/penguins/span-{YYYY}-{MM}-{DD}.csv"
 
@@ -94,13 +93,3 @@ def copy_spans(target: Path, days: int = 5) -> Path:
     for path in sorted(SPANS.glob("span-*.csv"))[:days]:
         (target / path.name).write_bytes(path.read_bytes())
     return target
-
-
-def tree_checksums(root: Path) -> dict[str, str]:
-    import hashlib
-
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and ".staging" not in p.parts
-    }

@@ -7,8 +7,6 @@ frame of the same CSV. Import the fixtures into a test module to use them.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
 from pathlib import Path
 
@@ -21,10 +19,11 @@ from airflow_provider_mlpipe.overrides import with_stage_overrides
 from airflow_provider_mlpipe.protocol import ArtifactRef
 from airflow_provider_mlpipe.runtime.context import ExecutorContext, OutputArtifact
 from airflow_provider_mlpipe.stages import get_stage
+from tests.support.paths import REPO
+from tests.support.trees import tree_digest as tree_digest  # the model-stage tests import it from here
 
 DATA = Path(__file__).parent / "data"
 PENGUINS_CSV = DATA / "penguins.csv"
-REPO = Path(__file__).resolve().parents[2]
 MODULES_DIR = REPO / "dags" / "modules"
 SPAN = 20240105
 
@@ -98,19 +97,6 @@ def make_context(
         pipeline_root=str(tmp / "root"),
         tmp_dir=str(scratch),
     )
-
-
-def tree_digest(root: str | os.PathLike) -> str:
-    """A hash of every file's relative path and bytes under ``root``."""
-    digest = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = os.path.join(dirpath, name)
-            digest.update(os.path.relpath(path, root).encode())
-            with open(path, "rb") as fh:
-                digest.update(fh.read())
-    return digest.hexdigest()
 
 
 TRANSFORM_PARAMS = {"module_file": "modules/penguins_transform.py"}

@@ -19,10 +19,10 @@ from apache_beam.runners.portability.fn_api_runner import worker_handlers
 from airflow_provider_mlpipe.protocol import ArtifactRef, StageRequest
 from airflow_provider_mlpipe.runtime.executors import example_gen
 from airflow_provider_mlpipe.runtime.io import example_io
-from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient
 from airflow_provider_mlpipe.runtime.runner import run_stage
 from tests.runtime.data_fixtures import PATTERN, as_input, make_ctx
 from tests.runtime.test_statistics_gen import assert_same_statistics
+from tests.support.mlmd import sqlite_client
 
 pytestmark = pytest.mark.runtime
 
@@ -92,7 +92,7 @@ def started_sdk_workers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def run_statistics(tmp_path: Path, examples: ArtifactRef, beam_args: list[str], run_id: str):
-    client = MetadataClient({"backend": "sqlite", "path": str(tmp_path / "mlmd.sqlite")})
+    client = sqlite_client(tmp_path)
     request = StageRequest(
         pipeline="beam-test",
         pipeline_root=str(tmp_path / "root"),

@@ -11,7 +11,9 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 from airflow_provider_mlpipe.protocol import ArtifactRef, StageRequest, StageResult
 from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient, properties_of
 from airflow_provider_mlpipe.runtime.runner import run_stage
-from tests.runtime.data_fixtures import PATTERN, copy_spans, tree_checksums
+from tests.runtime.data_fixtures import PATTERN, copy_spans
+from tests.support.mlmd import sqlite_client
+from tests.support.trees import in_staging, tree_checksums
 
 pytestmark = pytest.mark.runtime
 
@@ -46,7 +48,7 @@ def run_day(client: MetadataClient, tmp_path: Path, day: str, run_id: str) -> di
 @pytest.fixture
 def client(tmp_path: Path) -> MetadataClient:
     copy_spans(tmp_path / "spec" / "data" / "penguins", days=3)
-    return MetadataClient({"backend": "sqlite", "path": str(tmp_path / "mlmd.sqlite")})
+    return sqlite_client(tmp_path)
 
 
 def events_of(client: MetadataClient, execution_id: int) -> dict[tuple[str, str], int]:
@@ -98,7 +100,7 @@ def test_lineage_resolvers_and_cache(tmp_path: Path, client: MetadataClient) -> 
     assert any(m["kind"] == "drift" for m in report["measurements"])
 
     # A re-run of day 2 (another Airflow run id) reuses every output.
-    before = tree_checksums(tmp_path / "root")
+    before = tree_checksums(tmp_path / "root", in_staging)
     again = run_day(client, tmp_path, "2024-01-02", "manual__2024-01-02")
     for stage, result in again.items():
         assert result.cached, stage
@@ -106,7 +108,7 @@ def test_lineage_resolvers_and_cache(tmp_path: Path, client: MetadataClient) -> 
         [execution] = store.get_executions_by_id([result.execution_id])
         assert execution.last_known_state == pb.Execution.CACHED
     assert again["example_validator"].artifact("anomalies").id == anomalies.id
-    assert tree_checksums(tmp_path / "root") == before
+    assert tree_checksums(tmp_path / "root", in_staging) == before
 
     # A changed input file is a cache miss for ExampleGen, and the new span data flows downstream.
     span_file = tmp_path / "spec" / "data" / "penguins" / "span-2024-01-02.csv"
@@ -115,7 +117,7 @@ def test_lineage_resolvers_and_cache(tmp_path: Path, client: MetadataClient) -> 
     changed = run_day(client, tmp_path, "2024-01-02", "manual__2024-01-02b")
     assert not changed["example_gen"].cached and not changed["statistics_gen"].cached
     assert sum(changed["example_gen"].summary["row_counts"].values()) == len(lines) - 6
-    assert tree_checksums(tmp_path / "root").items() >= before.items()  # earlier artifacts untouched
+    assert tree_checksums(tmp_path / "root", in_staging).items() >= before.items()  # earlier artifacts untouched
 
 
 def test_bad_span_fails_the_execution_and_publishes_nothing(tmp_path: Path, client: MetadataClient) -> None:

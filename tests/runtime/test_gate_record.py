@@ -16,6 +16,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, ArtifactRef, runtime_command
 from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient, properties_of
 from airflow_provider_mlpipe.runtime.metadata.gate_record import GATE_EXECUTION_TYPE, record_gate_decision
+from tests.support.mlmd import sqlite_client
 
 pytestmark = pytest.mark.runtime
 
@@ -35,7 +36,7 @@ def _gate_executions(client: MetadataClient) -> list[pb.Execution]:
 
 
 def test_records_a_withheld_push_with_input_event_contexts_and_properties(tmp_path) -> None:
-    client = MetadataClient({"backend": "sqlite", "path": str(tmp_path / "mlmd.sqlite")}, retries=1)
+    client = sqlite_client(tmp_path, retries=1)
     artifact_id = _validator_output(client, "manual__1")
     reason = "Data validation gate fails the run: 1 anomaly at or above WARNING\n  - body_mass_g [ERROR]: dropped"
 
@@ -72,7 +73,7 @@ def test_records_a_withheld_push_with_input_event_contexts_and_properties(tmp_pa
 
 
 def test_a_pass_is_recorded_without_withholding_and_an_unknown_artifact_is_refused(tmp_path) -> None:
-    client = MetadataClient({"backend": "sqlite", "path": str(tmp_path / "mlmd.sqlite")}, retries=1)
+    client = sqlite_client(tmp_path, retries=1)
     artifact_id = _validator_output(client, "r2")
     record_gate_decision(client, "penguins", "r2", "blessing_gate", "model_blessing", "pass", "blessed", artifact_id)
     [execution] = _gate_executions(client)

@@ -22,6 +22,7 @@ from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient
 from airflow_provider_mlpipe.runtime.runner import run_stage
 from airflow_provider_mlpipe.storage import default_storage
 from tests.support.gcs_emulator import GcsEmulator, running_emulator
+from tests.support.mlmd import sqlite_client
 
 BUCKET = "mlpipe-push"
 ROOT = f"gs://{BUCKET}/root"
@@ -80,7 +81,7 @@ def push(client: MetadataClient, upstream: dict[str, ArtifactRef], run_id: str, 
 def test_pushes_become_versions_on_gcs_with_lineage(
     emulator: GcsEmulator, upstream: dict[str, ArtifactRef], tmp_path: Path
 ) -> None:
-    client = MetadataClient({"backend": "sqlite", "path": str(tmp_path / "mlmd.sqlite")})
+    client = sqlite_client(tmp_path)
     first = push(client, upstream, "run-1")
     second = push(client, upstream, "run-2", keep_versions=1)
 
@@ -113,7 +114,7 @@ def test_pushes_become_versions_on_gcs_with_lineage(
 def test_an_unblessed_model_leaves_the_bucket_untouched(
     emulator: GcsEmulator, upstream: dict[str, ArtifactRef], tmp_path: Path
 ) -> None:
-    client = MetadataClient({"backend": "sqlite", "path": str(tmp_path / "mlmd.sqlite")})
+    client = sqlite_client(tmp_path)
     store = ArtifactStore(ROOT, scratch_dir=str(tmp_path / "scratch"))
     refused_uri = publish(store, "evaluator", 3, "blessing", {"NOT_BLESSED": b"accuracy 0.41 is below 0.8"})
     refused = ArtifactRef("ModelBlessing", refused_uri, None, "blessing", {"blessed": 0})

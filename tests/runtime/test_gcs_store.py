@@ -22,10 +22,10 @@ from airflow_provider_mlpipe.runtime.io.artifact_store import (
     UnsafePathError,
     ensure_within,
 )
-from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient
 from airflow_provider_mlpipe.runtime.runner import run_stage
 from airflow_provider_mlpipe.storage import default_storage, join
 from tests.support.gcs_emulator import GcsEmulator, running_emulator
+from tests.support.mlmd import sqlite_client
 
 BUCKET = "mlpipe-test"
 
@@ -109,7 +109,7 @@ def test_uris_outside_the_root_are_refused(store: ArtifactStore) -> None:
 
 
 def test_probe_stage_on_gcs_with_lineage_and_cache(emulator: GcsEmulator, tmp_path: Path) -> None:
-    client = MetadataClient({"backend": "sqlite", "path": str(tmp_path / "mlmd.sqlite")})
+    client = sqlite_client(tmp_path)
     root = f"gs://{BUCKET}/stage-run"
 
     def request(run_id: str) -> StageRequest:

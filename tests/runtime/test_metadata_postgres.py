@@ -5,7 +5,6 @@ Each test gets its own database on the session's server, so MLMD creates its sch
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import pytest
@@ -20,32 +19,18 @@ from airflow_provider_mlpipe.runtime.metadata.client import (
     properties_of,
 )
 from airflow_provider_mlpipe.runtime.runner import run_stage
+from tests.support.mlmd import probe_request
 
 pytestmark = pytest.mark.postgres
-_db_numbers = itertools.count()
 
 
 @pytest.fixture
-def pg_config(postgres) -> dict[str, object]:
-    name = f"mlmd_rt_{next(_db_numbers)}"
-    postgres.create_database(name)
-    return postgres.mlmd_config(name)
-
-
-@pytest.fixture
-def client(pg_config: dict[str, object]) -> MetadataClient:
-    return MetadataClient(pg_config)
+def client(pg_mlmd_config: dict[str, object]) -> MetadataClient:
+    return MetadataClient(pg_mlmd_config)
 
 
 def probe(root: Path, run_id: str, **params: object) -> StageRequest:
-    return StageRequest(
-        pipeline="penguins",
-        pipeline_root=str(root),
-        stage="probe",
-        node_id="probe",
-        run_id=run_id,
-        params={"values": [1.0, 2.0, 4.5], **params},
-    )
+    return probe_request(root, run_id, pipeline="penguins", **params)
 
 
 def test_stage_run_records_contexts_execution_events(client: MetadataClient, tmp_path: Path) -> None:
@@ -129,9 +114,9 @@ def run_stage_failure(client: MetadataClient, tmp_path: Path) -> pb.Execution:
     return execution
 
 
-def test_a_second_client_sees_the_same_store(pg_config: dict[str, object], tmp_path: Path) -> None:
+def test_a_second_client_sees_the_same_store(pg_mlmd_config: dict[str, object], tmp_path: Path) -> None:
     """Two processes' worth of clients on one database: the schema is created once and shared."""
-    first = run_stage(probe(tmp_path / "root", "run-1"), MetadataClient(pg_config))
-    other = MetadataClient(pg_config)
+    first = run_stage(probe(tmp_path / "root", "run-1"), MetadataClient(pg_mlmd_config))
+    other = MetadataClient(pg_mlmd_config)
     again = run_stage(probe(tmp_path / "root", "run-2"), other)
     assert again.cached and again.artifact("probe").id == first.artifact("probe").id

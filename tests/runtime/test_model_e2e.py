@@ -12,11 +12,11 @@ import os
 import pytest
 
 from airflow_provider_mlpipe.protocol import StageRequest
-from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient
 from airflow_provider_mlpipe.runtime.runner import run_stage
 from airflow_provider_mlpipe.runtime.serving import model_versions
 from airflow_provider_mlpipe.spec.validate import load_pipeline
-from tests.runtime.model_fixtures import REPO
+from tests.support.mlmd import sqlite_client
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.runtime
 
@@ -26,7 +26,7 @@ def test_two_spans_of_the_penguins_spec(tmp_path):
     params = {name: dict(values) for name, values in pipeline.stage_params.items()}
     params["pusher"]["destination"] = str(tmp_path / "serving")
     params["trainer"]["train_steps"] = 100
-    client = MetadataClient({"backend": "sqlite", "path": str(tmp_path / "mlmd.sqlite")})
+    client = sqlite_client(tmp_path)
 
     def run(stage: str, day: int, **inputs):
         request = StageRequest(

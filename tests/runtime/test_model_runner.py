@@ -17,18 +17,19 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 
 from airflow_provider_mlpipe.protocol import ArtifactRef, StageRequest
 from airflow_provider_mlpipe.runtime.executors.pusher import NotBlessedError
-from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient, properties_of
+from airflow_provider_mlpipe.runtime.metadata.client import properties_of
 from airflow_provider_mlpipe.runtime.runner import run_stage
 from airflow_provider_mlpipe.runtime.serving import model_versions
 from tests.runtime.model_fixtures import (
     EVAL_PARAMS,
-    REPO,
     TRAINER_PARAMS,
     TRANSFORM_PARAMS,
-    tree_digest,
     write_examples,
     write_schema,
 )
+from tests.support.mlmd import sqlite_client
+from tests.support.paths import REPO
+from tests.support.trees import tree_digest
 
 pytestmark = pytest.mark.runtime
 PIPELINE = "penguins"
@@ -40,7 +41,7 @@ class Pipeline:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.destination = str(root / "serving")
-        self.client = MetadataClient({"backend": "sqlite", "path": str(root / "mlmd.sqlite")})
+        self.client = sqlite_client(root)
         self.client.register_types()
         inputs = {"examples": [write_examples(root / "data" / "examples")], "schema": [write_schema(root / "schema")]}
         # Record the inputs LIVE in MLMD, as ExampleGen and SchemaGen would have.

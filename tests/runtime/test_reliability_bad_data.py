@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from tests.reliability.penguins_runtime import REPO, PenguinsRun
+from tests.reliability.penguins_runtime import PenguinsRun
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.runtime
 GOOD = (REPO / "dags" / "data" / "penguins" / "span-2024-01-02.csv").read_text(encoding="utf-8")

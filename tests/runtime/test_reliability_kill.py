@@ -24,7 +24,6 @@ from airflow_provider_mlpipe.runtime.runner import run_stage
 from airflow_provider_mlpipe.runtime.serving import model_versions
 from tests.reliability.penguins_runtime import (
     PIPELINE,
-    REPO,
     PenguinsRun,
     assert_killed_attempt_failed,
     assert_no_half_written_artifact,
@@ -32,8 +31,9 @@ from tests.reliability.penguins_runtime import (
     launch,
     node_executions,
     staged_files,
-    tree_digest,
 )
+from tests.support.paths import REPO
+from tests.support.trees import hidden_at_top, tree_digest
 
 pytestmark = pytest.mark.runtime
 
@@ -128,7 +128,7 @@ def test_kill_pusher_mid_copy(penguins: PenguinsRun, tmp_path: Path) -> None:
     (old_source / "assets").mkdir(exist_ok=True)
     (old_source / "assets" / "old.txt").write_text("the version served before this push\n")
     model_versions.push_version(str(old_source), str(destination))  # version 1: what serving had before
-    old_digest = tree_digest(destination)
+    old_digest = tree_digest(destination, hidden_at_top)
 
     # Padding makes the copy slow enough to catch and the new version distinguishable from the old one.
     model_dir = tmp_path / "padded-model"
@@ -156,7 +156,7 @@ def test_kill_pusher_mid_copy(penguins: PenguinsRun, tmp_path: Path) -> None:
     assert [a.id for a in records] == [pushed.id]
     # The kill's leftovers are hidden from TF Serving (it only loads integer folders) and from list_versions.
     assert model_versions.list_versions(str(destination)) == [1, 2]
-    assert old_digest != tree_digest(destination)
+    assert old_digest != tree_digest(destination, hidden_at_top)
 
 
 def test_kill_leaves_at_most_hidden_staging(penguins: PenguinsRun) -> None:

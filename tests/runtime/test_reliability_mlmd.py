@@ -9,6 +9,7 @@ import pytest
 from airflow_provider_mlpipe.protocol import StageRequest
 from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient, MetadataUnavailableError
 from airflow_provider_mlpipe.runtime.runner import run_stage
+from tests.support.mlmd import sqlite_client
 
 
 def probe_request(root: Path) -> StageRequest:
@@ -26,7 +27,7 @@ def test_unreachable_store_fails_with_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_record_failure_after_publish_takes_the_output_back(tmp_path: Path, monkeypatch) -> None:
-    client = MetadataClient({"backend": "sqlite", "path": str(tmp_path / "mlmd.sqlite")})
+    client = sqlite_client(tmp_path)
 
     def broken(*args: object, **kwargs: object) -> None:
         raise ConnectionError("MLMD went away")

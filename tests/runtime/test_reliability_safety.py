@@ -10,8 +10,8 @@ import pytest
 from airflow_provider_mlpipe.protocol import StageRequest
 from airflow_provider_mlpipe.runtime.context import UserModuleError, load_user_module
 from airflow_provider_mlpipe.runtime.io.artifact_store import ArtifactStore, UnsafePathError, ensure_within
-from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient
 from airflow_provider_mlpipe.runtime.runner import run_stage
+from tests.support.mlmd import sqlite_client
 
 pytestmark = pytest.mark.runtime
 
@@ -86,7 +86,7 @@ def test_final_uri_refuses_an_escaping_node(tmp_path: Path) -> None:
 )
 def test_runner_refuses_names_that_are_not_one_segment(tmp_path: Path, pipeline: str, node_id: str) -> None:
     """Inject a StageRequest whose pipeline or node_id holds ``..`` or ``/``: refused before MLMD or disk is touched."""
-    client = MetadataClient({"backend": "sqlite", "path": str(tmp_path / "mlmd.sqlite")})
+    client = sqlite_client(tmp_path)
     with pytest.raises(UnsafePathError, match="not a plain name"):
         run_stage(probe_request(tmp_path / "a" / "b" / "root", pipeline, node_id), client)
     assert files_under(tmp_path / "a") == []  # no root, no staging, nothing beside it
@@ -95,7 +95,7 @@ def test_runner_refuses_names_that_are_not_one_segment(tmp_path: Path, pipeline:
 
 def test_plain_names_still_run(tmp_path: Path) -> None:
     """Control: names with dots and dashes (not ``..``) are accepted and land under the root."""
-    client = MetadataClient({"backend": "sqlite", "path": str(tmp_path / "mlmd.sqlite")})
+    client = sqlite_client(tmp_path)
     result = run_stage(probe_request(tmp_path / "root", "team.probe-v2", "probe_1"), client)
     assert result.artifact("probe").uri.startswith(str(tmp_path / "root" / "team.probe-v2" / "probe_1") + os.sep)
 

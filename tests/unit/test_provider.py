@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from airflow_provider_mlpipe.get_provider_info import get_provider_info
 from airflow_provider_mlpipe.hooks.mlmd import MlmdHook, config_from_connection
 from airflow_provider_mlpipe.operators import runtime_interpreter
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
 
 
 def test_airflow_lists_the_provider(tmp_path):

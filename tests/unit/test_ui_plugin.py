@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 from airflow.sdk.types import TaskInstanceKey
 
@@ -12,8 +11,7 @@ from airflow_provider_mlpipe.get_provider_info import get_provider_info
 from airflow_provider_mlpipe.links.stage import MlpipeArtifactsLink, MlpipeRunViewLink
 from airflow_provider_mlpipe.operators.stage import MlpipeStageOperator
 from airflow_provider_mlpipe.ui.plugin import LazyApp, MlpipePlugin
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.paths import REPO
 
 
 def test_plugin_mounts_the_app_and_adds_a_run_tab_and_a_dag_tab() -> None:
