@@ -11,7 +11,8 @@ import pytest
 from airflow_provider_mlpipe.protocol import ArtifactRef
 from airflow_provider_mlpipe.runtime.executors import pusher
 from airflow_provider_mlpipe.runtime.serving import model_versions
-from tests.runtime.model_fixtures import make_context, tree_digest
+from tests.runtime.model_fixtures import make_context
+from tests.support.trees import tree_digest
 
 pytestmark = pytest.mark.runtime
 

@@ -13,11 +13,10 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
+from tests.support.paths import REPO
 from tests.support.postgres import free_port
 
-REPO = Path(__file__).resolve().parents[2]
 EMULATOR = REPO / ".venv" / "bin" / "gcp-storage-emulator"
 
 
