@@ -25,10 +25,10 @@ from airflow_provider_mlpipe.operators.operator_choice import stage_operator_for
 from airflow_provider_mlpipe.operators.stages import StatisticsGenOperator, operator_for
 from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, StageRequest, StageResult
 from airflow_provider_mlpipe.version_compat import AirflowException
+from tests.support.paths import REPO
 
 RuntimeProbeOperator = operator_for("probe")  # the test-only stage of tests/support/probe_stage.py
 
-REPO = Path(__file__).resolve().parents[2]
 RUNTIME_PYTHON = REPO / ".venv-runtime" / "bin" / "python"
 RUNTIME = {
     "image": "europe-docker.pkg.dev/acme/ml/mlpipe:1.2.3",

@@ -21,8 +21,8 @@ from airflow_provider_mlpipe.ui import app as ui_app
 from airflow_provider_mlpipe.ui.backend import UiBackend
 from airflow_provider_mlpipe.ui.data import NotFoundError, read_bytes
 from airflow_provider_mlpipe.ui.mlmd_reader import MlmdReader
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 RUNTIME_PYTHON = REPO / ".venv-runtime" / "bin" / "python"
 FIXTURE = REPO / "tests" / "dags" / "mlpipe_ui_fixture.py"
 DAG = "penguins_ui"
