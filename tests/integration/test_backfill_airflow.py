@@ -1,30 +1,36 @@
-"""A three-day backfill through a real scheduler: each run ingests the span of its own data interval.
+"""Backfills through a real scheduler (LocalExecutor), on one running stack shared by the module's tests.
 
-A spec with ExampleGen and StatisticsGen over the penguins spans of 2024-01-01..03 is parsed by the real
-dag-processor, ``airflow backfill create`` asks for the three days, the scheduler (LocalExecutor) runs them, and
-MLMD then holds three Examples and three ExampleStatistics artifacts, one per span.
+- A three-day backfill of a data-only spec ingests the span of each run's own data interval.
+- A four-day backfill of the penguins pipeline with four active runs at once records the same baselines, the same
+  drift and schema comparisons (each span against the span before it) and serves the same final version as the
+  same four days run one after another, because the stages that read earlier spans take them in order
+  (``depends_on_past``) while the rest overlaps.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
+from itertools import pairwise
+from typing import Any
 
 import pytest
 
-from tests.support.airflow_env import REPO, AirflowEnv, mlmd_dump
+from tests.support.airflow_env import AirflowEnv, mlmd_dump
 from tests.support.airflow_stack import AirflowStack, query, running_stack, stack_env, wait_for
+from tests.support.penguins_variants import PENGUINS_DATA, copy_penguins_modules, penguins_variant
 from tests.support.postgres import free_port
 from tests.support.spec_fixtures import make_dags_folder
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SPEC = """\
+SPANS_SPEC = """\
 name: spans
 schedule: "@daily"
 start_date: 2024-01-01
 end_date: 2024-01-03  # no scheduled run for today: only the backfill runs
 catchup: false
-max_active_runs: 1  # the embedded SQLite MLMD store takes one writer at a time
+max_active_runs: 1
 pipeline_root: {root}
 stages:
   example_gen:
@@ -33,47 +39,147 @@ stages:
   statistics_gen:
     params: {{mode: arrow}}
 """
+CONCURRENT, SEQUENTIAL = "penguins_concurrent", "penguins_sequential"
+ORDERED_NODES = ("schema_gen", "example_validator", "evaluator", "pusher")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
-    root = tmp_path_factory.mktemp("spans-root")
-    spec = SPEC.format(root=root, data=REPO / "dags" / "data" / "penguins")
-    dags = make_dags_folder(tmp_path_factory.mktemp("spans"), {"spans": spec})
+    root = tmp_path_factory.mktemp("backfill-root")
+    serving = tmp_path_factory.mktemp("backfill-serving")
+    specs = {
+        "spans": SPANS_SPEC.format(root=root, data=PENGUINS_DATA),
+        **{name: penguins_variant(name, root, serving / name) for name in (CONCURRENT, SEQUENTIAL)},
+    }
+    dags = make_dags_folder(tmp_path_factory.mktemp("backfill-dags"), specs)
+    copy_penguins_modules(dags)
     port = free_port()
-    env = AirflowEnv(tmp_path_factory.mktemp("airflow"), dags, {"AIRFLOW__CORE__PARALLELISM": "2", **stack_env(port)})
-    with running_stack(env, port) as stack:
-        yield stack
+    env = AirflowEnv(tmp_path_factory.mktemp("airflow"), dags, {"AIRFLOW__CORE__PARALLELISM": "4", **stack_env(port)})
+    with running_stack(env, port) as running:
+        yield running
+
+
+def wait_parsed(stack: AirflowStack, *dag_ids: str) -> None:
+    def parsed() -> bool:
+        stack.check_alive()
+        rows = query(stack.env, "select dag_id from serialized_dag")
+        return set(dag_ids) <= {dag_id for (dag_id,) in rows}
+
+    wait_for(f"the dag-processor to parse {', '.join(dag_ids)}", parsed, timeout=240)
+
+
+def wait_backfill_runs(stack: AirflowStack, dag_id: str, count: int, timeout: float) -> None:
+    def done() -> bool:
+        stack.check_alive()
+        rows = query(stack.env, "select run_id, state from dag_run where dag_id=? and run_type='backfill'", dag_id)
+        if any(state == "failed" for _, state in rows):
+            failed = query(
+                stack.env, "select run_id, task_id from task_instance where dag_id=? and state='failed'", dag_id
+            )
+            raise AssertionError(f"a {dag_id} backfill run failed: {rows} {failed}\n{stack.log('scheduler')[-4000:]}")
+        return len(rows) == count and all(state == "success" for _, state in rows)
+
+    wait_for(f"{count} successful {dag_id} backfill runs", done, timeout=timeout, interval=3)
 
 
 def test_backfill_of_three_days_records_three_spans(stack: AirflowStack) -> None:
     env = stack.env
-
-    def parsed() -> bool:
-        stack.check_alive()
-        return query(env, "select count(*) from serialized_dag where dag_id='spans'")[0][0] == 1
-
-    wait_for("the dag-processor to parse the spec", parsed, timeout=240)
+    wait_parsed(stack, "spans")
     env.run("backfill", "create", "--dag-id", "spans", "--from-date", "2024-01-01", "--to-date", "2024-01-03")
-
-    def done() -> list[tuple[str, str]] | None:
-        stack.check_alive()
-        rows = query(env, "select run_id, state from dag_run where dag_id='spans' and run_type='backfill'")
-        if any(state == "failed" for _, state in rows):
-            raise AssertionError(f"a backfill run failed: {rows}\n{stack.log('scheduler')[-4000:]}")
-        return rows if len(rows) == 3 and all(state == "success" for _, state in rows) else None
-
-    wait_for("three successful backfill runs", done, timeout=900, interval=3)
+    wait_backfill_runs(stack, "spans", 3, timeout=900)
     intervals = query(
         env, "select data_interval_start from dag_run where dag_id='spans' and run_type='backfill' order by 1"
     )
     assert [str(start)[:10] for (start,) in intervals] == ["2024-01-01", "2024-01-02", "2024-01-03"]
 
     store = mlmd_dump(env.mlmd_path)
+    executions = {e["id"]: e for e in store["executions"] if e["properties"].get("pipeline") == "spans"}
+    produced = {
+        ev["artifact_id"] for ev in store["events"] if ev["type"] == "OUTPUT" and ev["execution_id"] in executions
+    }
     spans = {
-        kind: sorted(a["properties"]["span"] for a in store["artifacts"] if a["type"] == kind and a["state"] == "LIVE")
+        kind: sorted(
+            a["properties"]["span"]
+            for a in store["artifacts"]
+            if a["id"] in produced and a["type"] == kind and a["state"] == "LIVE"
+        )
         for kind in ("Examples", "ExampleStatistics")
     }
     assert spans == {"Examples": [20240101, 20240102, 20240103], "ExampleStatistics": [20240101, 20240102, 20240103]}
-    run_contexts = [c["name"] for c in store["contexts"] if "backfill" in c["name"]]
-    assert len(run_contexts) == 3, store["contexts"]
+    assert len({e["properties"]["run_id"] for e in executions.values()}) == 3
+
+
+# ----- four days with four active runs == four days one after another ----------------------------------------------
+def comparisons(store: dict[str, Any], pipeline: str) -> dict[tuple[str, int], dict[str, Any]]:
+    """(node, span) -> the spans each ordered stage read and what it decided, from one pipeline's MLMD records.
+
+    E.g. ``("evaluator", 20240103) -> {"baseline_model": 20240102, "blessing": {"blessed": 1, ...}}``.
+    """
+    artifacts = {a["id"]: a for a in store["artifacts"]}
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    for execution in store["executions"]:
+        props = execution["properties"]
+        if props.get("pipeline") != pipeline or props.get("node_id") not in ORDERED_NODES:
+            continue
+        if execution["state"] not in ("COMPLETE", "CACHED"):
+            continue
+        events = [ev for ev in store["events"] if ev["execution_id"] == execution["id"]]
+        outputs = {ev["slot"]: artifacts[ev["artifact_id"]]["properties"] for ev in events if ev["type"] == "OUTPUT"}
+        inputs = {ev["slot"]: artifacts[ev["artifact_id"]]["properties"].get("span") for ev in events
+                  if ev["type"] == "INPUT"}  # fmt: skip
+        span = next(p["span"] for p in outputs.values() if "span" in p)
+        decided = {
+            slot: {k: v for k, v in p.items() if k in ("blessed", "version", "pushed", "span")}
+            for slot, p in outputs.items()
+        }
+        assert (props["node_id"], span) not in out, f"{pipeline}: two executions of {props['node_id']} for {span}"
+        out[(props["node_id"], span)] = {**inputs, **decided}
+    return out
+
+
+def ordered_task_windows(env: AirflowEnv, dag_id: str) -> dict[str, list[tuple[datetime, datetime]]]:
+    """Each task's (start, end) per run, runs in logical-date order."""
+    rows = query(
+        env,
+        "select ti.task_id, ti.start_date, ti.end_date from task_instance ti join dag_run dr"
+        " on dr.dag_id = ti.dag_id and dr.run_id = ti.run_id where ti.dag_id=? order by dr.logical_date",
+        dag_id,
+    )
+    windows: dict[str, list[tuple[datetime, datetime]]] = {}
+    for task_id, start, end in rows:
+        windows.setdefault(task_id, []).append((datetime.fromisoformat(str(start)), datetime.fromisoformat(str(end))))
+    return windows
+
+
+def test_four_day_backfill_with_four_active_runs_matches_four_runs_one_after_another(stack: AirflowStack) -> None:
+    env = stack.env
+    wait_parsed(stack, CONCURRENT, SEQUENTIAL)
+    days = ("--from-date", "2024-01-01", "--to-date", "2024-01-04", "--reprocess-behavior", "failed")
+    env.run("backfill", "create", "--dag-id", SEQUENTIAL, *days, "--max-active-runs", "1")
+    env.run("backfill", "create", "--dag-id", CONCURRENT, *days, "--max-active-runs", "4")
+    wait_backfill_runs(stack, SEQUENTIAL, 4, timeout=1500)
+    wait_backfill_runs(stack, CONCURRENT, 4, timeout=600)
+
+    # The concurrent backfill really overlapped: a later run's ExampleGen started before an earlier run ended.
+    runs = query(env, "select start_date, end_date from dag_run where dag_id=? order by logical_date", CONCURRENT)
+    assert any(str(later[0]) < str(earlier[1]) for earlier, later in pairwise(runs)), runs
+    # ...while each ordered stage took the spans one after another.
+    windows = ordered_task_windows(env, CONCURRENT)
+    for task_id in ORDERED_NODES:
+        spans = windows[task_id]
+        assert all(prev[1] <= nxt[0] for prev, nxt in pairwise(spans)), (task_id, spans)
+
+    store = mlmd_dump(env.mlmd_path)
+    concurrent, sequential = comparisons(store, CONCURRENT), comparisons(store, SEQUENTIAL)
+    assert concurrent == sequential
+    # Each span after the first compares with the span before it, in both.
+    spans = [20240101, 20240102, 20240103, 20240104]
+    for previous, span in pairwise(spans):
+        assert sequential[("example_validator", span)]["previous_statistics"] == previous
+        assert sequential[("schema_gen", span)]["previous_schema"] == previous
+        assert sequential[("evaluator", span)]["baseline_model"] == previous
+    # The same final served version, trained on the last span.
+    pushed = {name: sorted(p["pushed_model"]["version"] for (node, _), p in found.items() if node == "pusher")
+              for name, found in (("c", concurrent), ("s", sequential))}  # fmt: skip
+    assert pushed["c"] == pushed["s"] == [1, 2, 3, 4]
+    assert concurrent[("pusher", 20240104)]["pushed_model"]["version"] == 4
