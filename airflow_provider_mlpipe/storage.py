@@ -80,11 +80,13 @@ class Storage:
         self.credentials = dict(credentials or {})
 
     def gcs(self) -> Any:  # gcsfs.GCSFileSystem, imported lazily
-        import gcsfs
+        # The plain JSON-API filesystem: since 2026.x, ``gcsfs.GCSFileSystem`` is an "extended" class that first
+        # asks the gRPC Storage Control API for the bucket type, which an emulator cannot answer (60 s of retries).
+        from gcsfs.core import GCSFileSystem
 
         # No listings cache: gates poll for files other processes write, and a cached listing would hide them.
         # fsspec reuses one instance per distinct set of arguments, so this is cheap to call per operation.
-        return gcsfs.GCSFileSystem(**gcs_options({**os.environ, **self.credentials}), use_listings_cache=False)
+        return GCSFileSystem(**gcs_options({**os.environ, **self.credentials}), use_listings_cache=False)
 
     # ----- reading -------------------------------------------------------------------------------------------
     def read_bytes(self, uri: str) -> bytes:

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_mlpipe.hooks.gcp_storage import storage_for
 from airflow_provider_mlpipe.protocol import FAILURE_PREFIX, StageResult
+from airflow_provider_mlpipe.storage import join
 
 STATE_MARK = {"success": "ok", "failed": "FAILED", "skipped": "skipped", "upstream_failed": "not run"}
 FAILED_STATES = ("failed", "upstream_failed")
@@ -49,19 +51,10 @@ class RunSummary:
 
 
 def _read_json(uri: str, name: str) -> dict[str, Any] | None:
-    if uri.startswith("gs://"):
-        try:
-            from google.cloud import storage
-
-            bucket, _, prefix = uri[len("gs://") :].partition("/")
-            blob = storage.Client().bucket(bucket).blob(f"{prefix.rstrip('/')}/{name}")
-            return json.loads(blob.download_as_text())
-        except Exception:
-            return None
+    path = join(uri.rstrip("/"), name)
     try:
-        with open(f"{uri.rstrip('/')}/{name}", encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
+        return json.loads(storage_for(path).read_text(path))
+    except (OSError, ValueError):  # a missing or unreadable file leaves its section empty
         return None
 
 

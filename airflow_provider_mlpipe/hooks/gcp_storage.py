@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from airflow_provider_mlpipe.storage import KEYFILE_JSON_ENV, Storage
+from airflow_provider_mlpipe.storage import KEYFILE_JSON_ENV, Storage, is_gcs
 from airflow_provider_mlpipe.version_compat import BaseHook
 
 DEFAULT_GCP_CONN_ID = "google_cloud_default"
@@ -74,9 +74,24 @@ class GcpStorageHook(BaseHook):
             return {}
         return credentials_env_from_extra(conn.extra_dejson or {})
 
+    async def acredentials_env(self) -> dict[str, str]:
+        """:meth:`credentials_env` for the triggerer's event loop, which must not look connections up blocking."""
+        if not self.gcp_conn_id:
+            return {}
+        try:
+            conn = await self.aget_connection(self.gcp_conn_id)
+        except Exception:  # no such connection: the environment rules, as in credentials_env
+            return {}
+        return credentials_env_from_extra(conn.extra_dejson or {})
+
     def get_storage(self) -> Storage:
         """Storage whose ``gs://`` access uses this connection's credentials."""
         return Storage(self.credentials_env())
+
+
+def storage_for(uri: str, gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID) -> Storage:
+    """Storage to read ``uri`` with on the Airflow side; only ``gs://`` needs (and looks up) the connection."""
+    return GcpStorageHook(gcp_conn_id).get_storage() if is_gcs(uri) else Storage()
 
 
 def gcp_credentials_env(conn_id: str | None = DEFAULT_GCP_CONN_ID) -> dict[str, str]:

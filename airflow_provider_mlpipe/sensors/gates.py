@@ -23,11 +23,12 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 # PokeReturnValue is not (yet) in version_compat; airflow.sdk is where Airflow 3 exports it.
+from airflow_provider_mlpipe.hooks.gcp_storage import storage_for
 from airflow_provider_mlpipe.operators.launch import kill_process_group, run_streaming, runtime_env
 from airflow_provider_mlpipe.operators.runtime_interpreter import resolve_runtime_python
 from airflow_provider_mlpipe.protocol import ArtifactRef, StageResult, runtime_command
-from airflow_provider_mlpipe.runtime.io.artifact_store import join
 from airflow_provider_mlpipe.stages import ANOMALIES, MODEL_BLESSING
+from airflow_provider_mlpipe.storage import join
 from airflow_provider_mlpipe.triggers.gates import STATUS_SUCCESS, VerdictFileTrigger, read_verdict
 from airflow_provider_mlpipe.version_compat import (
     AirflowException,
@@ -229,7 +230,7 @@ class _ArtifactGateSensor(BaseSensorOperator):
 
     def _read(self, uri: str) -> dict[str, Any] | None:
         try:
-            return read_verdict(uri)
+            return read_verdict(uri, storage_for(uri))
         except ValueError as exc:
             raise AirflowException(f"The verdict at {uri} is not valid JSON: {exc}")
 

@@ -12,7 +12,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow_provider_mlpipe.runtime.io.artifact_store import is_gcs, read_text
+from airflow_provider_mlpipe.hooks.gcp_storage import DEFAULT_GCP_CONN_ID, GcpStorageHook
+from airflow_provider_mlpipe.storage import Storage
 from airflow_provider_mlpipe.version_compat import BaseTrigger, TriggerEvent
 
 STATUS_SUCCESS = "success"
@@ -20,25 +21,12 @@ STATUS_TIMEOUT = "timeout"
 STATUS_ERROR = "error"
 
 
-def _is_missing(uri: str, exc: BaseException) -> bool:
-    """True if ``exc`` only says the file is not there yet."""
-    if isinstance(exc, FileNotFoundError):
-        return True
-    if is_gcs(uri):
-        from google.api_core.exceptions import NotFound
-
-        return isinstance(exc, NotFound)
-    return False
-
-
-def read_verdict(uri: str) -> dict[str, Any] | None:
+def read_verdict(uri: str, storage: Storage) -> dict[str, Any] | None:
     """The parsed verdict, or None while the file does not exist. Parse errors propagate (``ValueError``)."""
     try:
-        text = read_text(uri)
-    except Exception as exc:
-        if _is_missing(uri, exc):
-            return None
-        raise
+        text = storage.read_text(uri)
+    except FileNotFoundError:  # both backends say "not there yet" this way
+        return None
     verdict = json.loads(text)
     if not isinstance(verdict, dict):
         raise ValueError(f"The verdict at {uri} is a JSON {type(verdict).__name__}, not an object.")
@@ -54,27 +42,42 @@ class VerdictFileTrigger(BaseTrigger):
     :param uri: the verdict file, e.g. ``<anomalies artifact>/anomalies.json``.
     :param poll_interval: seconds between reads.
     :param timeout: seconds to wait in total; ``None`` waits until Airflow's own deferral timeout.
+    :param gcp_conn_id: the GCP connection whose credentials read ``gs://`` (the environment's without one).
     """
 
-    def __init__(self, *, uri: str, poll_interval: float = 10.0, timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        uri: str,
+        poll_interval: float = 10.0,
+        timeout: float | None = None,
+        gcp_conn_id: str | None = DEFAULT_GCP_CONN_ID,
+    ) -> None:
         super().__init__()
         self.uri = uri
         self.poll_interval = float(poll_interval)
         self.timeout = None if timeout is None else float(timeout)
+        self.gcp_conn_id = gcp_conn_id
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {"uri": self.uri, "poll_interval": self.poll_interval, "timeout": self.timeout},
+            {
+                "uri": self.uri,
+                "poll_interval": self.poll_interval,
+                "timeout": self.timeout,
+                "gcp_conn_id": self.gcp_conn_id,
+            },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         polls = 0
+        storage = Storage(await GcpStorageHook(self.gcp_conn_id).acredentials_env())
         while True:
             polls += 1
             try:
-                verdict = await asyncio.to_thread(read_verdict, self.uri)
+                verdict = await asyncio.to_thread(read_verdict, self.uri, storage)
             except Exception as exc:  # unreadable or not JSON: waiting longer will not fix it
                 self.log.error("The verdict %s cannot be read: %s", self.uri, exc)
                 yield TriggerEvent({"status": STATUS_ERROR, "uri": self.uri, "message": f"{type(exc).__name__}: {exc}"})

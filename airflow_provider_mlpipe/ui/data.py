@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_mlpipe.hooks.gcp_storage import storage_for
 from airflow_provider_mlpipe.ui.mlmd_reader import Artifact, Execution, MlmdReader, RunGraph
 
 SPLIT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
@@ -41,18 +42,11 @@ def _inside(base: str, *parts: str) -> str:
 def read_bytes(base: str, *parts: str) -> bytes | None:
     """The bytes of a file inside an artifact directory, or None when it is absent."""
     path = _inside(base, *parts)
-    if path.startswith("gs://"):
-        try:
-            from google.cloud import storage  # optional on the Airflow side
-        except ImportError:
-            return None
-        bucket, _, name = path[len("gs://") :].partition("/")
-        blob = storage.Client().bucket(bucket).blob(name)
-        return blob.download_as_bytes() if blob.exists() else None
-    if not os.path.isfile(path) or os.path.getsize(path) > MAX_FILE_BYTES:
+    storage = storage_for(path)
+    size = storage.size(path)
+    if size is None or size > MAX_FILE_BYTES:
         return None
-    with open(path, "rb") as fh:
-        return fh.read()
+    return storage.read_bytes(path)
 
 
 def read_json(artifact: Artifact | None, *parts: str) -> Any:
@@ -68,15 +62,7 @@ def read_json(artifact: Artifact | None, *parts: str) -> Any:
 
 
 def list_files(artifact: Artifact, limit: int = 200) -> list[str]:
-    if artifact.uri.startswith("gs://") or not os.path.isdir(artifact.uri):
-        return []
-    out = []
-    for dirpath, _, names in os.walk(artifact.uri):
-        for name in sorted(names):
-            out.append(os.path.relpath(os.path.join(dirpath, name), artifact.uri))
-            if len(out) >= limit:
-                return out
-    return sorted(out)
+    return storage_for(artifact.uri).list_files(artifact.uri, limit)
 
 
 def checked_split(artifact: Artifact, split: str) -> str:

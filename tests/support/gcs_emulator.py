@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from tests.support.paths import REPO
 from tests.support.postgres import free_port
@@ -34,6 +35,14 @@ class GcsEmulator:
     def env(self) -> dict[str, str]:
         """What a client process needs to talk to the emulator instead of Google."""
         return {"STORAGE_EMULATOR_HOST": self.url, "GOOGLE_CLOUD_PROJECT": "mlpipe-test"}
+
+    def client(self) -> Any:  # google.cloud.storage.Client
+        """A google-cloud-storage client of the emulator: a reader and writer independent of mlpipe's own."""
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        options = {"api_endpoint": self.url}
+        return storage.Client(project="mlpipe-test", client_options=options, credentials=AnonymousCredentials())
 
     def objects(self, bucket: str, prefix: str = "") -> list[str]:
         """Object names under a prefix, read through the JSON API with the standard library only."""

@@ -16,6 +16,7 @@ from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
 
 from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, ArtifactRef, StageResult
 from airflow_provider_mlpipe.sensors import DataValidationSensor, ModelBlessingSensor, gates
+from airflow_provider_mlpipe.storage import Storage
 from airflow_provider_mlpipe.triggers import VerdictFileTrigger
 from airflow_provider_mlpipe.triggers.gates import read_verdict
 from airflow_provider_mlpipe.version_compat import AirflowException, AirflowFailException, AirflowSkipException
@@ -122,7 +123,8 @@ def test_trigger_serialisation_round_trips_through_airflow_serde(tmp_path: Path)
     assert classpath == "airflow_provider_mlpipe.triggers.gates.VerdictFileTrigger"
     rebuilt = import_string(classpath)(**deserialize(serialize(kwargs)))
     assert rebuilt.serialize() == (classpath, kwargs)
-    assert kwargs == {"uri": str(tmp_path / "anomalies.json"), "poll_interval": 2.0, "timeout": 30.0}
+    expected = {"uri": str(tmp_path / "anomalies.json"), "poll_interval": 2.0, "timeout": 30.0}
+    assert kwargs == {**expected, "gcp_conn_id": "google_cloud_default"}
 
 
 def test_trigger_waits_for_the_file_then_fires_with_the_verdict(tmp_path: Path) -> None:
@@ -252,7 +254,7 @@ def test_the_gate_refuses_a_missing_or_mismatched_upstream_result(tmp_path: Path
         DataValidationSensor(task_id="g").execute(context)
 
 
-def test_trigger_reads_gs_uris_through_google_cloud_storage() -> None:
+def test_trigger_reads_gs_uris_through_the_shared_storage() -> None:
     from tests.support.gcs_emulator import running_emulator
 
     with running_emulator(default_bucket="gates"):
@@ -260,7 +262,7 @@ def test_trigger_reads_gs_uris_through_google_cloud_storage() -> None:
         from google.cloud import storage
 
         uri = "gs://gates/penguins/evaluator/9/blessing/blessing.json"
-        assert read_verdict(uri) is None  # a missing object means "not yet", not an error
+        assert read_verdict(uri, Storage()) is None  # a missing object means "not yet", not an error
         trigger = VerdictFileTrigger(uri=uri, poll_interval=0.2, timeout=30)
 
         def upload() -> None:
