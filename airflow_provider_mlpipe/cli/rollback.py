@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from airflow_provider_mlpipe.cli.subcommand import Subcommand
+from airflow_provider_mlpipe.protocol import FAILURE_PREFIX
 
 
 def dags_folder() -> Path:
@@ -24,8 +25,8 @@ def dags_folder() -> Path:
     return Path(folder)
 
 
-def pusher_destination(pipeline: str, specs: Path) -> tuple[str, str]:
-    """The serving directory and MLMD connection of a pipeline, read from its spec."""
+def pusher_destination(pipeline: str, specs: Path) -> tuple[str, str, int | None]:
+    """The serving directory, MLMD connection and ``keep_versions`` of a pipeline, read from its spec."""
     from airflow_provider_mlpipe.spec.loader import selected_environment
     from airflow_provider_mlpipe.spec.validate import discover, load_all
 
@@ -35,7 +36,7 @@ def pusher_destination(pipeline: str, specs: Path) -> tuple[str, str]:
             params = item.stage_params.get("pusher") or {}
             if not params.get("destination"):
                 raise SystemExit(f"The pipeline {pipeline!r} has no pusher destination in its spec.")
-            return str(params["destination"]), item.spec.mlmd_conn_id
+            return str(params["destination"]), item.spec.mlmd_conn_id, params.get("keep_versions")
     raise SystemExit(f"No valid spec under {specs} defines the pipeline {pipeline!r}.")
 
 
@@ -45,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--destination", help="the serving directory (default: the pusher's, from the spec)")
     parser.add_argument("--specs", type=Path, help="the spec folder (default: <dags folder>/pipelines)")
     parser.add_argument("--mlmd-conn-id", help="the mlmd connection (default: the spec's)")
+    parser.add_argument(
+        "--keep-versions",
+        type=int,
+        help="prune to this many versions, never the served one nor the target (default: the pusher's, from the spec)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,19 +58,25 @@ def run(args: argparse.Namespace) -> int:
     from airflow_provider_mlpipe.operators.rollback import last_json_line, rollback_command
     from airflow_provider_mlpipe.operators.runtime_interpreter import resolve_runtime_python
 
-    destination, conn_id = args.destination, args.mlmd_conn_id
+    destination, conn_id, keep = args.destination, args.mlmd_conn_id, args.keep_versions
     if destination is None:
-        destination, spec_conn = pusher_destination(args.pipeline, args.specs or dags_folder() / "pipelines")
+        destination, spec_conn, spec_keep = pusher_destination(args.pipeline, args.specs or dags_folder() / "pipelines")
         conn_id = conn_id or spec_conn
-    command = rollback_command(resolve_runtime_python(), args.pipeline, destination, args.to)
+        keep = keep if keep is not None else spec_keep
+    command = rollback_command(resolve_runtime_python(), args.pipeline, destination, args.to, keep)
     proc = subprocess.run(command, env=runtime_env(conn_id or "mlmd_default"), capture_output=True, text=True)
     summary = last_json_line(proc.stdout) if proc.returncode == 0 else {}
     if proc.returncode != 0 or not summary:
-        sys.stderr.write(proc.stderr[-4000:] or proc.stdout[-4000:])
+        failures = [line for line in proc.stderr.splitlines() if line.startswith(FAILURE_PREFIX)]
+        if failures:  # the runtime's own sentence, without the stage-protocol prefix meant for Airflow
+            print(f"mlpipe rollback: {failures[-1][len(FAILURE_PREFIX) :]}", file=sys.stderr)
+        else:
+            sys.stderr.write(proc.stderr[-4000:] or proc.stdout[-4000:])
         return proc.returncode or 1
+    pruned = f"; pruned versions {', '.join(map(str, summary['pruned']))}" if summary.get("pruned") else ""
     print(
         f"Rolled back {args.pipeline}: version {summary['version']} now serves a copy of version "
-        f"{summary['rollback_of']} (was {summary['rolled_back_from']}) under {destination}."
+        f"{summary['rollback_of']} (was {summary['rolled_back_from']}) under {destination}{pruned}."
     )
     return 0
 

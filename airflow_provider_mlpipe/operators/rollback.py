@@ -14,9 +14,15 @@ from airflow_provider_mlpipe.protocol import runtime_command
 from airflow_provider_mlpipe.version_compat import BaseOperator, Context
 
 
-def rollback_command(python: str, pipeline: str, destination: str, to_version: int | None) -> list[str]:
+def rollback_command(
+    python: str, pipeline: str, destination: str, to_version: int | None, keep_versions: int | None = None
+) -> list[str]:
     command = runtime_command(python, "rollback", pipeline, "--destination", destination)
-    return [*command, "--to", str(to_version)] if to_version is not None else command
+    if to_version is not None:
+        command += ["--to", str(to_version)]
+    if keep_versions is not None:
+        command += ["--keep-versions", str(keep_versions)]
+    return command
 
 
 def last_json_line(output: str) -> dict[str, Any]:
@@ -30,10 +36,11 @@ class MlpipeRollbackOperator(BaseOperator):
     """Makes ``to_version`` (default: the version before the served one) the served model again.
 
     The runtime copies it to a new highest version directory, the one TF Serving serves, and records a
-    ``mlpipe.Rollback`` execution in MLMD; pushed versions themselves are never modified.
+    ``mlpipe.Rollback`` execution in MLMD; pushed versions themselves are never modified. ``keep_versions`` (the
+    Pusher's) prunes afterwards, never the served version nor the rollback target.
     """
 
-    template_fields: Sequence[str] = ("pipeline", "destination", "to_version")
+    template_fields: Sequence[str] = ("pipeline", "destination", "to_version", "keep_versions")
     ui_color = "#f4cccc"
 
     def __init__(
@@ -42,6 +49,7 @@ class MlpipeRollbackOperator(BaseOperator):
         pipeline: str,
         destination: str,
         to_version: int | str | None = None,
+        keep_versions: int | str | None = None,
         runtime_python: str | None = None,
         mlmd_conn_id: str | None = MlmdHook.default_conn_name,
         **kwargs: Any,
@@ -50,14 +58,16 @@ class MlpipeRollbackOperator(BaseOperator):
         self.pipeline = pipeline
         self.destination = destination
         self.to_version = to_version
+        self.keep_versions = keep_versions
         self.runtime_python = runtime_python
         self.mlmd_conn_id = mlmd_conn_id
         self._process: subprocess.Popen[str] | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
         to_version = int(self.to_version) if self.to_version not in (None, "", "None") else None
+        keep = int(self.keep_versions) if self.keep_versions not in (None, "", "None") else None
         python = resolve_runtime_python(self.runtime_python)
-        command = rollback_command(python, self.pipeline, self.destination, to_version)
+        command = rollback_command(python, self.pipeline, self.destination, to_version, keep)
         self.log.info("Rolling back %s: %s", self.pipeline, " ".join(command))
         tail = run_streaming(command, runtime_env(self.mlmd_conn_id), self.log, "The rollback", self._set)
         return last_json_line("\n".join(tail))

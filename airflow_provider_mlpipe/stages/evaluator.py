@@ -114,7 +114,8 @@ DESCRIPTION = StageDescription(
     ui_color="#fff2cc",
     order=70,
     doc=(
-        "a TFMA `EvalConfig` from the spec; the baseline is the latest blessed model of the pipeline (from MLMD); "
+        "a TFMA `EvalConfig` from the spec; the baseline is the newest blessed model whose training span is not "
+        "later than the candidate's (from MLMD); "
         "value and change thresholds; writes metrics by slice and a ModelBlessing (`BLESSED` / `NOT_BLESSED` "
         "with the reason)"
     ),

@@ -41,7 +41,8 @@ DESCRIPTION = StageDescription(
     order=80,
     doc=(
         "pushes a blessed model as the next numbered version directory (TF Serving's layout), atomically; "
-        "refuses an unblessed model even without a gate; `mlpipe rollback <pipeline> [--to VERSION]` and "
+        "refuses an unblessed model even without a gate; withholds a model of an older span than the served "
+        "one unless `push_policy: allow_older_span`; `mlpipe rollback <pipeline> [--to VERSION]` and "
         "`MlpipeRollbackOperator` serve an earlier version again, recorded in MLMD"
     ),
 )

@@ -25,6 +25,11 @@ def tree(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def versions(serving: Path) -> list[str]:
+    """The version folders (hidden ones hold the versions' records, not versions)."""
+    return sorted(p.name for p in serving.iterdir() if not p.name.startswith("."))
+
+
 @pytest.fixture
 def env(tmp_path):
     return {
@@ -45,7 +50,7 @@ def test_rollback_serves_the_previous_version_again(tmp_path, env):
 
     assert proc.returncode == 0, proc.stderr
     assert "version 3 now serves a copy of version 1 (was 2)" in proc.stdout
-    assert sorted(p.name for p in serving.iterdir()) == ["1", "2", "3"]
+    assert versions(serving) == ["1", "2", "3"]
     assert tree(serving / "3") == tree(serving / "1")
     assert (serving / "2" / "saved_model.pb").read_text() == "regressed model"  # history stays intact
 
@@ -66,5 +71,24 @@ def test_rollback_to_a_missing_version_is_a_clear_error(tmp_path, env):
         text=True,
     )
     assert proc.returncode != 0
-    assert "Version 7 does not exist" in proc.stderr
-    assert sorted(p.name for p in serving.iterdir()) == ["1"]
+    assert proc.stderr == (
+        f"mlpipe rollback: Cannot roll back to version 7: it does not exist under {serving} "
+        "(the versions there are 1).\n"
+    )
+    assert versions(serving) == ["1"]
+
+
+def test_rollback_applies_keep_versions_but_keeps_the_served_and_target_versions(tmp_path, env):
+    serving = tmp_path / "serving"
+    for version in (1, 2, 3, 4):
+        make_version(serving, version, f"model {version}")
+    proc = subprocess.run(
+        [MLPIPE, "rollback", "demo", "--destination", str(serving), "--to", "1", "--keep-versions", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "version 5 now serves a copy of version 1 (was 4)" in proc.stdout and "pruned versions 2, 3" in proc.stdout
+    assert versions(serving) == ["1", "4", "5"]
+    assert tree(serving / "5") == tree(serving / "1")

@@ -52,13 +52,15 @@ def test_blessed_models_become_consecutive_versions(tmp_path):
     second, _ = _push(tmp_path, model, blessing, "b")
     serving = tmp_path / "serving"
     assert (first["version"], second["version"]) == (1, 2)
-    assert sorted(os.listdir(serving)) == ["1", "2"]  # no temporary folder left behind
+    # No temporary folder left behind; beside the versions only their records (which span each one holds).
+    assert sorted(os.listdir(serving)) == [model_versions.VERSION_RECORDS, "1", "2"]
     assert tree_digest(serving / "1") == tree_digest(Path(model.uri) / "Format-Serving")
     assert out.external_uri == str(serving / "1")
     assert out.properties == {
         "pushed": 1,
         "version": 1,
         "destination": str(serving),
+        "push_policy": "newest_span_only",
         "source_model_id": 5,
         "blessing_id": 9,
         "span": 20240105,
@@ -98,7 +100,8 @@ def test_keep_versions_prunes_the_oldest(tmp_path):
         _push(tmp_path, model, blessing, name)
     summary, _ = _push(tmp_path, model, blessing, "d", keep_versions=2)
     assert summary["version"] == 4 and summary["pruned"] == [1, 2]
-    assert sorted(os.listdir(tmp_path / "serving")) == ["3", "4"]
+    assert sorted(os.listdir(tmp_path / "serving")) == [model_versions.VERSION_RECORDS, "3", "4"]
+    assert sorted(os.listdir(tmp_path / "serving" / model_versions.VERSION_RECORDS)) == ["3.json", "4.json"]
 
 
 def test_a_version_taken_concurrently_is_not_overwritten(tmp_path):
@@ -109,7 +112,8 @@ def test_a_version_taken_concurrently_is_not_overwritten(tmp_path):
     # Another pusher published version 1 between our listing and our rename: the rename must not replace it.
     assert model_versions._push_local(str(source), str(destination), 1) is False
     assert (destination / "1" / "saved_model.pb").read_bytes() == b"other"
-    assert sorted(os.listdir(destination)) == ["1"]
+    assert model_versions.list_versions(str(destination)) == [1]
+    assert model_versions.read_version_record(str(destination), 1)["version"] == 1  # the winner's record stays
     version, _ = model_versions.push_version(str(source), str(destination))
     assert version == 2
 

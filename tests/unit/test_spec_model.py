@@ -124,7 +124,7 @@ DOCUMENTED_PARAMS = {
             }
         ],
     },
-    "pusher": {"destination": "gs://b/serving", "keep_versions": 3},
+    "pusher": {"destination": "gs://b/serving", "keep_versions": 3, "push_policy": "allow_older_span"},
 }
 DOCUMENTED_PARAMS["evaluator"] |= {"engine": "fast", "eval_split": "eval", "prediction_key": "probabilities"}
 

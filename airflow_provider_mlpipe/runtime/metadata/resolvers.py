@@ -2,11 +2,17 @@
 
 Each strategy returns at most one artifact, or None when nothing qualifies (e.g. the first run has no
 baseline model, so change thresholds are skipped).
+
+Time has one order, the span: "previous" and "baseline" are chosen by the ``span`` property artifacts carry,
+never by when they were written, so a backfill, a re-run or runs finishing out of order resolve the same
+inputs as runs one after another, and a re-run of a span whose earlier spans did not change is a cache hit.
+Artifacts recorded without a span (before spans were tracked) count as older than every span.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2 as pb
 
@@ -14,22 +20,53 @@ from airflow_provider_mlpipe.protocol import ArtifactRef, StageRequest
 from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient
 
 Strategy = Callable[[MetadataClient, StageRequest, str, list[int]], ArtifactRef | None]
+MODEL_BLESSING = "ModelBlessing"
 
 
-def _exclude(refs: list[ArtifactRef], exclude_ids: list[int]) -> list[ArtifactRef]:
-    return [ref for ref in refs if ref.id not in exclude_ids]
+def span_of(properties: dict[str, Any]) -> int | None:
+    span = properties.get("span")
+    return span if isinstance(span, int) and not isinstance(span, bool) else None
 
 
-def previous_output(
+def newest_span(refs: Iterable[ArtifactRef]) -> int | None:
+    """The newest span among ``refs``: the span of what a stage reads, and so of what it writes."""
+    return max((s for s in (span_of(ref.properties) for ref in refs) if s is not None), default=None)
+
+
+def request_span(request: StageRequest, type_name: str) -> int | None:
+    """This run's span: that of the wired inputs of ``type_name`` if there are any, else of all wired inputs."""
+    wired = [ref for refs in request.inputs.values() for ref in refs]
+    same_type = [ref for ref in wired if ref.type == type_name]
+    return newest_span(same_type) if newest_span(same_type) is not None else newest_span(wired)
+
+
+def _by_span_then_id(ref: ArtifactRef) -> tuple[int, int]:
+    span = span_of(ref.properties)
+    return (span if span is not None else -1, ref.id or 0)
+
+
+def previous_span_output(
     client: MetadataClient, request: StageRequest, type_name: str, exclude_ids: list[int]
 ) -> ArtifactRef | None:
-    """The newest LIVE artifact of this type produced by this pipeline before now.
+    """The LIVE artifact of this type from the newest span strictly before this run's span.
 
-    Artifacts produced from the very same inputs are skipped: they are an earlier run of this same step (a
-    re-run of the day), not its predecessor, and resolving them would change the cache key on every re-run.
+    LIVE artifacts come only from completed (or cached) executions. Among several of that span (a span re-run
+    with other params), the newest recorded one wins. Without a span on this run's inputs, the newest artifact
+    not produced from these very inputs is used, as before spans were tracked.
     """
     refs = [client.artifact_ref(a) for a in client.live_artifacts(request.pipeline, type_name)]
-    refs = _exclude(refs, exclude_ids)
+    refs = [ref for ref in refs if ref.id not in exclude_ids]
+    span = request_span(request, type_name)
+    if span is None:
+        return _newest_from_other_inputs(client, refs, exclude_ids)
+    earlier = [ref for ref in refs if (s := span_of(ref.properties)) is not None and s < span]
+    return max(earlier, key=_by_span_then_id, default=None)
+
+
+def _newest_from_other_inputs(
+    client: MetadataClient, refs: list[ArtifactRef], exclude_ids: list[int]
+) -> ArtifactRef | None:
+    """Skip artifacts produced from the very same inputs: they are this step's own earlier run, not a predecessor."""
     current = set(exclude_ids)
     for ref in reversed(refs):
         if not current or not any(current <= inputs for inputs in _producer_inputs(client, ref.id)):
@@ -52,40 +89,37 @@ def _producer_inputs(client: MetadataClient, artifact_id: int | None) -> list[se
     return list(inputs.values())
 
 
-def previous_span_statistics(
+def blessed_baseline(
     client: MetadataClient, request: StageRequest, type_name: str, exclude_ids: list[int]
 ) -> ArtifactRef | None:
-    """Statistics of the newest span strictly before the span being validated."""
-    current = [ref for refs in request.inputs.values() for ref in refs if ref.type == type_name]
-    span = current[0].properties.get("span") if current else None
-    refs = _exclude([client.artifact_ref(a) for a in client.live_artifacts(request.pipeline, type_name)], exclude_ids)
-    if span is None:
-        return refs[-1] if refs else None
-    earlier = [r for r in refs if isinstance(r.properties.get("span"), int) and r.properties["span"] < span]
-    if not earlier:
-        return None
-    best = max(r.properties["span"] for r in earlier)
-    return [r for r in earlier if r.properties["span"] == best][-1]
+    """The newest blessed model whose training span is not later than the candidate's (never the candidate).
 
-
-def latest_blessed_model(
-    client: MetadataClient, request: StageRequest, type_name: str, exclude_ids: list[int]
-) -> ArtifactRef | None:
-    """The model of the newest blessing marked blessed=1 in this pipeline (the TFX baseline rule)."""
-    blessings = [client.artifact_ref(a) for a in client.live_artifacts(request.pipeline, "ModelBlessing")]
+    "Blessed" is any ModelBlessing of this pipeline with ``blessed=1`` for the model (the TFX rule). Newest means
+    the latest span, then the latest recorded model of that span. So span 3 evaluated after span 4 still compares
+    with span 2's model, and a re-run of span 3 picks the same baseline whatever happened to later spans. Without
+    a span on the candidate, the model of the newest blessing is used, as before spans were tracked.
+    """
+    blessings = [client.artifact_ref(a) for a in client.live_artifacts(request.pipeline, MODEL_BLESSING)]
+    newest_blessing_first: list[int] = []
     for blessing in reversed(blessings):
-        if blessing.properties.get("blessed") != 1:
-            continue
         model_id = blessing.properties.get("current_model_id")
-        if model_id is None or model_id in exclude_ids:
-            continue
-        [model] = client.store.get_artifacts_by_id([int(model_id)])
-        return client.artifact_ref(model)
-    return None
+        if blessing.properties.get("blessed") == 1 and isinstance(model_id, int) and model_id not in exclude_ids:
+            newest_blessing_first.append(model_id)
+    if not newest_blessing_first:
+        return None
+    models = {
+        a.id: client.artifact_ref(a) for a in client.store.get_artifacts_by_id(sorted(set(newest_blessing_first)))
+    }
+    span = request_span(request, type_name)
+    if span is None:
+        return next((models[i] for i in newest_blessing_first if i in models), None)
+    eligible = [ref for ref in models.values() if _by_span_then_id(ref)[0] <= span]
+    return max(eligible, key=_by_span_then_id, default=None)
 
 
+# The keys are what stage descriptions name; they stay stable while the rules behind them evolve.
 STRATEGIES: dict[str, Strategy] = {
-    "previous_output": previous_output,
-    "previous_span_statistics": previous_span_statistics,
-    "latest_blessed_model": latest_blessed_model,
+    "previous_output": previous_span_output,
+    "previous_span_statistics": previous_span_output,
+    "latest_blessed_model": blessed_baseline,
 }

@@ -14,6 +14,12 @@ one. On GCS, where prefixes cannot be renamed, a version number is claimed with 
 (``.mlpipe-claims/<version>``, ``if_generation_match=0``), the files are uploaded under a hidden temporary prefix
 and then copied into ``<version>/`` with ``saved_model.pb`` copied **last**: TF Serving cannot load a version
 before its ``saved_model.pb`` exists, so it never loads a half-copied one.
+
+Version records: ``<destination>/.mlpipe-versions/<version>.json`` says which span, model and pipeline each version
+holds (a rollback copy carries its target's span). The Pusher reads the served version's record to refuse a model
+trained on an older span; the records live beside the versions, not in them, so a version stays byte-identical to
+the SavedModel that was pushed, and TF Serving ignores the hidden folder as it ignores any non-numeric name. A
+record is written as soon as its version number is won, so a version without one predates these records.
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ import datetime as dt
 import json
 import logging
 import os
-import posixpath
 import re
 import shutil
 import tempfile
@@ -31,13 +36,14 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_mlpipe.protocol import ArtifactRef
-from airflow_provider_mlpipe.runtime.io.artifact_store import _gcs_client, download_dir, is_gcs, join, split_gcs
+from airflow_provider_mlpipe.storage import default_storage, is_gcs, join
 
 log = logging.getLogger("mlpipe.runtime.push")
 
 _VERSION = re.compile(r"^[0-9]+$")
 SAVED_MODEL = "saved_model.pb"
 CLAIMS = ".mlpipe-claims"
+VERSION_RECORDS = ".mlpipe-versions"
 PUSHED_MODEL = "PushedModel"
 ROLLBACK_EXECUTION = "mlpipe.Rollback"
 
@@ -50,11 +56,7 @@ class PushError(RuntimeError):
 def list_versions(destination: str) -> list[int]:
     """Integer version directories under ``destination``, ascending (hidden temporary folders are ignored)."""
     if is_gcs(destination):
-        bucket, prefix = split_gcs(destination)
-        pages = _gcs_client().list_blobs(bucket, prefix=f"{prefix}/" if prefix else "", delimiter="/")
-        names: list[str] = []
-        for page in pages.pages:
-            names.extend(p.rstrip("/").rsplit("/", 1)[-1] for p in page.prefixes)
+        names = default_storage().list_dirs(destination)
     else:
         names = os.listdir(destination) if os.path.isdir(destination) else []
     return sorted(int(n) for n in names if _VERSION.match(n))
@@ -64,9 +66,39 @@ def version_uri(destination: str, version: int) -> str:
     return join(destination, str(version))
 
 
+def _record_uri(destination: str, version: int) -> str:
+    return join(destination, VERSION_RECORDS, f"{version}.json")
+
+
+def read_version_record(destination: str, version: int) -> dict[str, Any] | None:
+    """What a version holds (``span``, ``source_model_id``, ``pipeline``...), or None when it has no record."""
+    uri = _record_uri(destination, version)
+    try:
+        record = json.loads(default_storage().read_text(uri))
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        log.warning("The version record %s is not valid JSON; treating version %d as unrecorded.", uri, version)
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def served_version(destination: str) -> tuple[int, dict[str, Any] | None] | None:
+    """The version TF Serving serves (the highest) and its record, or None when nothing is served."""
+    versions = list_versions(destination)
+    if not versions:
+        return None
+    return versions[-1], read_version_record(destination, versions[-1])
+
+
 # ----- pushing --------------------------------------------------------------------------------------------------
-def push_version(source_dir: str, destination: str, retries: int = 20) -> tuple[int, str]:
-    """Publish the local ``source_dir`` as the next version under ``destination``; returns (version, uri)."""
+def push_version(
+    source_dir: str, destination: str, record: dict[str, Any] | None = None, retries: int = 20
+) -> tuple[int, str]:
+    """Publish the local ``source_dir`` as the next version under ``destination``; returns (version, uri).
+
+    ``record`` (the span and model the version holds) becomes the version's record as soon as the number is won.
+    """
     if not os.path.isfile(os.path.join(source_dir, SAVED_MODEL)):
         raise PushError(f"{source_dir} holds no {SAVED_MODEL}; refusing to push it.")
     push = _push_gcs if is_gcs(destination) else _push_local
@@ -74,7 +106,7 @@ def push_version(source_dir: str, destination: str, retries: int = 20) -> tuple[
     for _ in range(retries):
         # Never retry a number already refused: a GCS claim can outlive a crashed push that left no files.
         version = max(max(list_versions(destination), default=0) + 1, tried + 1)
-        if push(source_dir, destination, version):
+        if push(source_dir, destination, version, record):
             log.info("Pushed %s as version %d of %s.", source_dir, version, destination)
             return version, version_uri(destination, version)
         log.info("Version %d of %s was taken concurrently; trying the next one.", version, destination)
@@ -82,42 +114,46 @@ def push_version(source_dir: str, destination: str, retries: int = 20) -> tuple[
     raise PushError(f"Could not claim a new version under {destination} after {retries} attempts.")
 
 
-def _push_local(source_dir: str, destination: str, version: int) -> bool:
+def _push_local(source_dir: str, destination: str, version: int, record: dict[str, Any] | None = None) -> bool:
     os.makedirs(destination, exist_ok=True)
     tmp = os.path.join(destination, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
     try:
         shutil.copytree(source_dir, tmp)
         os.rename(tmp, version_uri(destination, version))  # fails if the version exists (non-empty)
-        return True
     except OSError:
         if os.path.isdir(version_uri(destination, version)):
             return False
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    _write_version_record(destination, version, record or {})
+    return True
 
 
-def _push_gcs(source_dir: str, destination: str, version: int) -> bool:
-    from google.api_core import exceptions as gexc
-
-    bucket_name, prefix = split_gcs(destination)
-    bucket = _gcs_client().bucket(bucket_name)
-    try:
-        bucket.blob(posixpath.join(prefix, CLAIMS, str(version))).upload_from_string("", if_generation_match=0)
-    except gexc.PreconditionFailed:
+def _push_gcs(source_dir: str, destination: str, version: int, record: dict[str, Any] | None = None) -> bool:
+    storage = default_storage()
+    if not storage.create_exclusive(join(destination, CLAIMS, str(version))):
         return False
-    tmp_prefix = posixpath.join(prefix, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
-    files = sorted(p for p in Path(source_dir).rglob("*") if p.is_file())
-    rels = [p.relative_to(source_dir).as_posix() for p in files]
-    for path, rel in zip(files, rels, strict=True):
-        bucket.blob(posixpath.join(tmp_prefix, rel)).upload_from_filename(str(path))
+    # The claim is ours, and the version is not loadable yet: its record is in place before it can be served.
+    _write_version_record(destination, version, record or {})
+    tmp_prefix = join(destination, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
+    rels = [p.relative_to(source_dir).as_posix() for p in sorted(Path(source_dir).rglob("*")) if p.is_file()]
+    storage.upload_dir(source_dir, tmp_prefix)
     # saved_model.pb last: a version is loadable only once it exists, so readers never load a partial copy.
     for rel in sorted(rels, key=lambda r: r == SAVED_MODEL):
-        source = bucket.blob(posixpath.join(tmp_prefix, rel))
-        bucket.copy_blob(source, bucket, posixpath.join(prefix, str(version), rel))
-    for rel in rels:
-        bucket.blob(posixpath.join(tmp_prefix, rel)).delete()
+        storage.copy(join(tmp_prefix, rel), join(version_uri(destination, version), rel))
+    storage.delete_prefix(tmp_prefix)
     return True
+
+
+def _write_version_record(destination: str, version: int, record: dict[str, Any]) -> None:
+    stamped = {**record, "version": version, "recorded_at": dt.datetime.now(dt.UTC).isoformat()}
+    text = json.dumps(stamped, indent=1, sort_keys=True, default=str)
+    default_storage().write_text(_record_uri(destination, version), text)
+
+
+def _delete_version_record(destination: str, version: int) -> None:
+    default_storage().delete(_record_uri(destination, version))
 
 
 def prune(destination: str, keep: int, protect: tuple[int, ...] = ()) -> list[int]:
@@ -129,19 +165,14 @@ def prune(destination: str, keep: int, protect: tuple[int, ...] = ()) -> list[in
     for version in doomed:
         uri = version_uri(destination, version)
         if is_gcs(uri):
-            bucket_name, prefix = split_gcs(uri)
-            client = _gcs_client()
             # saved_model.pb first, so a reader never sees a loadable version with missing variables.
-            blobs = sorted(
-                client.list_blobs(bucket_name, prefix=prefix + "/"), key=lambda b: not b.name.endswith(SAVED_MODEL)
-            )
-            for blob in blobs:
-                blob.delete()
+            default_storage().delete_prefix(uri, first=SAVED_MODEL)
         else:
             # Rename out of the version namespace first, so the deletion itself is invisible to the server.
             doomed_dir = os.path.join(destination, f".deleting-{version}-{uuid.uuid4().hex[:8]}")
             os.rename(uri, doomed_dir)
             shutil.rmtree(doomed_dir, ignore_errors=True)
+        _delete_version_record(destination, version)
         log.info("Pruned version %d of %s.", version, destination)
     return doomed
 
@@ -171,34 +202,25 @@ def rollback(
     to_version: int | None = None,
     client: Any = None,
     run_id: str | None = None,
+    keep_versions: int | None = None,
 ) -> dict[str, Any]:
     """Make ``to_version`` (default: the version before the served one) the served model, and record it.
 
     The target is copied to a new highest version (see the module notes), and a ``mlpipe.Rollback`` execution is
     recorded in MLMD with the target's PushedModel (and its source Model) as inputs and the new PushedModel as
-    output. Returns a summary with ``version`` (the new one), ``rollback_of`` and ``rolled_back_from``.
+    output. ``keep_versions`` then prunes as after a push, but never the new version nor the target. Returns a
+    summary with ``version`` (the new one), ``rollback_of``, ``rolled_back_from`` and ``pruned``.
     """
     if client is None:
         from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient
 
         client = MetadataClient()
-    versions = list_versions(destination)
-    if not versions:
-        raise PushError(f"Nothing is served under {destination}: it has no version directories.")
-    current = versions[-1]
-    if to_version is None:
-        earlier = [v for v in versions if v < current]
-        if not earlier:
-            raise PushError(f"Version {current} is the only version under {destination}; there is nothing older.")
-        to_version = earlier[-1]
-    if to_version not in versions:
-        raise PushError(f"Version {to_version} does not exist under {destination} (versions: {versions}).")
-    if to_version == current:
-        raise PushError(f"Version {to_version} is already the served (highest) version under {destination}.")
+    current, to_version = _rollback_target(destination, to_version)
+    if keep_versions is not None and keep_versions < 1:
+        raise PushError(f"Cannot roll back {destination}: keep_versions must be at least 1, not {keep_versions}.")
 
     client.register_types()
-    records = _pushed_records(client, pipeline, destination)
-    target = records.get(to_version)
+    target = _pushed_records(client, pipeline, destination).get(to_version)
     run_id = run_id or f"rollback-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
     contexts = client.lineage_contexts(pipeline, run_id, "rollback")
     inputs: list[ArtifactRef] = []
@@ -209,24 +231,26 @@ def rollback(
             inputs.append(ArtifactRef("Model", "", model_id, "model"))
     props = {"pipeline": pipeline, "run_id": run_id, "destination": destination, "rollback_of": to_version}
     execution_id = client.start_execution(ROLLBACK_EXECUTION, contexts, inputs, props)
+    # What the copy holds is what the target holds: its span decides what the Pusher may push over it.
+    held = {**(target.properties if target is not None else {}), **(read_version_record(destination, to_version) or {})}
+    record = {key: held[key] for key in ("span", "source_model_id", "blessing_id") if held.get(key) is not None}
     try:
         source = version_uri(destination, to_version)
+        record = {**record, "pipeline": pipeline, "rollback_of": to_version}
         if is_gcs(destination):
             with tempfile.TemporaryDirectory(prefix="mlpipe-rollback-") as local:
-                download_dir(source, local)
-                version, uri = push_version(local, destination)
+                default_storage().download_dir(source, local)
+                version, uri = push_version(local, destination, record)
         else:
-            version, uri = push_version(source, destination)
+            version, uri = push_version(source, destination, record)
         properties: dict[str, Any] = {
+            **record,
             "pushed": 1,
             "version": version,
             "destination": destination,
-            "rollback_of": to_version,
             "rolled_back_from": current,
         }
-        for key in ("source_model_id", "blessing_id"):
-            if target is not None and target.properties.get(key) is not None:
-                properties[key] = target.properties[key]
+        properties.pop("pipeline")
         output = ArtifactRef(PUSHED_MODEL, uri, None, "pushed_model", properties)
         summary = {**properties, "uri": uri, "execution_id": execution_id}
         client.finish_execution(execution_id, contexts, {"pushed_model": [output]}, {"summary": summary})
@@ -237,7 +261,48 @@ def rollback(
     if target is None:
         log.warning("No PushedModel record of version %d in MLMD; the rollback is recorded without it.", to_version)
     log.info("Rolled back %s: version %d now serves a copy of version %d.", destination, version, to_version)
+    summary["pruned"] = _prune_after_rollback(destination, keep_versions, version, to_version)
     return summary
+
+
+def _rollback_target(destination: str, to_version: int | None) -> tuple[int, int]:
+    """The served version and the version to serve again, or a PushError that says why there is none."""
+    versions = list_versions(destination)
+    if not versions:
+        raise PushError(f"Cannot roll back: nothing is served under {destination} (it has no version folders).")
+    current = versions[-1]
+    if to_version is None:
+        earlier = [v for v in versions if v < current]
+        if not earlier:
+            raise PushError(
+                f"Cannot roll back: version {current} is the only version under {destination}, so there is "
+                "nothing older to serve."
+            )
+        to_version = earlier[-1]
+    if to_version not in versions:
+        raise PushError(
+            f"Cannot roll back to version {to_version}: it does not exist under {destination} "
+            f"(the versions there are {', '.join(map(str, versions))})."
+        )
+    if to_version == current:
+        raise PushError(
+            f"Cannot roll back to version {to_version}: it is already the served (highest) version under {destination}."
+        )
+    return current, to_version
+
+
+def _prune_after_rollback(destination: str, keep: int | None, served: int, target: int) -> list[int]:
+    if not keep:
+        return []
+    try:
+        pruned = prune(destination, keep, protect=(served, target))
+    except Exception as exc:
+        raise PushError(
+            f"Version {served} now serves a copy of version {target}, but pruning to {keep} versions failed: {exc}"
+        ) from exc
+    if pruned:
+        log.info("keep_versions=%d: pruned versions %s of %s.", keep, pruned, destination)
+    return pruned
 
 
 def write_record(path: str, record: dict[str, Any]) -> None:
