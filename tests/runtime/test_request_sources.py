@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, StageRequest, StageResult
+from airflow_provider_mlpipe.stages.registry import STAGE_MODULES_ENV
 
 
 def request_json(root: Path) -> str:
@@ -25,6 +26,7 @@ def run(tmp_path: Path, *args: str, stdin: str | None = None, env: dict[str, str
     base = {
         "PATH": os.environ.get("PATH", ""),
         "TF_CPP_MIN_LOG_LEVEL": "3",
+        STAGE_MODULES_ENV: os.environ[STAGE_MODULES_ENV],  # the test-only probe stage (tests/conftest.py)
         MLMD_CONFIG_ENV: json.dumps({"backend": "sqlite", "path": str(tmp_path / "mlmd.sqlite")}),
     }
     return subprocess.run(
