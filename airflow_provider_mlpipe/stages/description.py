@@ -43,7 +43,7 @@ class ResolvedInput:
     """An input the runtime looks up in MLMD rather than receiving from upstream (a TFX "resolver").
 
     ``strategy`` names a lookup in ``runtime.metadata.resolvers``: e.g. the previous span's statistics for
-    drift, or the latest blessed model as the evaluation baseline.
+    drift, or the newest blessed model of a span not later than the candidate's as the evaluation baseline.
     """
 
     name: str

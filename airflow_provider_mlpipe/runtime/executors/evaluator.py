@@ -1,7 +1,8 @@
-"""Evaluator: metrics per slice for the candidate model and the latest blessed baseline, and the blessing.
+"""Evaluator: metrics per slice for the candidate model and its blessed baseline, and the blessing.
 
-The baseline is ``ctx.resolved["baseline_model"]`` (the runner's ``latest_blessed_model`` resolver); on the first
-run there is none and change thresholds are skipped, as in TFX. ``engine``: ``fast`` (batched predictions and
+The baseline is ``ctx.resolved["baseline_model"]``: the newest blessed model whose training span is not later than
+the candidate's (``runtime.metadata.resolvers.blessed_baseline``); on the first run there is none and change
+thresholds are skipped, as in TFX. ``engine``: ``fast`` (batched predictions and
 exact metric arithmetic, see ``model_eval_fast``), ``tfma`` (TFMA's ``run_model_analysis`` on Beam, writing
 ``tfma/``), or ``auto`` (fast when it supports every configured metric). Both engines give identical metric
 values, and the blessing is decided by one rule set (``metric_config.validate``, TFMA's semantics).
