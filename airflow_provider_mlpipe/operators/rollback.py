@@ -17,6 +17,7 @@ from airflow_provider_mlpipe.version_compat import BaseOperator, Context
 def rollback_command(
     python: str, pipeline: str, destination: str, to_version: int | None, keep_versions: int | None = None
 ) -> list[str]:
+    """The runtime's rollback argv; the operator, the CLI and the UI all build it here."""
     command = runtime_command(python, "rollback", pipeline, "--destination", destination)
     if to_version is not None:
         command += ["--to", str(to_version)]
@@ -26,9 +27,14 @@ def rollback_command(
 
 
 def last_json_line(output: str) -> dict[str, Any]:
+    """The rollback command prints its summary (new version, rollback_of, ...) as its last JSON line; {} if none."""
     for line in reversed(output.strip().splitlines()):
         if line.startswith("{"):
-            return json.loads(line)
+            try:
+                value = json.loads(line)
+            except ValueError:
+                return {}
+            return value if isinstance(value, dict) else {}
     return {}
 
 

@@ -8,7 +8,6 @@ the user may read the DAG's runs, or trigger them for a rollback.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +18,7 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.exc import SQLAlchemyError
 
+from airflow_provider_mlpipe.operators.rollback import last_json_line
 from airflow_provider_mlpipe.ui import svg
 from airflow_provider_mlpipe.ui.backend import UiBackend
 from airflow_provider_mlpipe.ui.data import (
@@ -81,18 +81,6 @@ def _page(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
 
 def _not_found(exc: Exception) -> HTTPException:
     return HTTPException(status_code=404, detail=str(exc) or "not found")
-
-
-def _last_json_line(output: str) -> dict[str, Any]:
-    """The rollback command prints its summary (new version, rollback_of, ...) as its last JSON line."""
-    for line in reversed(output.strip().splitlines()):
-        if line.startswith("{"):
-            try:
-                value = json.loads(line)
-            except ValueError:
-                return {}
-            return value if isinstance(value, dict) else {}
-    return {}
 
 
 def create_app(backend: UiBackend | None = None) -> FastAPI:
@@ -260,7 +248,7 @@ def create_app(backend: UiBackend | None = None) -> FastAPI:
         log.info("Rollback of %s to version %s: exit %s", pipeline, version, outcome.returncode)
         return _page(
             "rollback.html",
-            summary=_last_json_line(outcome.output),
+            summary=last_json_line(outcome.output),
             status_code=200 if outcome.returncode == 0 else 500,
             pipeline=pipeline,
             version=version,

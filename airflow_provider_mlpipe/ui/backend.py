@@ -114,19 +114,21 @@ class UiBackend:
         ]
 
     def rollback_command(self, pipeline: str, version: str, destination: str) -> list[str]:
+        from airflow_provider_mlpipe.operators.rollback import rollback_command
         from airflow_provider_mlpipe.operators.runtime_interpreter import resolve_runtime_python
 
-        python = resolve_runtime_python()
-        runtime = "airflow_provider_mlpipe.runtime"
-        return [python, "-m", runtime, "rollback", pipeline, "--to", version, "--destination", destination]
+        return rollback_command(resolve_runtime_python(), pipeline, destination, int(version))
 
     def rollback(self, pipeline: str, version: str, destination: str) -> CommandOutcome:
         """Run the rollback command in the runtime venv; it re-points serving and records the rollback in MLMD."""
+        from airflow_provider_mlpipe.operators.launch import runtime_env
         from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV
 
         command = self.rollback_command(pipeline, version, destination)
-        # The same store the views read; the password travels in the environment, never on a command line.
-        env = {**os.environ, MLMD_CONFIG_ENV: json.dumps(self.mlmd_config()), "PYTHONUNBUFFERED": "1"}
+        # The environment every runtime launch gets (the GCP connection's credentials included), pointed at the
+        # store the views read; secrets travel in the environment, never on a command line.
+        env = runtime_env(self.mlmd_conn_id)
+        env[MLMD_CONFIG_ENV] = json.dumps(self.mlmd_config())
         env.setdefault("MLPIPE_ROLLBACK_REQUESTED_BY", "airflow-ui")
         try:
             proc = subprocess.run(

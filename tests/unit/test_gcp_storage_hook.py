@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -77,3 +78,41 @@ def test_credentials_resolve_in_order() -> None:
     assert gcs_options({KEYFILE_JSON_ENV: key_json, "GOOGLE_APPLICATION_CREDENTIALS": "/k.json"})["token"] == KEY
     assert gcs_options({"GOOGLE_APPLICATION_CREDENTIALS": "/k.json"})["token"] == "/k.json"
     assert gcs_options({}) == {"project": "mlpipe", "token": "google_default"}
+
+
+def test_the_ui_rollback_hands_the_runtime_the_gcp_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """The UI builds the operator's rollback argv and launches it with the same environment as every stage."""
+    from airflow_provider_mlpipe.operators.rollback import last_json_line, rollback_command
+    from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV
+    from airflow_provider_mlpipe.ui.backend import UiBackend
+
+    # Stands in for the runtime interpreter: records what it was started with, prints a rollback summary.
+    dump = tmp_path / "launched.json"
+    interpreter = tmp_path / "python"
+    interpreter.write_text(
+        f"#!{sys.executable}\nimport json, os, sys\n"
+        f"json.dump({{'argv': sys.argv[1:], 'env': dict(os.environ)}}, open({str(dump)!r}, 'w'))\n"
+        "print(json.dumps({'version': 4, 'rollback_of': 2}))\n",
+        encoding="utf-8",
+    )
+    interpreter.chmod(0o755)
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("MLPIPE_RUNTIME_PYTHON", str(interpreter))
+    monkeypatch.setenv("AIRFLOW_CONN_GOOGLE_CLOUD_DEFAULT", gcp_conn({"keyfile_dict": KEY, "project": "acme"}))
+
+    outcome = UiBackend("mlmd_default").rollback("penguins", "2", "gs://models/penguins")
+
+    assert outcome.returncode == 0 and last_json_line(outcome.output) == {"version": 4, "rollback_of": 2}
+    launched = json.loads(dump.read_text(encoding="utf-8"))
+    assert launched["argv"] == rollback_command(str(interpreter), "penguins", "gs://models/penguins", 2)[1:]
+    env = launched["env"]
+    assert json.loads(env[KEYFILE_JSON_ENV]) == KEY and env["GOOGLE_CLOUD_PROJECT"] == "acme"
+    assert json.loads(env[MLMD_CONFIG_ENV])["backend"] == "sqlite"
+    assert env["MLPIPE_ROLLBACK_REQUESTED_BY"] == "airflow-ui"
+
+
+def test_last_json_line_takes_the_summary_and_ignores_noise() -> None:
+    from airflow_provider_mlpipe.operators.rollback import last_json_line
+
+    assert last_json_line('log line\n{"version": 3}\nI1203 grpc noise\n') == {"version": 3}
+    assert last_json_line("{not json\n") == {} and last_json_line("[1]\n") == {} and last_json_line("") == {}
