@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_mlpipe.protocol import ArtifactRef
-from airflow_provider_mlpipe.runtime.io import artifact_store
 from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient, properties_of
 from airflow_provider_mlpipe.runtime.serving import model_versions
 from tests.support.gcs_emulator import running_emulator
@@ -32,7 +31,7 @@ def _saved_model(root: Path, graph: bytes) -> str:
 
 
 def _version_bytes(emulator, version: int) -> dict[str, bytes]:
-    bucket = artifact_store._gcs_client().bucket(BUCKET)
+    bucket = emulator.client().bucket(BUCKET)
     prefix = f"serving/penguins/{version}/"
     return {name[len(prefix) :]: bucket.blob(name).download_as_bytes() for name in emulator.objects(BUCKET, prefix)}
 
@@ -73,9 +72,9 @@ def test_a_stale_claim_does_not_block_pushes(emulator, tmp_path):
     calls: list[int] = []
     real = model_versions._push_gcs
 
-    def refuse_first(source: str, dest: str, version: int) -> bool:
+    def refuse_first(source: str, dest: str, version: int, record: dict) -> bool:
         calls.append(version)
-        return False if version == 1 else real(source, dest, version)
+        return False if version == 1 else real(source, dest, version, record)
 
     model_versions._push_gcs = refuse_first
     try:
