@@ -222,7 +222,8 @@ def test_gcs_input_through_the_emulator(tmp_path: Path, monkeypatch: pytest.Monk
             pipeline="p", pipeline_root=str(tmp_path), stage="example_gen", node_id="example_gen", run_id="r",
             params=params, data_interval_start="2024-01-02T00:00:00+00:00",
         )  # fmt: skip
-        first = example_gen.fingerprint(request)
-        assert not first.startswith("unresolved") and first == example_gen.fingerprint(request)
+        typed = ExampleGenParams.model_validate(params)
+        first = example_gen.fingerprint(request, typed)
+        assert not first.startswith("unresolved") and first == example_gen.fingerprint(request, typed)
         bucket.blob("penguins/span-2024-01-02.csv").upload_from_filename(str(SPANS / "span-2024-01-03.csv"))
-        assert example_gen.fingerprint(request) != first  # a new object generation is a cache miss
+        assert example_gen.fingerprint(request, typed) != first  # a new object generation is a cache miss
