@@ -94,6 +94,26 @@ def error_line(log_text: str) -> str | None:
     return failure or exception
 
 
+def mlmd_errors(pipeline: str, run_id: str) -> dict[str, str]:
+    """node id -> the error its FAILED execution recorded in MLMD in this run (read-only SQL, no ML imports).
+
+    The runtime records every failure there, also when no task log file exists (``airflow dags test``).
+    """
+    from airflow_provider_mlpipe.ui.backend import UiBackend
+
+    try:
+        reader = UiBackend().reader()
+        reader.check_schema()
+        executions = reader.executions(reader.run_execution_ids(pipeline, run_id))
+    except Exception:  # no store yet, or one we cannot read: the task log is the other source
+        return {}
+    return {
+        str(e.properties.get("node_id")): str(e.properties["error"]).strip().splitlines()[0]
+        for e in executions
+        if e.state == "FAILED" and str(e.properties.get("error") or "").strip()
+    }
+
+
 def _task_log(log_folder: Path, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
     """The newest attempt's log from Airflow's default local log layout ('' when it is elsewhere)."""
     folder = log_folder / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
@@ -148,6 +168,7 @@ def load_run(dag_id: str, run_id: str | None = None) -> RunSummary:
             ).first()
             return json.loads(raw) if isinstance(raw, str | bytes) else raw
 
+        recorded = mlmd_errors(dag_id, dag_run.run_id)  # the factory names the pipeline after the DAG
         rows = []
         for task_id in pipeline_order(upstream):
             ti = tis.get(task_id)
@@ -158,7 +179,9 @@ def load_run(dag_id: str, run_id: str | None = None) -> RunSummary:
             decision = xcom(task_id, DECISION_KEY)
             row = TaskRow(task_id, str(ti.state or "none"), ti.duration, result, decision if decision else None)
             if row.short_state == "failed" and row.decision is None:  # a gate states its reason itself
-                row.error = error_line(_task_log(log_folder, dag_id, dag_run.run_id, task_id, ti.try_number or 1))
+                row.error = recorded.get(task_id) or error_line(
+                    _task_log(log_folder, dag_id, dag_run.run_id, task_id, ti.try_number or 1)
+                )
             rows.append(row)
         return RunSummary(dag_id, dag_run.run_id, str(dag_run.state), rows)
 
