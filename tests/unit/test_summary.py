@@ -1,0 +1,59 @@
+"""The summary's pure parts: pipeline order and the error line of a task log (Airflow 3 JSON lines or text)."""
+
+from __future__ import annotations
+
+import json
+
+from airflow_provider_mlpipe.protocol import FAILURE_PREFIX
+from airflow_provider_mlpipe.summary import error_line, pipeline_order
+
+
+def test_pipeline_order_is_upstream_first_and_keeps_the_declared_order_among_ready_tasks():
+    upstream = {
+        "example_gen": set(),
+        "statistics_gen": {"example_gen"},
+        "schema_gen": {"statistics_gen"},
+        "example_validator": {"statistics_gen", "schema_gen"},
+        "data_validation_gate": {"example_validator"},
+        "transform": {"example_gen", "schema_gen", "data_validation_gate"},
+        "trainer": {"transform", "schema_gen", "data_validation_gate"},
+        "evaluator": {"example_gen", "trainer"},
+        "blessing_gate": {"evaluator"},
+        "pusher": {"trainer", "evaluator", "blessing_gate"},
+    }
+    assert pipeline_order(dict(reversed(list(upstream.items())))) == [
+        "example_gen",
+        "statistics_gen",
+        "schema_gen",
+        "example_validator",
+        "data_validation_gate",
+        "transform",
+        "trainer",
+        "evaluator",
+        "blessing_gate",
+        "pusher",
+    ]
+    assert pipeline_order({"b": set(), "a": set(), "c": {"a"}}) == ["b", "a", "c"]
+
+
+def test_the_runtime_failure_line_wins_over_the_exception_that_wraps_it():
+    log = "\n".join(
+        json.dumps(record)
+        for record in (
+            {"event": "Running stage example_gen in the runtime", "level": "info"},
+            {"event": f"{FAILURE_PREFIX}ValueError: No input file matches '/d/span-2024-01-09.csv'", "level": "info"},
+            {
+                "event": "Task failed with exception",
+                "level": "error",
+                "error_detail": [{"exc_type": "AirflowException", "exc_value": "The example_gen stage failed: ..."}],
+            },
+        )
+    )
+    assert error_line(log) == "ValueError: No input file matches '/d/span-2024-01-09.csv'"
+
+
+def test_without_a_runtime_line_the_last_exception_is_the_error_and_plain_text_logs_work_too():
+    record = {"event": "Task failed", "error_detail": [{"exc_type": "AirflowFailException", "exc_value": "gate\nmore"}]}
+    assert error_line(json.dumps(record)) == "AirflowFailException: gate"
+    assert error_line(f"[2026-01-01] INFO - {FAILURE_PREFIX}boom\nnext line") == "boom"
+    assert error_line("all fine\n") is None
