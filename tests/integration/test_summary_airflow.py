@@ -14,24 +14,12 @@ from typing import Any
 import pytest
 
 from tests.support.airflow_env import AIRFLOW, AirflowEnv
-from tests.support.penguins_variants import copy_penguins_modules, penguins_variant
+from tests.support.penguins_variants import PENGUINS_TASK_ORDER, copy_penguins_modules, penguins_variant
 from tests.support.spec_fixtures import make_dags_folder
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 DAG_ID = "penguins_summary"
-PIPELINE_ORDER = [
-    "example_gen",
-    "statistics_gen",
-    "schema_gen",
-    "example_validator",
-    "data_validation_gate",
-    "transform",
-    "trainer",
-    "evaluator",
-    "blessing_gate",
-    "pusher",
-]
 # A drift threshold no two days meet, as a run's override: the data gate stops that run.
 STRICT_DRIFT = {"stages": {"example_validator": {"drift": {"island": {"comparator": "linf", "threshold": 0.0001}}}}}
 
@@ -78,7 +66,7 @@ def row(text: str, task_id: str) -> tuple[str, ...]:
 
 def test_every_summary_lists_the_stages_in_pipeline_order(summaries: dict[str, Any]) -> None:
     for name, text in summaries.items():
-        assert [r[0] for r in stage_rows(text)] == PIPELINE_ORDER, (name, text)
+        assert [r[0] for r in stage_rows(text)] == list(PENGUINS_TASK_ORDER), (name, text)
 
 
 def test_the_pushed_run_names_the_engine_the_gates_and_the_version(summaries: dict[str, Any]) -> None:

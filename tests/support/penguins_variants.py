@@ -8,6 +8,19 @@ from pathlib import Path
 from tests.support.airflow_env import REPO
 
 PENGUINS_DATA = REPO / "dags" / "data" / "penguins"
+# The penguins DAG's tasks, upstream first (the order ``mlpipe summary`` lists them in).
+PENGUINS_TASK_ORDER = (
+    "example_gen",
+    "statistics_gen",
+    "schema_gen",
+    "example_validator",
+    "data_validation_gate",
+    "transform",
+    "trainer",
+    "evaluator",
+    "blessing_gate",
+    "pusher",
+)
 
 
 def penguins_variant(name: str, root: Path, serving: Path, *, last_day: str = "2024-01-04", **replace: str) -> str:

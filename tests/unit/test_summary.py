@@ -6,6 +6,7 @@ import json
 
 from airflow_provider_mlpipe.protocol import FAILURE_PREFIX
 from airflow_provider_mlpipe.summary import error_line, pipeline_order
+from tests.support.penguins_variants import PENGUINS_TASK_ORDER
 
 
 def test_pipeline_order_is_upstream_first_and_keeps_the_declared_order_among_ready_tasks():
@@ -21,18 +22,7 @@ def test_pipeline_order_is_upstream_first_and_keeps_the_declared_order_among_rea
         "blessing_gate": {"evaluator"},
         "pusher": {"trainer", "evaluator", "blessing_gate"},
     }
-    assert pipeline_order(dict(reversed(list(upstream.items())))) == [
-        "example_gen",
-        "statistics_gen",
-        "schema_gen",
-        "example_validator",
-        "data_validation_gate",
-        "transform",
-        "trainer",
-        "evaluator",
-        "blessing_gate",
-        "pusher",
-    ]
+    assert pipeline_order(dict(reversed(list(upstream.items())))) == list(PENGUINS_TASK_ORDER)
     assert pipeline_order({"b": set(), "a": set(), "c": {"a"}}) == ["b", "a", "c"]
 
 
