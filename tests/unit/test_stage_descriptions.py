@@ -71,3 +71,16 @@ def test_a_stage_name_cannot_be_taken_twice(tmp_path, monkeypatch) -> None:
 def test_an_unknown_stage_names_the_known_ones() -> None:
     with pytest.raises(KeyError, match="Known stages are: example_gen, statistics_gen"):
         get_stage("no_such_stage")
+
+
+def test_the_readme_layout_names_every_module_of_the_package() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    layout = readme[readme.index("Layout of `airflow_provider_mlpipe/`") : readme.index("## The stages")]
+    package = REPO / "airflow_provider_mlpipe"
+    files = [p for p in package.rglob("*.py") if p.name != "__init__.py" and "__pycache__" not in p.parts]
+    missing = sorted(str(p.relative_to(package)) for p in files if p.name not in layout)
+    executors = {p.name for p in (package / "runtime" / "executors").glob("*.py")} - {"__init__.py"}
+    missing = [m for m in missing if not (m.startswith("runtime/executors/") and m.split("/")[-1] in executors)]
+    assert missing == [], f"the README's layout does not name {missing}"
+    folders = {p.parent.relative_to(package).parts[0] for p in files if p.parent != package}
+    assert all(f"{folder}/" in layout for folder in folders)
