@@ -1,7 +1,7 @@
 """The container runtime: one stage in one Kubernetes pod, with the same stage protocol as the subprocess launcher.
 
 A spec that sets ``runtime: {image: ...}`` gets these operators instead of the subprocess ones. The stage request
-is built by the very same functions as in ``MlpipeStageOperator``; it reaches the pod in the ``MLPIPE_REQUEST``
+is built by the same ``StageRequestMixin`` as in ``MlpipeStageOperator``; it reaches the pod in the ``MLPIPE_REQUEST``
 variable, and the runtime writes its StageResult to ``/airflow/xcom/return.json``, which the KubernetesPodOperator's
 XCom sidecar reads. So the result lands in XCom exactly as with the subprocess launcher, and downstream stages do
 not know which launcher ran their inputs.
@@ -25,6 +25,7 @@ from kubernetes.client import models as k8s
 
 from airflow_provider_mlpipe.hooks.mlmd import MlmdHook
 from airflow_provider_mlpipe.operators.stage import MlpipeStageOperator
+from airflow_provider_mlpipe.operators.stage_request import STAGE_TEMPLATE_FIELDS, StageRequestMixin
 from airflow_provider_mlpipe.operators.stages import operator_for
 from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, StageResult, runtime_command
 from airflow_provider_mlpipe.stages import get_stage
@@ -78,7 +79,7 @@ def _resources(spec: Mapping[str, Any] | None) -> k8s.V1ResourceRequirements | N
     )
 
 
-class MlpipeKubernetesStageOperator(KubernetesPodOperator):
+class MlpipeKubernetesStageOperator(StageRequestMixin, KubernetesPodOperator):
     """Runs one mlpipe stage in a Kubernetes pod built from the spec's ``runtime`` mapping.
 
     Takes the same arguments as ``MlpipeStageOperator`` plus ``runtime``: ``image`` (required), ``python`` (the
@@ -91,43 +92,23 @@ class MlpipeKubernetesStageOperator(KubernetesPodOperator):
 
     template_fields: Sequence[str] = (
         *KubernetesPodOperator.template_fields,
-        *(f for f in MlpipeStageOperator.template_fields if f != "runtime_python"),
+        *(f for f in STAGE_TEMPLATE_FIELDS if f != "runtime_python"),
     )
     template_fields_renderers = {**KubernetesPodOperator.template_fields_renderers, "stage_params": "json"}
     ui_color = MlpipeStageOperator.ui_color
-    stage_kind: str = ""
     runtime_defaults: Mapping[str, Any] = {}
 
-    # The request logic is the subprocess operator's own, so both launchers build identical requests.
-    resolve_inputs = MlpipeStageOperator.resolve_inputs
-    build_request = MlpipeStageOperator.build_request
-
-    def __init__(
-        self,
-        *,
-        pipeline: str,
-        pipeline_root: str,
-        stage: str | None = None,
-        stage_params: dict[str, Any] | None = None,
-        inputs: dict[str, str] | None = None,
-        beam_args: list[str] | None = None,
-        runtime: Mapping[str, Any] | None = None,
-        runtime_python: str | None = None,
-        mlmd_conn_id: str | None = MlmdHook.default_conn_name,
-        spec_dir: str | None = None,
-        spec_folder: str | None = None,
-        enable_cache: bool = True,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, runtime: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        stage_fields, kwargs = self.split_stage_kwargs(kwargs)
         spec = {**self.runtime_defaults, **(runtime or {})}
         unknown = set(spec) - RUNTIME_KEYS
         if unknown:
             raise ValueError(f"Unknown runtime keys {sorted(unknown)}; known: {sorted(RUNTIME_KEYS)}.")
         if not spec.get("image"):
             raise ValueError("The container runtime needs runtime.image.")
-        stage = stage or self.stage_kind
-        get_stage(stage)  # fail at parse time on an unknown stage
-        python = runtime_python or spec.get("python") or DEFAULT_POD_PYTHON
+        stage = stage_fields.get("stage") or self.stage_kind
+        get_stage(stage)  # fail at parse time on an unknown stage, before building the pod
+        python = stage_fields.get("runtime_python") or spec.get("python") or DEFAULT_POD_PYTHON
         secrets = list(kwargs.pop("secrets", None) or [])
         env = {str(k): str(v) for k, v in (spec.get("env") or {}).items()}
         if spec.get("mlmd_secret"):
@@ -140,7 +121,7 @@ class MlpipeKubernetesStageOperator(KubernetesPodOperator):
         if forbidden:
             raise ValueError(f"runtime.env may not set {sorted(forbidden)}; the operator provides them.")
         labels = {
-            "mlpipe-pipeline": _label_value(pipeline),
+            "mlpipe-pipeline": _label_value(str(stage_fields.get("pipeline", ""))),
             "mlpipe-stage": _label_value(stage),
             **{str(k): _label_value(str(v)) for k, v in (spec.get("labels") or {}).items()},
         }
@@ -168,17 +149,8 @@ class MlpipeKubernetesStageOperator(KubernetesPodOperator):
         if spec.get("startup_timeout_seconds"):
             pod_args["startup_timeout_seconds"] = int(spec["startup_timeout_seconds"])
         super().__init__(**{**pod_args, **kwargs})
-        self.stage = stage
-        self.pipeline = pipeline
-        self.pipeline_root = pipeline_root
-        self.stage_params = stage_params or {}
-        self.inputs = inputs or {}
-        self.beam_args = beam_args or []
-        self.runtime_python = python
-        self.mlmd_conn_id = mlmd_conn_id
-        self.spec_dir = spec.get("spec_dir") or spec_dir
-        self.spec_folder = spec_folder
-        self.enable_cache = enable_cache
+        spec_dir = spec.get("spec_dir") or stage_fields.get("spec_dir")
+        self.set_stage_fields(**{**stage_fields, "runtime_python": python, "spec_dir": spec_dir})
         self.mlmd_from_secret = bool(spec.get("mlmd_secret"))
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -195,14 +167,7 @@ class MlpipeKubernetesStageOperator(KubernetesPodOperator):
                 f"The {self.stage} pod finished without a stage result in {XCOM_RESULT_PATH}; see the pod log above."
             )
         result = StageResult.from_dict(raw)
-        self.log.info(
-            "Stage %s %s execution %s in %.1fs.",
-            self.stage,
-            "reused (cache hit) as" if result.cached else "finished as",
-            result.execution_id,
-            result.duration_s,
-        )
-        return result.to_dict()
+        return self.stage_result_xcom(result)
 
     def mlmd_env(self) -> k8s.V1EnvVar | None:
         """The MLMD config as a plain variable, when no Kubernetes Secret provides it."""

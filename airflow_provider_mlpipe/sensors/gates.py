@@ -137,13 +137,14 @@ class _ArtifactGateSensor(BaseSensorOperator):
     title: ClassVar[str] = ""
     artifact_type: ClassVar[str] = ""
     verdict_file: ClassVar[str] = ""
+    default_upstream: ClassVar[str] = ""  # the task whose result names the verdict artifact
     template_fields: Sequence[str] = ("upstream_task_id", "policy", "pipeline", "mlmd_conn_id", "runtime_python")
     ui_color = "#f4cccc"
 
     def __init__(
         self,
         *,
-        upstream_task_id: str,
+        upstream_task_id: str | None = None,
         policy: str = "fail",
         deferrable: bool = DEFAULT_DEFERRABLE,
         poke_interval: float = 10.0,
@@ -160,7 +161,7 @@ class _ArtifactGateSensor(BaseSensorOperator):
                 f"The {self.task_id} gate cannot both defer and reschedule: a deferred sensor waits on the "
                 "triggerer. Pass deferrable=False to reschedule, or leave mode at 'poke' to defer."
             )
-        self.upstream_task_id = upstream_task_id
+        self.upstream_task_id = upstream_task_id or self.default_upstream
         self.policy = policy
         self.deferrable = deferrable
         self.pipeline = pipeline
@@ -305,30 +306,11 @@ class DataValidationSensor(_ArtifactGateSensor):
     title = "Data validation"
     artifact_type = ANOMALIES
     verdict_file = "anomalies.json"
+    default_upstream = "example_validator"
     template_fields: Sequence[str] = (*_ArtifactGateSensor.template_fields, "ignore_features", "min_severity")
 
-    def __init__(
-        self,
-        *,
-        upstream_task_id: str = "example_validator",
-        policy: str = "fail",
-        ignore_features: Sequence[str] = (),
-        min_severity: str = "WARNING",
-        poke_interval: float = 10.0,
-        pipeline: str = "",
-        mlmd_conn_id: str | None = "mlmd_default",
-        runtime_python: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            upstream_task_id=upstream_task_id,
-            policy=policy,
-            poke_interval=poke_interval,
-            pipeline=pipeline,
-            mlmd_conn_id=mlmd_conn_id,
-            runtime_python=runtime_python,
-            **kwargs,
-        )
+    def __init__(self, *, ignore_features: Sequence[str] = (), min_severity: str = "WARNING", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         if isinstance(ignore_features, str):
             raise TypeError("ignore_features takes a list of feature names, not one string.")
         if "{{" not in min_severity:
@@ -366,27 +348,7 @@ class ModelBlessingSensor(_ArtifactGateSensor):
     title = "Model blessing"
     artifact_type = MODEL_BLESSING
     verdict_file = "blessing.json"
-
-    def __init__(
-        self,
-        *,
-        upstream_task_id: str = "evaluator",
-        policy: str = "fail",
-        poke_interval: float = 10.0,
-        pipeline: str = "",
-        mlmd_conn_id: str | None = "mlmd_default",
-        runtime_python: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            upstream_task_id=upstream_task_id,
-            policy=policy,
-            poke_interval=poke_interval,
-            pipeline=pipeline,
-            mlmd_conn_id=mlmd_conn_id,
-            runtime_python=runtime_python,
-            **kwargs,
-        )
+    default_upstream = "evaluator"
 
     def evaluate(self, verdict: dict[str, Any], ref: ArtifactRef) -> dict[str, Any]:
         failed = failed_thresholds(verdict, ref.properties)
