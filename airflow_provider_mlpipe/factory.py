@@ -190,6 +190,7 @@ def build_dag(pipeline: Pipeline) -> Any:
         }
         if not spec.runtime.image:  # a pod operator takes the interpreter from its runtime mapping
             kwargs["runtime_python"] = spec.runtime.python
+            kwargs["warm_runtime"] = spec.runtime.warm
         if node.span_ordered:
             kwargs.update(SPAN_ORDER)
         if stage.retries is not None:

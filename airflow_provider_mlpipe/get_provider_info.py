@@ -50,6 +50,28 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "/opt/mlpipe/.venv-runtime/bin/python",
                         "default": "",
                     },
+                    "warm_runtime": {
+                        "description": "Fork each stage from a per-host warm runtime that keeps the ML stack "
+                        "imported; False runs every stage in a cold interpreter.",
+                        "version_added": "0.2.0",
+                        "type": "boolean",
+                        "example": "False",
+                        "default": "True",
+                    },
+                    "warm_idle_timeout": {
+                        "description": "Seconds without a stage after which the warm runtime exits.",
+                        "version_added": "0.2.0",
+                        "type": "integer",
+                        "example": "120",
+                        "default": "600",
+                    },
+                    "warm_startup_timeout": {
+                        "description": "Seconds a stage waits for a starting warm runtime before running cold.",
+                        "version_added": "0.2.0",
+                        "type": "integer",
+                        "example": "60",
+                        "default": "180",
+                    },
                     "ui_mlmd_conn_id": {
                         "description": "The mlmd connection the UI plugin reads lineage from.",
                         "version_added": "0.1.0",

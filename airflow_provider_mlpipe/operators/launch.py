@@ -12,9 +12,11 @@ import signal
 import subprocess
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from airflow_provider_mlpipe.hooks.gcp_storage import gcp_credentials_env
 from airflow_provider_mlpipe.hooks.mlmd import MlmdHook
+from airflow_provider_mlpipe.operators.warm_runtime import WarmRuntimeUnavailable, start_warm
 from airflow_provider_mlpipe.protocol import FAILURE_PREFIX, MLMD_CONFIG_ENV
 from airflow_provider_mlpipe.version_compat import AirflowException
 
@@ -36,27 +38,20 @@ def run_streaming(
     env: dict[str, str],
     log: logging.Logger,
     what: str,
-    on_process: Callable[[subprocess.Popen[str] | None], None] | None = None,
+    on_process: Callable[[Any], None] | None = None,
+    warm: bool = False,
 ) -> list[str]:
     """Run ``command``, stream its output into ``log`` line by line, raise with its own error text on failure.
 
     Returns the last lines of output (a command's JSON summary is its last line).
 
     ``what`` names the work in the error (e.g. "The trainer stage"); ``on_process`` is told about the child
-    when it starts and with ``None`` when it ends, so the caller can kill it from ``on_kill``.
+    when it starts and with ``None`` when it ends, so the caller can kill it from ``on_kill``. With ``warm``, the
+    host's warm runtime forks the child (operators/warm_runtime.py); if it cannot, the child starts cold.
     """
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     failure = ""
-    # A new session makes the child the leader of its own process group, so on_kill can end Beam workers too.
-    process = subprocess.Popen(
-        command,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        bufsize=1,
-        start_new_session=True,
-    )
+    process = _start(command, env, log, warm)
     if on_process is not None:
         on_process(process)
     assert process.stdout is not None
@@ -67,15 +62,37 @@ def run_streaming(
         if line.startswith(FAILURE_PREFIX):
             failure = line[len(FAILURE_PREFIX) :]
     code = process.wait()
+    process.stdout.close()
     if on_process is not None:
         on_process(None)
     if code != 0:
-        detail = failure or f"the runtime exited with code {code}"
+        lost = getattr(process, "server_lost", False)
+        detail = failure or ("the warm runtime went away mid-stage" if lost else f"the runtime exited with code {code}")
         raise AirflowException(f"{what} failed: {detail}\n--- last runtime output ---\n" + "\n".join(tail))
     return list(tail)
 
 
-def kill_process_group(process: subprocess.Popen[str] | None, log: logging.Logger) -> None:
+def _start(command: list[str], env: dict[str, str], log: logging.Logger, warm: bool) -> Any:
+    if warm:
+        try:
+            child = start_warm(command, env, log)
+            log.info("Running in a child of the warm runtime (pid %d).", child.pid)
+            return child
+        except WarmRuntimeUnavailable as exc:
+            log.warning("Running cold instead of in the warm runtime: %s.", exc)
+    # A new session makes the child the leader of its own process group, so on_kill can end Beam workers too.
+    return subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        start_new_session=True,
+    )
+
+
+def kill_process_group(process: Any, log: logging.Logger) -> None:
     """End a running child and everything it started (SIGTERM, then SIGKILL after 10 s)."""
     if process is None or process.poll() is not None:
         return

@@ -14,6 +14,7 @@ from airflow_provider_mlpipe.links.stage import MlpipeArtifactsLink, MlpipeRunVi
 from airflow_provider_mlpipe.operators.launch import kill_process_group, run_streaming, runtime_env
 from airflow_provider_mlpipe.operators.runtime_interpreter import resolve_runtime_python
 from airflow_provider_mlpipe.operators.stage_request import STAGE_TEMPLATE_FIELDS, StageRequestMixin
+from airflow_provider_mlpipe.operators.warm_runtime import warm_enabled
 from airflow_provider_mlpipe.protocol import FAILURE_PREFIX, MLMD_CONFIG_ENV, StageResult, runtime_command
 from airflow_provider_mlpipe.version_compat import AirflowFailException, BaseOperator, Context, conf
 
@@ -61,7 +62,8 @@ class MlpipeStageOperator(StageRequestMixin, BaseOperator):
         return self.stage_result_xcom(result)
 
     def run_runtime(self, command: list[str], env: dict[str, str]) -> None:
-        run_streaming(command, env, self.log, f"The {self.stage} stage", self._set_process)
+        warm = warm_enabled(self.warm_runtime)
+        run_streaming(command, env, self.log, f"The {self.stage} stage", self._set_process, warm=warm)
 
     def _set_process(self, process: subprocess.Popen[str] | None) -> None:
         self._process = process

@@ -36,6 +36,7 @@ class StageRequestMixin:
     :param spec_dir: the pipeline's folder, the only place user modules are loaded from.
     :param spec_folder: the folder of the spec file; ``dag_run.conf`` paths are relative to it, as the spec's are.
     :param enable_cache: reuse outputs of an identical earlier execution.
+    :param warm_runtime: fork the stage from the host's warm runtime; None follows ``[mlpipe] warm_runtime``.
     """
 
     stage_kind: str = ""
@@ -56,6 +57,7 @@ class StageRequestMixin:
         spec_dir: str | None = None,
         spec_folder: str | None = None,
         enable_cache: bool = True,
+        warm_runtime: bool | None = None,
     ) -> None:
         self.stage = stage or self.stage_kind
         get_stage(self.stage)  # fail at parse time on an unknown stage
@@ -69,6 +71,7 @@ class StageRequestMixin:
         self.spec_dir = spec_dir
         self.spec_folder = spec_folder
         self.enable_cache = enable_cache
+        self.warm_runtime = warm_runtime
 
     @classmethod
     def split_stage_kwargs(cls, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

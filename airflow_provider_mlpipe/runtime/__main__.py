@@ -6,6 +6,7 @@
 - ``rollback <pipeline> --destination DIR [--to VERSION]`` serves an earlier pushed version again; prints a JSON
   summary as its last line.
 - ``gate-record '<decision json>'`` records a gate sensor's decision in MLMD.
+- ``serve --socket PATH`` is the warm runtime: the stack imported once, a forked child per stage (warm_server.py).
 
 Every failure ends with one ``FAILURE_PREFIX`` line, which the Airflow side turns into the task's error.
 """
@@ -63,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
         "input_artifact_id, policy, verdict_uri.",
     )
     gate.set_defaults(handler=gate_record_command)
+
+    serve_help = "Keep the ML stack imported and fork a fresh child per stage (the warm runtime)."
+    serve = sub.add_parser("serve", help=serve_help, description=serve_help)
+    serve.add_argument("--socket", required=True, help="The Unix socket to listen on (made 0600).")
+    serve.add_argument("--idle-timeout", type=float, default=600.0, help="Exit after this many idle seconds.")
+    serve.set_defaults(handler=serve_command)
     return parser
 
 
@@ -161,6 +168,12 @@ def gate_record_command(args: argparse.Namespace) -> int:
         "Recorded the %s decision %r as MLMD execution %d.", data["gate"], data["decision"], execution_id
     )
     return 0
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from airflow_provider_mlpipe.runtime.warm_server import serve
+
+    return serve(args.socket, args.idle_timeout)
 
 
 def _read_request(path: str | None, env_var: str | None, request_cls: type) -> object:

@@ -221,6 +221,9 @@ class RuntimeSpec(_Model):
     """Where stages run: a local interpreter (``python``), or a Kubernetes pod from ``image`` (pod keys below)."""
 
     python: str | None = Field(None, description="Interpreter of the ML runtime (inside the image with `image`).")
+    warm: bool | None = Field(
+        None, description="Fork stages from the host's warm runtime; default [mlpipe] warm_runtime (on). Local only."
+    )
     image: str | None = Field(None, description="Container image holding the runtime; runs each stage in a pod.")
     namespace: str | None = None
     service_account: str | None = None
@@ -241,7 +244,8 @@ class RuntimeSpec(_Model):
 
     def pod_keys(self) -> list[str]:
         """Keys set that only mean something for a pod."""
-        return [k for k, v in self.model_dump(exclude_none=True).items() if k not in ("python", "image") and v]
+        local = ("python", "image", "warm")
+        return [k for k, v in self.model_dump(exclude_none=True).items() if k not in local and v]
 
 
 class BeamSpec(_Model):

@@ -32,6 +32,8 @@ class AirflowEnv:
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
                 "AIRFLOW__MLPIPE__RUNTIME_PYTHON": RUNTIME_PYTHON,
+                # Each test home gets its own warm runtime; let it go soon after its test.
+                "AIRFLOW__MLPIPE__WARM_IDLE_TIMEOUT": "60",
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
                 "TF_CPP_MIN_LOG_LEVEL": "3",
             }

@@ -21,6 +21,7 @@ class ProbeParams(StageParams):
     values: list[float] = Field(default_factory=lambda: [1.0, 2.0, 3.0])
     fail: str = ""
     sleep_s: float = Field(0.0, ge=0)
+    module_file: str | None = Field(None, description="A user module whose VALUE lands in the summary.")
 
 
 DESCRIPTION = StageDescription(
@@ -52,6 +53,8 @@ def execute(ctx: Any) -> dict[str, Any]:
     total = float(tf.reduce_sum(tf.constant(params.values)).numpy())
     out = ctx.output("probe")
     payload = {"sum": total, "tensorflow": tf.__version__, "ml_metadata": ml_metadata.__version__}
+    if params.module_file:  # loaded per stage, as Transform and Trainer load theirs
+        payload["module_value"] = ctx.load_user_module(params.module_file).VALUE
     with open(os.path.join(out.path, "probe.json"), "w", encoding="utf-8") as fh:
         json.dump(payload, fh)
     out.properties.update({"sum": total, "tensorflow_version": tf.__version__})
