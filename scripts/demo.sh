@@ -14,7 +14,12 @@ fi
 echo "Running the $DAG_ID pipeline for $LOGICAL_DATE through Airflow (log: $AIRFLOW_HOME/demo.log) ..."
 started=$(date +%s)
 set +e
-airflow dags test "$DAG_ID" "$LOGICAL_DATE" >"$AIRFLOW_HOME/demo.log" 2>&1
+: >"$AIRFLOW_HOME/demo.log"
+airflow dags test "$DAG_ID" "$LOGICAL_DATE" >"$AIRFLOW_HOME/demo.log" 2>&1 &
+airflow_pid=$!
+# One line per stage as it ends (name, state, time, cache hit), instead of one silent wait.
+.venv/bin/python scripts/demo_progress.py "$AIRFLOW_HOME/demo.log" "$airflow_pid" || true
+wait "$airflow_pid"
 code=$?
 set -e
 echo "Finished in $(( $(date +%s) - started ))s."
