@@ -34,8 +34,9 @@ def test_each_subcommand_parses_the_argv_the_airflow_side_builds() -> None:
 def test_a_bad_or_missing_subcommand_names_the_choices() -> None:
     bad = entry("gate_record", "{}")
     assert bad.returncode == 2
-    assert "error: argument COMMAND: invalid choice: 'gate_record' (choose from 'run', 'rollback', 'gate-record')" in (
-        bad.stderr
+    assert (
+        "error: argument COMMAND: invalid choice: 'gate_record' (choose from 'run', 'rollback', 'gate-record', 'serve')"
+        in (bad.stderr)
     )
     # the Airflow side builds its argv from RUNTIME_SUBCOMMANDS, so the parser must offer exactly those
     assert f"(choose from {', '.join(map(repr, RUNTIME_SUBCOMMANDS))})" in bad.stderr
