@@ -73,7 +73,9 @@ class VerdictFileTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         polls = 0
-        storage = Storage(await GcpStorageHook(self.gcp_conn_id).acredentials_env())
+        # Only gs:// needs the connection; looking it up costs the triggerer a round trip per trigger.
+        remote = self.uri.startswith("gs://")
+        storage = Storage(await GcpStorageHook(self.gcp_conn_id).acredentials_env() if remote else None)
         while True:
             polls += 1
             try:
