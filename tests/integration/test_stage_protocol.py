@@ -79,10 +79,19 @@ def test_failing_runtime_fails_the_task_with_its_error_text(airflow):
     assert dump["artifacts"] == []
 
 
-def test_killed_runtime_leaves_no_published_artifact(airflow, tmp_path):
+def stage_processes(airflow_pid: int, home: Path) -> list[int]:
+    """The runtime processes of a run: cold children of Airflow's task, or children forked by the warm runtime."""
+    cold = [pid for pid in descendants(airflow_pid) if "airflow_provider_mlpipe.runtime" in cmdline(pid)]
+    servers = [pid for pid in descendants(1) if f"serve --socket {home}" in cmdline(pid)]
+    warm = [child for server in servers for child in descendants(server)]
+    return [pid for pid in cold if pid not in servers] + warm
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
+def test_killed_runtime_leaves_no_published_artifact(airflow, tmp_path, warm):
     proc = subprocess.Popen(
         [AIRFLOW, "dags", "test", "mlpipe_probe"],
-        env={**airflow.env, "MLPIPE_TEST_PROBE_SLEEP": "300"},
+        env={**airflow.env, "MLPIPE_TEST_PROBE_SLEEP": "300", "AIRFLOW__MLPIPE__WARM_RUNTIME": str(warm)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -95,7 +104,7 @@ def test_killed_runtime_leaves_no_published_artifact(airflow, tmp_path):
             assert time.monotonic() < deadline, "the runtime never started writing its output"
             assert proc.poll() is None, proc.stdout.read()
             time.sleep(0.5)
-        runtime = [pid for pid in descendants(proc.pid) if "airflow_provider_mlpipe.runtime" in cmdline(pid)]
+        runtime = stage_processes(proc.pid, airflow.home)
         assert runtime, "no runtime process found"
         for pid in runtime:
             os.kill(pid, signal.SIGKILL)
