@@ -14,8 +14,6 @@ from typing import Any
 from tests.support.paths import AIRFLOW, REPO, RUNTIME_PYTHON
 
 ARTIFACTS = REPO / ".test-artifacts"
-# sqlite3's busy timeout, in seconds, for the test stacks' Airflow databases (its default is 5).
-SQLITE_CONNECT_ARGS = {"timeout": 60}
 
 
 @dataclass
@@ -42,7 +40,7 @@ class AirflowEnv:
         )
         if "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in self.extra_env:
             # SQLite under a running scheduler: a CLI write waits for the lock instead of failing at once.
-            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] = f"{__name__}.SQLITE_CONNECT_ARGS"
+            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] = "airflow_provider_mlpipe.sqlite_settings.CONNECT_ARGS"
         env.update(self.extra_env)
         return env
 
