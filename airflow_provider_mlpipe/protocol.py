@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import struct
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,3 +146,31 @@ class StageResult:
         if not arts:
             raise KeyError(f"The {self.stage} result has no {slot!r} output.")
         return arts[0]
+
+
+# ----- the warm runtime's socket messages (runtime/warm_server.py and operators/warm_runtime.py) -----------------
+WARM_HELLO = b"mlpipe-warm-1"
+_FRAME = struct.Struct("!I")
+
+
+def send_message(conn: socket.socket, message: dict[str, Any]) -> None:
+    """One length-prefixed JSON message."""
+    body = json.dumps(message).encode()
+    conn.sendall(_FRAME.pack(len(body)) + body)
+
+
+def receive_message(conn: socket.socket) -> dict[str, Any] | None:
+    """One length-prefixed JSON message, or None when the peer closed the connection first."""
+    header = _read_exactly(conn, _FRAME.size)
+    body = _read_exactly(conn, _FRAME.unpack(header)[0]) if header is not None else None
+    return json.loads(body) if body is not None else None
+
+
+def _read_exactly(conn: socket.socket, size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data

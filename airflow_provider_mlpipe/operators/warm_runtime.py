@@ -11,21 +11,24 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import signal
 import socket
-import struct
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, RUNTIME_MODULE, runtime_command
+from airflow_provider_mlpipe.protocol import (
+    MLMD_CONFIG_ENV,
+    RUNTIME_MODULE,
+    WARM_HELLO,
+    receive_message,
+    runtime_command,
+    send_message,
+)
 
-HELLO = b"mlpipe-warm-1"  # the server's greeting check (runtime/warm_server.py)
-HEADER = struct.Struct("!I")
 _PACKAGE = Path(__file__).resolve().parents[1]
 # AF_UNIX paths are limited to 108 bytes; longer homes use a per-user folder under /tmp instead.
 _MAX_SOCKET_PATH = 100
@@ -70,29 +73,6 @@ def socket_path(python: str) -> str:
     if len(path) > _MAX_SOCKET_PATH:
         path = os.path.join("/tmp", f"mlpipe-warm-{os.getuid()}", name)
     return path
-
-
-def _send(conn: socket.socket, message: dict[str, Any]) -> None:
-    body = json.dumps(message).encode()
-    conn.sendall(HEADER.pack(len(body)) + body)
-
-
-def _receive(conn: socket.socket) -> dict[str, Any] | None:
-    """One message, or None when the server closed the connection."""
-    data = b""
-    while len(data) < HEADER.size:
-        chunk = conn.recv(HEADER.size - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    size = HEADER.unpack(data)[0]
-    body = b""
-    while len(body) < size:
-        chunk = conn.recv(size - len(body))
-        if not chunk:
-            return None
-        body += chunk
-    return json.loads(body)
 
 
 def _connect(path: str) -> socket.socket:
@@ -174,7 +154,7 @@ class WarmChild:
         """Read the server's exit message within ``timeout`` (None: wait for it)."""
         self.conn.settimeout(timeout)
         try:
-            message = _receive(self.conn)
+            message = receive_message(self.conn)
         except (TimeoutError, BlockingIOError):
             self.conn.settimeout(None)
             return None
@@ -202,9 +182,9 @@ def start_warm(command: list[str], env: dict[str, str], log: Any) -> WarmChild:
         raise WarmRuntimeUnavailable(str(exc)) from exc
     read_end, write_end = os.pipe()
     try:
-        socket.send_fds(conn, [HELLO], [write_end])
-        _send(conn, {"argv": argv, "env": env, "cwd": os.getcwd()})
-        reply = _receive(conn)
+        socket.send_fds(conn, [WARM_HELLO], [write_end])
+        send_message(conn, {"argv": argv, "env": env, "cwd": os.getcwd()})
+        reply = receive_message(conn)
     except OSError as exc:
         reply, error = None, exc
     else:

@@ -19,18 +19,16 @@ from __future__ import annotations
 
 import ctypes
 import importlib
-import json
 import os
 import select
 import signal
 import socket
-import struct
 import sys
 import time
 import traceback
 
-HELLO = b"mlpipe-warm-1"
-HEADER = struct.Struct("!I")
+from airflow_provider_mlpipe.protocol import WARM_HELLO, receive_message, send_message
+
 # What every stage would import again in a cold process (about 25 s on 2 cores); never run an op here.
 PRELOAD = (
     "tensorflow",
@@ -46,28 +44,6 @@ PRELOAD = (
     "airflow_provider_mlpipe.runtime.metadata.client",
 )
 _PR_SET_PDEATHSIG = 1
-
-
-def read_message(conn: socket.socket) -> dict:
-    """One length-prefixed JSON message."""
-    size = HEADER.unpack(_read_exactly(conn, HEADER.size))[0]
-    return json.loads(_read_exactly(conn, size))
-
-
-def send_message(conn: socket.socket, message: dict) -> None:
-    body = json.dumps(message).encode()
-    conn.sendall(HEADER.pack(len(body)) + body)
-
-
-def _read_exactly(conn: socket.socket, size: int) -> bytes:
-    chunks, left = [], size
-    while left:
-        chunk = conn.recv(left)
-        if not chunk:
-            raise ConnectionError("the peer closed the connection")
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
 
 
 def preload() -> list[str]:
@@ -176,10 +152,12 @@ def _accept(server: socket.socket, children: dict[int, socket.socket]) -> None:
     conn, _ = server.accept()
     try:
         conn.settimeout(10)
-        hello, fds, _, _ = socket.recv_fds(conn, len(HELLO), 1)
-        if hello != HELLO or len(fds) != 1:
+        hello, fds, _, _ = socket.recv_fds(conn, len(WARM_HELLO), 1)
+        if hello != WARM_HELLO or len(fds) != 1:
             raise ConnectionError(f"unexpected greeting {hello!r} with {len(fds)} descriptor(s)")
-        request = read_message(conn)
+        request = receive_message(conn)
+        if request is None:
+            raise ConnectionError("the client closed the connection before its request")
     except (OSError, ValueError) as exc:
         print(f"mlpipe warm runtime: refused a connection: {exc}", file=sys.stderr, flush=True)
         conn.close()
