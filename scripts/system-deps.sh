@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite needs when they are missing: PostgreSQL and headless Chromium.
+# Installs the Debian packages the test suite needs when they are missing: PostgreSQL, Redis (the Celery broker)
+# and headless Chromium. The tests start private servers of their own; none of the packages' services is used.
 set -euo pipefail
 need=()
 command -v pg_ctlcluster >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
