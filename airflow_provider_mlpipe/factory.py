@@ -197,6 +197,8 @@ def build_dag(pipeline: Pipeline) -> Any:
             kwargs["retries"] = stage.retries
         if stage.execution_timeout is not None:
             kwargs["execution_timeout"] = stage.execution_timeout
+        if stage.queue or spec.queue:
+            kwargs["queue"] = stage.queue or spec.queue
         if node.kind == "pusher":
             name = f"mlpipe/{spec.name}/pushed_model" if node_id == "pusher" else f"mlpipe/{spec.name}/{node_id}"
             uri = _asset_uri(pipeline.stage_params[node_id]["destination"])
@@ -231,6 +233,9 @@ def _gate_sensor(pipeline: Pipeline, gate: Gate, dag: Any) -> BaseOperator:
         "runtime_python": None if spec.runtime.image else spec.runtime.python,
         "dag": dag,
     }
+    # A gate's check runs on a worker before (and unless) it defers to the triggerer, so it takes the spec's queue.
+    if spec.queue:
+        kwargs["queue"] = spec.queue
     # Unset, the sensor follows Airflow's [operators] default_deferrable; asking to reschedule means not deferring.
     if config.deferrable is not None or config.mode == "reschedule":
         kwargs["deferrable"] = bool(config.deferrable)

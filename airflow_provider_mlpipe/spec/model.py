@@ -131,6 +131,8 @@ Schedule = Annotated[
     ),
 ]
 DottedPath = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")]
+# A Celery queue name as `airflow celery worker --queues` takes it: no commas, no spaces.
+QueueName = Annotated[str, Field(pattern=r"^[^,\s]+$", max_length=256)]
 
 
 class _Model(BaseModel):
@@ -146,6 +148,7 @@ class _StageBase(_Model):
     enable_cache: bool | None = None
     retries: int | None = Field(None, ge=0)
     execution_timeout: Duration | None = None
+    queue: QueueName | None = Field(None, description="The executor queue of this stage's task; default: the spec's.")
 
 
 def _stage(kind: str, params: type[BaseModel], required: bool) -> type[_StageBase]:
@@ -291,6 +294,11 @@ class PipelineSpec(_Model):
         None, description="Local path (relative to the spec) or gs://; $MLPIPE_PIPELINE_ROOT or AIRFLOW_HOME default."
     )
     mlmd_conn_id: str = "mlmd_default"
+    queue: QueueName | None = Field(
+        None,
+        description="The executor queue of every task (CeleryExecutor workers started with --queues); "
+        "stages may override. Default: Airflow's [operators] default_queue.",
+    )
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
     beam: BeamSpec = Field(default_factory=BeamSpec)
     enable_cache: bool = True

@@ -39,6 +39,7 @@ _PATTERN_HELP = {
     "on_failure_callback": "Give a dotted path such as my_package.alerts.notify.",
     "on_success_callback": "Give a dotted path such as my_package.alerts.notify.",
     "args": "Beam arguments start with '--', e.g. --project=my-project.",
+    "queue": "Give one queue name without commas or spaces, e.g. highmem (a worker serves it with -q highmem).",
 }
 
 
