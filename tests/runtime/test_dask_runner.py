@@ -153,7 +153,7 @@ def test_control_create_map_and_group_by_key_run_on_the_workers(cluster: DaskClu
     pids = {int(p.name.split("-pid")[1]) for p in tmp_path.iterdir()}
     assert os.getpid() not in pids  # the work ran in the worker processes
 
-    # Beam's own wait: Client.wait_for_workers without n_workers, which distributed requires since 2023.9.
+    # Beam's own wait: Client.wait_for_workers without n_workers, required since dask/distributed#8192.
     pipeline = beam.Pipeline(runner=DaskRunner(), options=PipelineOptions([f"--dask_client_address={cluster.address}"]))
     _ = pipeline | beam.Create([1]) | beam.Map(lambda n: n)
     result = pipeline.run()
