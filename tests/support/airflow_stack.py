@@ -1,20 +1,24 @@
 """A real Airflow deployment on loopback for tests: api-server, scheduler, dag-processor and triggerer.
 
-The scheduler runs the LocalExecutor; the metadata DB is the AirflowEnv's (SQLite by default, PostgreSQL when
-``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` points at one). Every process runs in its own session so the stack can
-be ended completely, and every wait is bounded.
+``AirflowStack``'s scheduler runs the LocalExecutor; the metadata DB is the AirflowEnv's (SQLite by default,
+PostgreSQL when ``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN`` points at one). ``CeleryStack`` runs the CeleryExecutor
+instead, with ``airflow celery worker`` processes that each behave like a separate host (see ``CeleryWorker``).
+Every process runs in its own session so the stack can be ended completely, and every wait is bounded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
 
 from tests.support.airflow_env import AIRFLOW, AirflowEnv
 
@@ -49,7 +53,10 @@ class AirflowStack:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def log(self, name: str) -> str:
-        return (self.env.home / f"{name}.out").read_text(errors="replace")
+        return self.log_path(name).read_text(errors="replace")
+
+    def log_path(self, name: str) -> Path:
+        return self.env.home / f"{name}.out"
 
     def start(self) -> None:
         for name, args in self.COMMANDS.items():
@@ -79,6 +86,9 @@ class AirflowStack:
                 proc.wait(timeout=10)
 
 
+StackT = TypeVar("StackT", bound=AirflowStack)
+
+
 def query(env: AirflowEnv, sql: str, *args: Any) -> list[tuple[Any, ...]]:
     with env.db() as conn:
         return conn.execute(sql, args).fetchall()
@@ -97,10 +107,144 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float, interval: floa
 @contextmanager
 def running_stack(env: AirflowEnv, port: int, apps: str = "execution") -> Iterator[AirflowStack]:
     """Migrate ``env``'s database, start the stack on ``port``, and always stop it."""
-    env.migrate()
-    stack = AirflowStack(env, port, apps=apps)
+    with _running(AirflowStack(env, port, apps=apps)) as stack:
+        yield stack
+
+
+@contextmanager
+def _running(stack: StackT) -> Iterator[StackT]:
+    stack.env.migrate()
     try:
         stack.start()
         yield stack
     finally:
         stack.stop()
+
+
+# ----- the CeleryExecutor variant --------------------------------------------------------------------------------
+WORKER_HOSTNAME_ENV = "MLPIPE_TEST_WORKER_HOSTNAME"
+
+
+def worker_hostname() -> str:
+    """``[core] hostname_callable`` of the test workers: each reports its own host name, as separate hosts would."""
+    return os.environ[WORKER_HOSTNAME_ENV]
+
+
+def celery_stack_env(port: int, broker_url: str, result_backend: str) -> dict[str, str]:
+    """``stack_env`` for the CeleryExecutor: a broker (Redis) and a result backend (``db+postgresql://...``)."""
+    return {
+        **stack_env(port),
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__CELERY__BROKER_URL": broker_url,
+        "AIRFLOW__CELERY__RESULT_BACKEND": result_backend,
+        # Sending a task to the broker times out after 1 s by default; two busy cores can take longer.
+        "AIRFLOW__CELERY__OPERATION_TIMEOUT": "10",
+    }
+
+
+@dataclass
+class CeleryWorker:
+    """One ``airflow celery worker`` as if on its own host: everything it may write lives under ``root``.
+
+    It has its own AIRFLOW_HOME (config, task logs, the warm runtime's socket), TMPDIR, HOME and working
+    directory, and its own copy of the dags folder, as a host built from the same image would.
+    """
+
+    name: str
+    queues: tuple[str, ...]
+    root: Path
+    concurrency: int = 2
+
+    @property
+    def home(self) -> Path:
+        return self.root / "airflow"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def user_home(self) -> Path:
+        return self.root / "home"
+
+    @property
+    def workdir(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def dags(self) -> Path:
+        return self.root / "image" / "dags"
+
+    @property
+    def disk(self) -> tuple[Path, ...]:
+        """The folders a task on this worker may write to."""
+        return (self.home, self.tmp, self.user_home, self.workdir)
+
+    @property
+    def process_name(self) -> str:
+        return f"celery-worker-{self.name}"
+
+
+class CeleryStack(AirflowStack):
+    """``AirflowStack`` on the CeleryExecutor, plus one ``airflow celery worker`` per ``CeleryWorker``.
+
+    The env must carry ``celery_stack_env``'s settings. Workers serve no logs (the log server would listen on all
+    interfaces and has no bind setting), so a task's log stays in its worker's AIRFLOW_HOME.
+    """
+
+    def __init__(self, env: AirflowEnv, port: int, workers: list[CeleryWorker], apps: str = "execution") -> None:
+        super().__init__(env, port, apps=apps)
+        self.workers = {worker.name: worker for worker in workers}
+
+    def log_path(self, name: str) -> Path:
+        for worker in self.workers.values():
+            if name == worker.process_name:
+                return worker.root / "worker.out"
+        return super().log_path(name)
+
+    def worker_env(self, worker: CeleryWorker) -> dict[str, str]:
+        # AF_UNIX socket paths are short; the warm runtime falls back to a folder under /tmp for a long home,
+        # which two workers on this machine would share.
+        if len(str(worker.home)) > 60:
+            raise ValueError(f"Worker {worker.name}'s home {worker.home} is too long; use a shorter root.")
+        return {
+            **self.env.env,
+            "AIRFLOW_HOME": str(worker.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(worker.dags),
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.worker_hostname",
+            WORKER_HOSTNAME_ENV: worker.name,
+            "TMPDIR": str(worker.tmp),
+            "HOME": str(worker.user_home),
+        }
+
+    def start(self) -> None:
+        super().start()
+        for worker in self.workers.values():
+            for folder in worker.disk:
+                folder.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(self.env.dags_folder, worker.dags, ignore=shutil.ignore_patterns("__pycache__"))
+            command = [
+                AIRFLOW, "celery", "worker",
+                "--queues", ",".join(worker.queues),
+                "--concurrency", str(worker.concurrency),
+                "--celery-hostname", f"{worker.name}@%h",
+                "--skip-serve-logs",
+            ]  # fmt: skip
+            with open(self.log_path(worker.process_name), "wb") as out:
+                self.processes[worker.process_name] = subprocess.Popen(
+                    command,
+                    env=self.worker_env(worker),
+                    cwd=worker.workdir,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+
+
+@contextmanager
+def running_celery_stack(
+    env: AirflowEnv, port: int, workers: list[CeleryWorker], apps: str = "execution"
+) -> Iterator[CeleryStack]:
+    """``running_stack`` on the CeleryExecutor with ``workers``; always stopped."""
+    with _running(CeleryStack(env, port, workers, apps=apps)) as stack:
+        yield stack
