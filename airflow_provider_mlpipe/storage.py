@@ -125,6 +125,17 @@ class Storage:
                 digest.update(chunk)
         return ObjectInfo(os.path.getsize(uri), digest.hexdigest())
 
+    def open(self, uri: str, mode: str = "rb") -> Any:
+        """A file object for ``uri``; writing creates missing local folders (GCS has none to create).
+
+        For streaming readers such as pyarrow's Parquet reader, which then fetch only the byte ranges they need.
+        """
+        if is_gcs(uri):
+            return self.gcs().open(uri, mode)
+        if any(flag in mode for flag in "wax"):
+            Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        return open(uri, mode)
+
     # ----- listing -------------------------------------------------------------------------------------------
     def list_files(self, uri: str, limit: int | None = None) -> list[str]:
         """Files under the directory ``uri``, relative to it and sorted; empty when there is none."""
@@ -219,6 +230,18 @@ class Storage:
         """A server-side copy of one ``gs://`` object."""
         self.gcs().copy(source_uri, target_uri)
 
+    def copy_prefix(self, source_uri: str, target_uri: str, skip: str | None = None) -> list[str]:
+        """Server-side copy of every object under one ``gs://`` prefix to another, in name order.
+
+        Objects named ``skip`` are left out (a completion marker is written by the caller, last). Returns the
+        copied names, relative to the prefix.
+        """
+        source, target = source_uri.rstrip("/"), target_uri.rstrip("/")
+        names = [n for n in self.list_files(source) if posixpath.basename(n) != skip]
+        if names:
+            self.gcs().copy([f"{source}/{n}" for n in names], [f"{target}/{n}" for n in names])
+        return names
+
     def delete(self, uri: str) -> None:
         """Delete one file; a missing one is not an error."""
         if is_gcs(uri):
@@ -240,6 +263,7 @@ class Storage:
         ordered = sorted(names, key=lambda name: posixpath.basename(name) != first)
         for name in ordered:
             self.delete(f"{base}/{name}")
+        self.delete(f"{base}/")  # the folder's own placeholder object, which TensorFlow's makedirs creates
 
 
 def default_storage() -> Storage:

@@ -1,7 +1,12 @@
-"""What an executor sees: local input directories, local output directories, parameters.
+"""What an executor sees: its inputs, where to write its outputs, parameters.
 
 Executors are pure functions of this context: they never talk to Airflow or MLMD, so a unit test can build a
 context over temporary directories and call ``execute`` directly.
+
+Single-host stages see local paths only. Beam stages (``uses_beam``) are URI-native: input URIs and output
+staging locations may be ``gs://``, so Beam workers on other hosts reach them; such an executor does its file
+I/O through ``airflow_provider_mlpipe.storage`` or Beam/TensorFlow, and calls ``localize`` only for data it
+chooses to process in memory on this host.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -27,7 +33,7 @@ class UserModuleError(RuntimeError):
 @dataclass
 class OutputArtifact:
     type: str
-    path: str  # local staging directory the executor writes into
+    path: str  # staging location the executor writes into (``gs://`` only for URI-native stages)
     uri: str = ""  # final URI, known before the executor runs
     properties: dict[str, Any] = field(default_factory=dict)
     # Set by executors whose real output lives outside the pipeline root (the Pusher's serving directory).
@@ -40,8 +46,8 @@ class ExecutorContext:
     node_id: str
     run_id: str
     params: StageParams = field(default_factory=StageParams)  # the stage's own validated params model
-    inputs: dict[str, list[ArtifactRef]] = field(default_factory=dict)  # uris are local paths
-    resolved: dict[str, ArtifactRef | None] = field(default_factory=dict)  # uris are local paths
+    inputs: dict[str, list[ArtifactRef]] = field(default_factory=dict)
+    resolved: dict[str, ArtifactRef | None] = field(default_factory=dict)
     outputs: dict[str, OutputArtifact] = field(default_factory=dict)
     beam_args: list[str] = field(default_factory=list)
     logical_date: str | None = None
@@ -50,7 +56,10 @@ class ExecutorContext:
     conf: dict[str, Any] = field(default_factory=dict)
     spec_dir: str | None = None
     pipeline_root: str = ""
-    tmp_dir: str = ""
+    tmp_dir: str = ""  # local scratch on this host, removed after the stage
+    temp_uri: str = ""  # scratch that Beam workers can reach (``gs://`` for a GCS root); removed after the stage
+    # Returns a local copy of an input (a download for ``gs://``): for the in-memory paths of URI-native stages.
+    localize: Callable[[ArtifactRef], ArtifactRef] = lambda ref: ref
 
     def input(self, slot: str) -> ArtifactRef:
         refs = self.inputs.get(slot) or []

@@ -35,12 +35,13 @@ def load_executor(stage: StageDescription) -> ModuleType:
     return module
 
 
+def _localize_one(store: ArtifactStore, ref: ArtifactRef) -> ArtifactRef:
+    key = f"{ref.type}-{ref.id or abs(hash(ref.uri))}"
+    return ArtifactRef(ref.type, store.localize(ref.uri, key), ref.id, ref.name, dict(ref.properties))
+
+
 def _localize(store: ArtifactStore, refs: list[ArtifactRef]) -> list[ArtifactRef]:
-    local = []
-    for ref in refs:
-        key = f"{ref.type}-{ref.id or abs(hash(ref.uri))}"
-        local.append(ArtifactRef(ref.type, store.localize(ref.uri, key), ref.id, ref.name, dict(ref.properties)))
-    return local
+    return [_localize_one(store, ref) for ref in refs]
 
 
 def validated_params(stage: StageDescription, request: StageRequest) -> StageParams:
@@ -79,7 +80,25 @@ def run_stage(request: StageRequest, client: MetadataClient, store: ArtifactStor
     stage = get_stage(request.stage, request.stage_module)
     params = validated_params(stage, request)
     executor = load_executor(stage)
-    store = store or ArtifactStore(request.pipeline_root)
+    if store is None:
+        # This run's own store: its download cache must not outlive the stage on a shared worker.
+        store = ArtifactStore(request.pipeline_root)
+        try:
+            return _run(request, client, store, stage, params, executor, started)
+        finally:
+            shutil.rmtree(store.scratch_dir, ignore_errors=True)
+    return _run(request, client, store, stage, params, executor, started)
+
+
+def _run(
+    request: StageRequest,
+    client: MetadataClient,
+    store: ArtifactStore,
+    stage: StageDescription,
+    params: StageParams,
+    executor: ModuleType,
+    started: float,
+) -> StageResult:
     client.register_types()
     contexts = client.lineage_contexts(request.pipeline, request.run_id, request.node_id)
     _, run_ctx, node_ctx = contexts
@@ -135,19 +154,28 @@ def run_stage(request: StageRequest, client: MetadataClient, store: ArtifactStor
 
     execution_id = client.start_execution(stage.execution_type, contexts, all_inputs, base_props)
     tmp_dir = tempfile.mkdtemp(prefix=f"mlpipe-{request.node_id}-")
+    # Beam stages are URI-native: inputs stay where they are and outputs are staged next to their final place,
+    # so Beam workers on other hosts can reach both (docs/storage.md).
+    uri_native = stage.uses_beam
+    temp_uri = store.scratch_uri(request.node_id) if uri_native else tmp_dir
     outputs: dict[str, OutputArtifact] = {}
     published: list[str] = []
+
+    def inputs_for(refs: list[ArtifactRef]) -> list[ArtifactRef]:
+        return list(refs) if uri_native else _localize(store, refs)
+
     try:
         for slot in stage.outputs:
             final = store.final_uri(request.pipeline, request.node_id, execution_id, slot.name)
-            outputs[slot.name] = OutputArtifact(type=slot.artifact_type, path=store.staging_dir(final), uri=final)
+            staging = store.staging_uri(final) if uri_native else store.staging_dir(final)
+            outputs[slot.name] = OutputArtifact(type=slot.artifact_type, path=staging, uri=final)
         ctx = ExecutorContext(
             pipeline=request.pipeline,
             node_id=request.node_id,
             run_id=request.run_id,
             params=params,
-            inputs={slot: _localize(store, refs) for slot, refs in request.inputs.items()},
-            resolved={k: (_localize(store, [v])[0] if v is not None else None) for k, v in resolved.items()},
+            inputs={slot: inputs_for(refs) for slot, refs in request.inputs.items()},
+            resolved={k: (inputs_for([v])[0] if v is not None else None) for k, v in resolved.items()},
             outputs=outputs,
             beam_args=list(request.beam_args),
             logical_date=request.logical_date,
@@ -157,6 +185,8 @@ def run_stage(request: StageRequest, client: MetadataClient, store: ArtifactStor
             spec_dir=request.spec_dir,
             pipeline_root=request.pipeline_root,
             tmp_dir=tmp_dir,
+            temp_uri=temp_uri,
+            localize=lambda ref: _localize_one(store, ref),
         )
         summary = executor.execute(ctx) or {}
         # Every output carries the span of what it was made from, so "previous span" and the baseline can be
@@ -185,6 +215,8 @@ def run_stage(request: StageRequest, client: MetadataClient, store: ArtifactStor
         raise
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+        if temp_uri != tmp_dir:
+            store.remove_scratch(temp_uri)
     return StageResult(
         stage=request.stage,
         execution_id=execution_id,

@@ -1,12 +1,20 @@
 """Artifact storage on local disk or Google Cloud Storage, with atomic publish.
 
-Executors always read and write local directories. For a local pipeline root, outputs are staged in a hidden
-``.staging`` folder beside their final place and published with one ``rename``, so a reader never sees a
-half-written artifact under a final URI. For ``gs://`` roots, inputs are downloaded to a local cache and
-outputs are uploaded after the executor finishes; the final ``_MLPIPE_COMPLETE`` object is written last, and
-MLMD marks the artifact LIVE only after that. A killed stage leaves at most a ``.staging`` entry or a
-prefix without the marker, neither of which looks finished. ``gs://`` is reached through the shared
-``airflow_provider_mlpipe.storage`` layer, the same one the Airflow side reads with.
+For a local pipeline root, outputs are staged in a hidden ``.staging`` folder beside their final place and
+published with one ``rename``, so a reader never sees a half-written artifact under a final URI.
+
+For ``gs://`` roots there are two data planes (docs/storage.md):
+
+- **URI-native** (the Beam stages): the executor reads its inputs at their own ``gs://`` URIs and writes each
+  output under a staging prefix ``<root>/.staging/...``, so Beam workers on other hosts can reach both and
+  nothing passes through the launching host's disk. Publishing copies the staged objects to the final prefix
+  server-side, then writes ``_MLPIPE_COMPLETE``, then removes the staging prefix.
+- **Local** (single-host stages): inputs are downloaded to a scratch cache and outputs uploaded when the
+  executor finishes, marker last.
+
+Either way MLMD marks the artifact LIVE only after the marker exists. A killed stage leaves at most a
+``.staging`` entry or a prefix without the marker, neither of which looks finished. ``gs://`` is reached through
+the shared ``airflow_provider_mlpipe.storage`` layer, the same one the Airflow side reads with.
 """
 
 from __future__ import annotations
@@ -70,7 +78,34 @@ class ArtifactStore:
         os.makedirs(path)
         return path
 
+    def staging_uri(self, final_uri: str) -> str:
+        """Where a URI-native executor writes an output: a fresh ``gs://`` staging prefix, or a local staging dir."""
+        if not is_gcs(final_uri):
+            return self.staging_dir(final_uri)
+        relative = final_uri[len(self.pipeline_root) :].strip("/").replace("/", "-")
+        return join(self.pipeline_root, STAGING_DIR, f"{relative}-{uuid.uuid4().hex[:12]}")
+
+    def scratch_uri(self, label: str) -> str:
+        """A fresh temporary location that Beam workers can reach: under ``.staging/`` of a ``gs://`` root."""
+        token = f"{label}-tmp-{uuid.uuid4().hex[:12]}"
+        if is_gcs(self.pipeline_root):
+            return join(self.pipeline_root, STAGING_DIR, token)
+        path = os.path.join(self.scratch_dir, token)
+        os.makedirs(path)
+        return path
+
+    def remove_scratch(self, uri: str) -> None:
+        if is_gcs(uri):
+            self.storage.delete_prefix(uri)
+        else:
+            shutil.rmtree(uri, ignore_errors=True)
+
     def publish(self, staging: str, final_uri: str) -> None:
+        if is_gcs(staging):
+            self.storage.copy_prefix(staging, final_uri, skip=COMPLETE_MARKER)
+            self.storage.write_text(join(final_uri, COMPLETE_MARKER), "")
+            self.storage.delete_prefix(staging)
+            return
         if is_gcs(final_uri):
             self.storage.upload_dir(staging, final_uri)
             self.storage.write_text(join(final_uri, COMPLETE_MARKER), "")
@@ -82,7 +117,10 @@ class ArtifactStore:
         os.rename(staging, final_uri)
 
     def discard(self, staging: str) -> None:
-        shutil.rmtree(staging, ignore_errors=True)
+        if is_gcs(staging):
+            self.storage.delete_prefix(staging)
+        else:
+            shutil.rmtree(staging, ignore_errors=True)
 
     def unpublish(self, final_uri: str) -> None:
         """Remove a published artifact whose MLMD record could not be written (marker first, then the rest)."""
