@@ -2,10 +2,13 @@
 
 The baseline is ``ctx.resolved["baseline_model"]``: the newest blessed model whose training span is not later than
 the candidate's (``runtime.metadata.resolvers.blessed_baseline``); on the first run there is none and change
-thresholds are skipped, as in TFX. ``engine``: ``fast`` (batched predictions and
-exact metric arithmetic, see ``model_eval_fast``), ``tfma`` (TFMA's ``run_model_analysis`` on Beam, writing
-``tfma/``), or ``auto`` (fast when it supports every configured metric). Both engines give identical metric
-values, and the blessing is decided by one rule set (``metric_config.validate``, TFMA's semantics).
+thresholds are skipped, as in TFX. URI-native: models and examples are read at their URIs (``gs://`` on a GCS
+root; TensorFlow loads a SavedModel from there itself), and TFMA's Beam pipelines write there too.
+
+``engine``: ``fast`` (batched predictions and exact metric arithmetic, ``evaluation/fast_engine.py``), ``tfma``
+(TFMA's ``run_model_analysis`` on Beam, writing ``tfma/``), or ``auto`` (fast when it supports every configured
+metric). Both engines give identical metric values, and the blessing is decided by one rule set
+(``metric_config.validate``, TFMA's semantics).
 
 Outputs: ``evaluation`` (``metrics.json``) and ``blessing`` (``BLESSED`` or ``NOT_BLESSED`` holding the reason,
 ``blessing.json``).
@@ -15,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from typing import Any
 
@@ -24,6 +26,7 @@ from airflow_provider_mlpipe.runtime.evaluation import metric_config
 from airflow_provider_mlpipe.runtime.evaluation.metric_config import OVERALL, EvalSpec
 from airflow_provider_mlpipe.runtime.io import schema_tables
 from airflow_provider_mlpipe.stages.evaluator import EvaluatorParams
+from airflow_provider_mlpipe.storage import default_storage, join
 
 log = logging.getLogger("mlpipe.runtime.evaluator")
 
@@ -31,8 +34,8 @@ SERVING_DIR = "Format-Serving"
 
 
 def _serving_dir(model_uri: str) -> str:
-    path = os.path.join(model_uri, SERVING_DIR)
-    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+    path = join(model_uri, SERVING_DIR)
+    if not default_storage().exists(join(path, "saved_model.pb")):
         raise FileNotFoundError(f"The model artifact {model_uri} has no {SERVING_DIR}/saved_model.pb.")
     return path
 
@@ -41,8 +44,7 @@ def _has_signature(saved_model_dir: str, name: str) -> bool:
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()
-    with open(os.path.join(saved_model_dir, "saved_model.pb"), "rb") as fh:
-        proto.ParseFromString(fh.read())
+    proto.ParseFromString(default_storage().read_bytes(join(saved_model_dir, "saved_model.pb")))
     return any(name in graph.signature_def for graph in proto.meta_graphs)
 
 
@@ -92,8 +94,8 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
             baseline_dir,
             files,
             schema,
-            output_path=os.path.join(ctx.output("evaluation").path, "tfma"),
-            tmp_dir=ctx.tmp_dir,
+            output_path=join(ctx.output("evaluation").path, "tfma"),
+            temp_uri=ctx.temp_uri or ctx.tmp_dir,
             beam_args=ctx.beam_args,
             has_transform=_has_signature(model_dir, metric_config.TRANSFORM_SIGNATURE),
         )
@@ -132,9 +134,9 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
         metrics_doc["baseline"] = {"model_id": baseline.id, "slices": _ordered(base), "diff": _ordered(diffs)}
     if tfma_ok is not None:
         metrics_doc["tfma_validation_ok"] = tfma_ok
+    storage = default_storage()
     eval_dir = ctx.output("evaluation").path
-    with open(os.path.join(eval_dir, "metrics.json"), "w", encoding="utf-8") as fh:
-        json.dump(metrics_doc, fh, indent=2, sort_keys=True)
+    storage.write_text(join(eval_dir, "metrics.json"), json.dumps(metrics_doc, indent=2, sort_keys=True))
 
     blessing_dir = ctx.output("blessing").path
     blessing_doc = {
@@ -144,10 +146,8 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
         "current_model_id": model.id,
         "baseline_model_id": baseline.id if baseline is not None else None,
     }
-    with open(os.path.join(blessing_dir, "blessing.json"), "w", encoding="utf-8") as fh:
-        json.dump(blessing_doc, fh, indent=2, sort_keys=True)
-    with open(os.path.join(blessing_dir, "BLESSED" if blessed else "NOT_BLESSED"), "w", encoding="utf-8") as fh:
-        fh.write(reason + "\n")
+    storage.write_text(join(blessing_dir, "blessing.json"), json.dumps(blessing_doc, indent=2, sort_keys=True))
+    storage.write_text(join(blessing_dir, "BLESSED" if blessed else "NOT_BLESSED"), reason + "\n")
 
     span = examples.properties.get("span", model.properties.get("span"))
     eval_props: dict[str, Any] = {"engine": engine}
@@ -170,8 +170,8 @@ def _schema(schema_uri: str | None, model_uri: str, files: list[str]) -> Any:
     Trainer keeps in the model artifact, else (a model from elsewhere) the Parquet column types."""
     if schema_uri:
         return schema_tables.load_schema(schema_uri)
-    kept = os.path.join(model_uri, schema_tables.SCHEMA_FILE)
-    if os.path.isfile(kept):
+    kept = join(model_uri, schema_tables.SCHEMA_FILE)
+    if default_storage().exists(kept):
         return schema_tables.load_schema(kept)
     log.warning("No schema input and none in the model artifact: encoding examples by their Parquet types.")
     return schema_tables.schema_from_parquet(files)

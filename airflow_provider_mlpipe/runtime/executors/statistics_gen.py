@@ -4,6 +4,10 @@ Both paths feed the same canonicalized Arrow record batches (every column a list
 list) into TFDV's own statistics generators, so they agree: the in-memory path runs the combiners directly
 over the batches (what ``tfdv.generate_statistics_from_dataframe`` does, minus the pandas round trip); the
 Beam path runs ``tfdv.GenerateStatistics`` on any runner the spec's ``beam`` options name.
+
+The stage is URI-native: on a ``gs://`` root the Beam path reads the Parquet files and writes the statistics at
+their ``gs://`` URIs, so Beam workers on other hosts reach them; the Arrow path streams the files into memory.
+Neither goes through the local disk.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
 
+from airflow_provider_mlpipe.runtime.beam_options import pipeline_options
 from airflow_provider_mlpipe.runtime.context import ExecutorContext
 from airflow_provider_mlpipe.runtime.io import example_io
 from airflow_provider_mlpipe.stages.statistics_gen import StatisticsGenParams
+from airflow_provider_mlpipe.storage import default_storage, is_gcs, join
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -47,10 +53,13 @@ def _canonical_batches(table: pa.Table) -> list[pa.RecordBatch]:
 
 
 def uncompressed_bytes(files: list[str]) -> int:
+    """The data size the Arrow path would hold in memory, from the Parquet footers only."""
+    storage = default_storage()
     total = 0
     for path in files:
-        meta = pq.ParquetFile(path).metadata
-        total += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        with storage.open(path, "rb") as fh:
+            meta = pq.ParquetFile(fh).metadata
+            total += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
     return total
 
 
@@ -70,7 +79,7 @@ def arrow_statistics(files: list[str], options: Any = None) -> statistics_pb2.Da
     generators = stats_impl.get_generators(options, in_memory=True)
     accumulators = [g.create_accumulator() for g in generators]
     for path in files:
-        for batch in _canonical_batches(pq.read_table(path)):
+        for batch in _canonical_batches(example_io.read_parquet_file(path)):
             accumulators = [g.add_input(acc, batch) for g, acc in zip(generators, accumulators, strict=True)]
     return stats_impl.extract_statistics_output(accumulators, generators)
 
@@ -81,12 +90,11 @@ def beam_statistics(
     """One Beam pipeline computing every split's statistics; each lands in ``output_files[split]``."""
     import apache_beam as beam
     import tensorflow_data_validation as tfdv
-    from apache_beam.options.pipeline_options import PipelineOptions
 
     options = options or _options()
-    with beam.Pipeline(options=PipelineOptions(list(beam_args))) as pipeline:
+    with beam.Pipeline(options=pipeline_options(beam_args, "StatisticsGen")) as pipeline:
         for split, files in split_files.items():
-            pattern = os.path.join(os.path.dirname(files[0]), "data-*.parquet")
+            pattern = f"{files[0].rsplit('/', 1)[0]}/*.parquet"  # the split folder, local or gs://
             _ = (
                 pipeline
                 | f"Read[{split}]" >> beam.io.ReadFromParquetBatched(pattern)
@@ -148,9 +156,10 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     out = ctx.output("statistics")
     started = time.monotonic()
     if path == "beam":
-        targets = {s: os.path.join(example_io.split_dir(out.path, s), example_io.STATS_FILE) for s in splits}
-        for target in targets.values():
-            os.makedirs(os.path.dirname(target), exist_ok=True)
+        targets = {s: join(example_io.split_dir(out.path, s), example_io.STATS_FILE) for s in splits}
+        if not is_gcs(out.path):
+            for target in targets.values():
+                os.makedirs(os.path.dirname(target), exist_ok=True)
         beam_statistics(files, targets, ctx.beam_args)
         results = {s: example_io.load_stats(t) for s, t in targets.items()}
     else:
@@ -159,16 +168,15 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
             example_io.write_stats(stats, example_io.split_dir(out.path, split))
     compute_s = time.monotonic() - started
 
+    storage = default_storage()
     summary: dict[str, Any] = {"path": path, "splits": {}}
     for split, stats in results.items():
         html = display_util.get_statistics_html(stats)
-        with open(os.path.join(example_io.split_dir(out.path, split), HTML_FILE), "w", encoding="utf-8") as fh:
-            fh.write(html)
+        storage.write_text(join(example_io.split_dir(out.path, split), HTML_FILE), html)
         summary["splits"][split] = summarize(stats)
     if "span" in examples.properties:
         summary["span"] = examples.properties["span"]
-    with open(os.path.join(out.path, SUMMARY_FILE), "w", encoding="utf-8") as fh:
-        json.dump(summary, fh, indent=1, sort_keys=True)
+    storage.write_text(join(out.path, SUMMARY_FILE), json.dumps(summary, indent=1, sort_keys=True))
 
     num_examples = {s: summary["splits"][s]["num_examples"] for s in splits}
     out.properties.update({"split_names": list(splits), "path": path, "num_examples": num_examples})

@@ -17,7 +17,7 @@ from typing import Any
 
 from airflow_provider_mlpipe.protocol import StageRequest
 from airflow_provider_mlpipe.runtime.context import ExecutorContext
-from airflow_provider_mlpipe.runtime.io import schema_tables
+from airflow_provider_mlpipe.runtime.io import example_io, schema_tables
 from airflow_provider_mlpipe.runtime.training.fn_args import FnArgs
 from airflow_provider_mlpipe.runtime.training.user_modules import module_digest
 from airflow_provider_mlpipe.stages.trainer import TrainerParams
@@ -38,7 +38,7 @@ def fingerprint(request: StageRequest, params: TrainerParams) -> str:
 
 
 def _patterns(examples_uri: str, split: str, fmt: str) -> list[str]:
-    pattern = os.path.join(schema_tables.split_dir(examples_uri, split), _PATTERNS[fmt])
+    pattern = os.path.join(example_io.split_dir(examples_uri, split), _PATTERNS[fmt])
     if not glob.glob(pattern):
         raise FileNotFoundError(f"No {_PATTERNS[fmt]} files for the {split!r} split in {examples_uri}.")
     return [pattern]

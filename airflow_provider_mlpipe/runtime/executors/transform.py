@@ -11,19 +11,23 @@ With ``missing_values: sparse`` (the default) dense non-FLOAT schema features ar
 (``schema_tables.relax_dense_features``), so a value missing in later data or in a serving request reaches
 ``preprocessing_fn`` instead of failing the parse; ``strict`` keeps the schema's shapes (TFX's behaviour). The raw
 schema saved with the graph is the one TFT read, so serving parses the same way.
+
+URI-native: Beam reads the Parquet files and writes the graph, its temp files and the transformed examples at
+their own URIs (``gs://`` on a GCS root), so remote Beam workers reach all of them.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from airflow_provider_mlpipe.protocol import StageRequest
+from airflow_provider_mlpipe.runtime.beam_options import pipeline_options
 from airflow_provider_mlpipe.runtime.context import ExecutorContext
 from airflow_provider_mlpipe.runtime.io import schema_tables
 from airflow_provider_mlpipe.runtime.training.user_modules import module_digest
 from airflow_provider_mlpipe.stages.transform import TransformParams
+from airflow_provider_mlpipe.storage import default_storage, join
 
 log = logging.getLogger("mlpipe.runtime.transform")
 
@@ -43,6 +47,13 @@ def _to_list_batch(table: Any, schema: Any) -> Any:
     return schema_tables.to_list_batch(table, schema)
 
 
+def _num_rows(uri: str) -> int:
+    import pyarrow.parquet as pq
+
+    with default_storage().open(uri, "rb") as fh:  # the footer only
+        return pq.ParquetFile(fh).metadata.num_rows
+
+
 def _encode(item: Any) -> list[bytes]:
     batch, _ = item
     return schema_tables.encode_examples(batch)
@@ -50,10 +61,8 @@ def _encode(item: Any) -> list[bytes]:
 
 def execute(ctx: ExecutorContext) -> dict[str, Any]:
     import apache_beam as beam
-    import pyarrow.parquet as pq
     import tensorflow_transform as tft
     import tensorflow_transform.beam as tft_beam
-    from apache_beam.options.pipeline_options import PipelineOptions
     from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
     from tfx_bsl.tfxio import tensor_adapter, tensor_representation_util
 
@@ -75,16 +84,17 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     relaxed = schema_tables.relax_dense_features(schema) if params.missing_values == "sparse" else []
     if relaxed:
         log.info("Reading %s as sparse, so rows and serving requests without them do not fail.", relaxed)
-    row_counts = {split: sum(pq.ParquetFile(f).metadata.num_rows for f in paths) for split, paths in files.items()}
+    row_counts = {split: sum(_num_rows(f) for f in paths) for split, paths in files.items()}
 
     representations = tensor_representation_util.InferTensorRepresentationsFromSchema(schema)
     config = tensor_adapter.TensorAdapterConfig(_arrow_schema(schema), representations)
     graph_dir = ctx.output("transform_graph").path
     out_dir = ctx.output("transformed_examples").path
-    temp_dir = os.path.join(ctx.tmp_dir, "tft-temp")
+    temp_dir = join(ctx.temp_uri or ctx.tmp_dir, "tft-temp")
 
     log.info("Analyzing %s and transforming %s with %s.", analyze, splits, module_file)
-    with beam.Pipeline(options=PipelineOptions(ctx.beam_args)) as pipeline, tft_beam.Context(temp_dir=temp_dir):
+    options = pipeline_options(ctx.beam_args, "Transform")
+    with beam.Pipeline(options=options) as pipeline, tft_beam.Context(temp_dir=temp_dir):
 
         def read(split: str) -> Any:
             pattern_files = files[split]
@@ -111,14 +121,14 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
                 | f"Encode{split}" >> beam.FlatMap(_encode)
                 | f"Write{split}"
                 >> beam.io.WriteToTFRecord(
-                    os.path.join(out_dir, f"Split-{split}", "transformed"),
+                    join(out_dir, f"Split-{split}", "transformed"),
                     file_name_suffix=".tfrecord.gz",
                     compression_type=beam.io.filesystem.CompressionTypes.GZIP,
                 )
             )
     # TFX keeps the raw schema beside the graph, so TFTransformOutput.raw_feature_spec() works for serving.
     metadata_io.write_metadata(
-        dataset_metadata.DatasetMetadata(schema), os.path.join(graph_dir, tft.TFTransformOutput.RAW_METADATA_DIR)
+        dataset_metadata.DatasetMetadata(schema), join(graph_dir, tft.TFTransformOutput.RAW_METADATA_DIR)
     )
     transformed_features = sorted(tft.TFTransformOutput(graph_dir).transformed_feature_spec())
     span = examples.properties.get("span")

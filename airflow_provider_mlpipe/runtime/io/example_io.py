@@ -17,6 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from airflow_provider_mlpipe.storage import default_storage, join
+
 if TYPE_CHECKING:
     from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
@@ -29,19 +31,15 @@ DEFAULT_ROWS_PER_SHARD = 1_000_000
 
 
 def split_dir(artifact_dir: str, split: str) -> str:
-    return os.path.join(artifact_dir, f"Split-{split}")
+    return join(artifact_dir, f"Split-{split}")
 
 
 def artifact_splits(artifact_dir: str, properties: dict[str, Any] | None = None) -> list[str]:
-    """Split names from the artifact's properties, else from its ``Split-*`` directories."""
+    """Split names from the artifact's properties, else from its ``Split-*`` directories (local or ``gs://``)."""
     names = (properties or {}).get("split_names")
     if isinstance(names, list) and names:
         return [str(n) for n in names]
-    found = sorted(
-        d[len("Split-") :]
-        for d in os.listdir(artifact_dir)
-        if d.startswith("Split-") and os.path.isdir(os.path.join(artifact_dir, d))
-    )
+    found = sorted(d[len("Split-") :] for d in default_storage().list_dirs(artifact_dir) if d.startswith("Split-"))
     if not found:
         raise ValueError(f"The artifact at {artifact_dir} has no Split-* directories.")
     return found
@@ -226,39 +224,46 @@ def write_split(table: pa.Table, directory: str, rows_per_shard: int = DEFAULT_R
     return shards
 
 
-def split_files(examples_dir: str, split: str) -> list[str]:
+def split_files(examples_dir: str, split: str, suffix: str = ".parquet") -> list[str]:
+    """The split's data files, sorted (local or ``gs://``)."""
     directory = split_dir(examples_dir, split)
-    if not os.path.isdir(directory):
-        raise ValueError(f"The Examples artifact at {examples_dir} has no split {split!r}.")
-    files = sorted(f for f in os.listdir(directory) if f.endswith(".parquet"))
-    if not files:
-        raise ValueError(f"The split directory {directory} holds no Parquet files.")
-    return [os.path.join(directory, f) for f in files]
+    names = [n for n in default_storage().list_files(directory) if "/" not in n and n.endswith(suffix)]
+    if not names:
+        raise ValueError(f"The Examples artifact at {examples_dir} has no {suffix} files in split {split!r}.")
+    return [join(directory, n) for n in names]
+
+
+def read_parquet_file(uri: str) -> pa.Table:
+    """One Parquet file, local or streamed from ``gs://`` into memory (never through the local disk)."""
+    with default_storage().open(uri, "rb") as fh:
+        return pq.read_table(fh)
 
 
 def read_split(examples_dir: str, split: str) -> pa.Table:
-    return pa.concat_tables([pq.read_table(f) for f in split_files(examples_dir, split)])
+    return pa.concat_tables([read_parquet_file(f) for f in split_files(examples_dir, split)])
 
 
 # ----- statistics, schema, anomalies --------------------------------------------------------------------
 def write_stats(stats: statistics_pb2.DatasetFeatureStatisticsList, directory: str) -> str:
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, STATS_FILE)
-    with open(path, "wb") as fh:
+    path = join(directory, STATS_FILE)
+    with default_storage().open(path, "wb") as fh:
         fh.write(stats.SerializeToString())
     return path
+
+
+def _file_in(directory_or_file: str, name: str) -> str:
+    return directory_or_file if default_storage().size(directory_or_file) is not None else join(directory_or_file, name)
 
 
 def load_stats(directory_or_file: str) -> statistics_pb2.DatasetFeatureStatisticsList:
     from tensorflow_metadata.proto.v0 import statistics_pb2
 
-    path = directory_or_file
-    if os.path.isdir(path):
-        path = os.path.join(path, STATS_FILE)
-    if not os.path.isfile(path):
-        raise ValueError(f"No statistics file at {path}.")
-    with open(path, "rb") as fh:
-        return statistics_pb2.DatasetFeatureStatisticsList.FromString(fh.read())
+    path = _file_in(directory_or_file, STATS_FILE)
+    try:
+        data = default_storage().read_bytes(path)
+    except FileNotFoundError:
+        raise ValueError(f"No statistics file at {path}.") from None
+    return statistics_pb2.DatasetFeatureStatisticsList.FromString(data)
 
 
 def load_split_stats(stats_dir: str, split: str) -> statistics_pb2.DatasetFeatureStatisticsList:
@@ -269,13 +274,13 @@ def load_schema(path: str) -> schema_pb2.Schema:
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    if os.path.isdir(path):
-        path = os.path.join(path, SCHEMA_FILE)
+    path = _file_in(path, SCHEMA_FILE)
     try:
-        with open(path, encoding="utf-8") as fh:
-            return text_format.Parse(fh.read(), schema_pb2.Schema())
+        text = default_storage().read_text(path)
     except OSError as exc:
         raise ValueError(f"The schema file {path} cannot be read: {exc.strerror or exc}.") from exc
+    try:
+        return text_format.Parse(text, schema_pb2.Schema())
     except text_format.ParseError as exc:
         raise ValueError(f"The schema file {path} is not a valid Schema text proto: {exc}") from exc
 
@@ -283,9 +288,8 @@ def load_schema(path: str) -> schema_pb2.Schema:
 def write_schema(schema: schema_pb2.Schema, directory: str) -> str:
     from google.protobuf import text_format
 
-    path = os.path.join(directory, SCHEMA_FILE)
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(text_format.MessageToString(schema))
+    path = join(directory, SCHEMA_FILE)
+    default_storage().write_text(path, text_format.MessageToString(schema))
     return path
 
 

@@ -10,8 +10,6 @@ becomes NaN: a schema inferred from pandas statistics marks such columns dense, 
 
 from __future__ import annotations
 
-import glob
-import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -20,17 +18,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-SCHEMA_FILE = "schema.pbtxt"
+from airflow_provider_mlpipe.runtime.io import example_io
+from airflow_provider_mlpipe.runtime.io.example_io import SCHEMA_FILE, load_schema
+from airflow_provider_mlpipe.storage import default_storage
 
-
-def load_schema(schema_dir_or_file: str) -> schema_pb2.Schema:
-    from google.protobuf import text_format
-
-    path = schema_dir_or_file
-    if os.path.isdir(path):
-        path = os.path.join(path, SCHEMA_FILE)
-    with open(path, encoding="utf-8") as fh:
-        return text_format.Parse(fh.read(), schema_pb2.Schema())
+__all__ = ["SCHEMA_FILE", "load_schema"]  # shared with example_io, re-exported for the model stages
 
 
 def schema_from_parquet(files: list[str]) -> schema_pb2.Schema:
@@ -39,7 +31,8 @@ def schema_from_parquet(files: list[str]) -> schema_pb2.Schema:
     Every feature may be missing (a null becomes an absent feature), which a serving signature that gives dense
     features defaults accepts.
     """
-    arrow_schema = pq.read_schema(files[0])
+    with default_storage().open(files[0], "rb") as fh:
+        arrow_schema = pq.read_schema(fh)
     schema = schema_pb2.Schema()
     for name, kind in zip(arrow_schema.names, arrow_schema.types, strict=True):
         base = kind.value_type if pa.types.is_list(kind) or pa.types.is_large_list(kind) else kind
@@ -55,25 +48,17 @@ def schema_from_parquet(files: list[str]) -> schema_pb2.Schema:
     return schema
 
 
-def split_dir(examples_uri: str, split: str) -> str:
-    return os.path.join(examples_uri, f"Split-{split}")
-
-
-def split_files(examples_uri: str, split: str, pattern: str = "*.parquet") -> list[str]:
-    files = sorted(glob.glob(os.path.join(split_dir(examples_uri, split), pattern)))
-    if not files:
-        raise FileNotFoundError(f"No {pattern} files in {split_dir(examples_uri, split)}.")
-    return files
+def split_files(examples_uri: str, split: str, suffix: str = ".parquet") -> list[str]:
+    """The split's data files, local or ``gs://``; ``FileNotFoundError`` when there are none."""
+    try:
+        return example_io.split_files(examples_uri, split, suffix)
+    except ValueError as exc:
+        raise FileNotFoundError(str(exc)) from None
 
 
 def split_names(examples_uri: str, declared: list[str] | None = None) -> list[str]:
     """The splits of an Examples artifact: its ``split_names`` property, or its ``Split-*`` folders."""
-    if declared:
-        return list(declared)
-    found = sorted(d[len("Split-") :] for d in os.listdir(examples_uri) if d.startswith("Split-"))
-    if not found:
-        raise FileNotFoundError(f"The Examples artifact {examples_uri} has no Split-* folders.")
-    return found
+    return example_io.artifact_splits(examples_uri, {"split_names": declared})
 
 
 _ARROW_TYPES = {
@@ -135,8 +120,10 @@ def to_list_batch(table: pa.Table | pa.RecordBatch, schema: schema_pb2.Schema, s
 
 
 def iter_batches(files: list[str], batch_size: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    storage = default_storage()
     for path in files:
-        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns)
+        with storage.open(path, "rb") as fh:  # streamed: row groups are fetched as they are read
+            yield from pq.ParquetFile(fh).iter_batches(batch_size=batch_size, columns=columns)
 
 
 def encode_examples(batch: pa.RecordBatch) -> list[bytes]:
