@@ -17,6 +17,7 @@ idle timeout. docs/warm-runtime.md has the measurements behind this design.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import importlib
 import os
@@ -93,6 +94,9 @@ def _child(server: socket.socket, conn: socket.socket, out_fd: int, request: dic
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir(request.get("cwd") or "/")
+        # The server's exit handlers are the server's; the stage's own (the GCP key file's removal, TensorFlow's
+        # generated-code files) must run when the stage ends, as in a cold process, or they pile up on disk.
+        atexit._clear()
         import logging
 
         logging.root.handlers.clear()  # the stage configures its own logging, as in a cold process
@@ -104,6 +108,10 @@ def _child(server: socket.socket, conn: socket.socket, out_fd: int, request: dic
     except BaseException:
         traceback.print_exc()
     finally:
+        try:
+            atexit._run_exitfuncs()
+        except BaseException:
+            traceback.print_exc()
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
