@@ -6,6 +6,8 @@ need=()
 command -v pg_ctlcluster >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# strace: the gs:// data-plane test records every file a stage opens.
+command -v strace >/dev/null 2>&1 || need+=(strace)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -1,16 +1,17 @@
 """Artifacts on gs:// against gcp-storage-emulator: publish, localize, discard, and a whole stage run.
 
-Also pins down how the ML libraries' own gs:// I/O behaves against an emulator, which is why mlpipe stages all
-data through the shared storage layer (storage.py, on gcsfs) and executors only ever see local paths:
-- TensorFlow's GCS filesystem (tf.io.gfile, and so TFDV/TFT/TFMA/Keras file access) has the Google endpoints
-  compiled in and ignores STORAGE_EMULATOR_HOST;
-- Beam 2.61's GcsIO is built on google-cloud-storage and does honour it.
+Also pins down how the ML libraries' own gs:// I/O reaches an emulator, which the URI-native Beam stages rely on:
+- TensorFlow's GCS filesystem has the Google endpoints compiled in, but honours ``https_proxy``; the emulator's
+  HTTPS front answers for those endpoints (tests/support/gcs_tls_front.py);
+- Beam 2.61's GcsIO is built on google-cloud-storage and honours STORAGE_EMULATOR_HOST.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from airflow_provider_mlpipe.runtime.runner import run_stage
 from airflow_provider_mlpipe.storage import default_storage, join
 from tests.support.gcs_emulator import GcsEmulator, running_emulator
 from tests.support.mlmd import sqlite_client
+from tests.support.paths import REPO
 
 BUCKET = "mlpipe-test"
 
@@ -131,17 +133,36 @@ def test_probe_stage_on_gcs_with_lineage_and_cache(emulator: GcsEmulator, tmp_pa
     assert second.cached and second.artifact("probe").uri == uri
 
 
-def test_tensorflow_gfile_ignores_the_emulator(emulator: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    """TF's GCS filesystem talks to www.googleapis.com whatever STORAGE_EMULATOR_HOST says."""
-    import tensorflow as tf
+TF_ROUND_TRIP = """
+import sys
+import tensorflow as tf
+root = sys.argv[1]
+assert tf.io.gfile.GFile(root + "/hello.txt").read() == "hi"
+with tf.io.gfile.GFile(root + "/from-tf.txt", "w") as fh:
+    fh.write("written by tf")
+class Doubler(tf.Module):
+    def __init__(self):
+        self.factor = tf.Variable(2.0)
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+    def __call__(self, x):
+        return x * self.factor
+tf.saved_model.save(Doubler(), root + "/model")
+print(tf.saved_model.load(root + "/model")(tf.constant([1.0, 3.0])).numpy().tolist())
+"""
 
-    default_storage().write_text(f"gs://{BUCKET}/tf-probe/hello.txt", "hi")
-    assert os.environ["STORAGE_EMULATOR_HOST"] == emulator.url
-    monkeypatch.setenv("GOOGLE_AUTH_TOKEN_FOR_TESTING", "unused")  # skip TF's own credential lookup
-    monkeypatch.setenv("GCS_RETRY_CONFIG_MAX_RETRIES", "0")
-    with pytest.raises(tf.errors.OpError) as err:
-        tf.io.gfile.exists(f"gs://{BUCKET}/tf-probe/hello.txt")
-    assert "googleapis.com" in str(err.value)
+
+def test_tensorflow_reaches_the_emulator_through_its_https_front(emulator: GcsEmulator) -> None:
+    """Reads, writes and a SavedModel round trip on gs:// from TensorFlow, in a fresh runtime process."""
+    root = f"gs://{BUCKET}/tf-probe"
+    default_storage().write_text(f"{root}/hello.txt", "hi")
+    env = {**os.environ, **emulator.env, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", TF_ROUND_TRIP, root], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[2.0, 6.0]"
+    assert default_storage().read_text(f"{root}/from-tf.txt") == "written by tf"
+    assert default_storage().exists(f"{root}/model/saved_model.pb")
 
 
 def test_beam_filesystems_honour_the_emulator(emulator: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from tests.support.paths import REPO
 from tests.support.postgres import free_port
 
 EMULATOR = REPO / ".venv" / "bin" / "gcp-storage-emulator"
+AIRFLOW_SIDE_PYTHON = REPO / ".venv" / "bin" / "python"
 
 
 @dataclass
@@ -26,6 +28,8 @@ class GcsEmulator:
     host: str
     port: int
     process: subprocess.Popen[bytes]
+    tls_front_port: int
+    ca_file: str
 
     @property
     def url(self) -> str:
@@ -33,8 +37,24 @@ class GcsEmulator:
 
     @property
     def env(self) -> dict[str, str]:
-        """What a client process needs to talk to the emulator instead of Google."""
-        return {"STORAGE_EMULATOR_HOST": self.url, "GOOGLE_CLOUD_PROJECT": "mlpipe-test"}
+        """What a client process needs to talk to the emulator instead of Google.
+
+        gcsfs, google-cloud-storage and Beam read ``STORAGE_EMULATOR_HOST``. TensorFlow's gs:// filesystem goes to
+        Google's endpoints through ``https_proxy``, answered by the emulator's HTTPS front (gcs_tls_front.py).
+        """
+        front = f"http://127.0.0.1:{self.tls_front_port}"
+        return {
+            "STORAGE_EMULATOR_HOST": self.url,
+            "GOOGLE_CLOUD_PROJECT": "mlpipe-test",
+            "https_proxy": front,
+            "HTTPS_PROXY": front,
+            "no_proxy": "127.0.0.1,localhost",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "CURL_CA_BUNDLE": self.ca_file,
+            "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator",  # TensorFlow's own test hook: no OAuth round trip
+            # google-auth (under Beam's GcsIO) would first probe for a GCE metadata server for about 25 s.
+            "NO_GCE_CHECK": "true",
+        }
 
     def client(self) -> Any:  # google.cloud.storage.Client
         """A google-cloud-storage client of the emulator: a reader and writer independent of mlpipe's own."""
@@ -74,12 +94,15 @@ class GcsEmulator:
 def start_emulator(default_bucket: str | None = None, timeout: float = 60) -> GcsEmulator:
     if not EMULATOR.exists():
         raise RuntimeError(f"{EMULATOR.relative_to(REPO)} is missing: run `make venv`.")
-    port = free_port()
-    cmd = [str(EMULATOR), "start", "--host=127.0.0.1", f"--port={port}", "--in-memory", "--quiet"]
+    port, front_port = free_port(), free_port()
+    ca_file = os.path.join(tempfile.mkdtemp(prefix="mlpipe-gcs-ca-"), "ca.pem")
+    # Through tests.support.gcs_emulator_server: the emulator's empty-upload fix and TensorFlow's HTTPS front.
+    cmd = [str(AIRFLOW_SIDE_PYTHON), "-m", "tests.support.gcs_emulator_server", "start", "--host=127.0.0.1"]
+    cmd += [f"--port={port}", "--in-memory", "--quiet", "--tls-front", str(front_port), ca_file]
     if default_bucket:
         cmd.append(f"--default-bucket={default_bucket}")
     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
-    emulator = GcsEmulator("127.0.0.1", port, process)
+    emulator = GcsEmulator("127.0.0.1", port, process, front_port, ca_file)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
