@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FieldPath = tuple[str | int, ...]
+DATE_HELP = "Use a date such as 2024-01-01 or a timestamp such as 2024-01-01T03:00:00 (UTC unless it names a zone)."
 
 
 def format_field(path: Sequence[str | int]) -> str:
@@ -22,13 +23,14 @@ def format_field(path: Sequence[str | int]) -> str:
 
 
 def suggest(word: str, choices: Iterable[str]) -> str:
-    """A " Did you mean 'x'?" suffix, or an empty string when nothing is close."""
-    options = sorted(set(choices))
-    close = difflib.get_close_matches(str(word), options, n=1, cutoff=0.6)
+    """A " Did you mean 'x'?" suffix, or an empty string when nothing is close. Case does not count: "auc" finds
+    "AUC"."""
+    options = {c.lower(): c for c in sorted(set(choices), reverse=True)}  # the first spelling wins a tie
+    lowered = str(word).lower()
+    close = difflib.get_close_matches(lowered, sorted(options), n=1, cutoff=0.6)
     if not close:  # abbreviations and long forms: "prod" for "production", "eval" for "evaluation"
-        lowered = str(word).lower()
-        close = [c for c in options if len(c) >= 3 and (lowered.startswith(c) or c.startswith(lowered))][:1]
-    return f" Did you mean {close[0]!r}?" if close else ""
+        close = [c for c in sorted(options) if len(c) >= 3 and (lowered.startswith(c) or c.startswith(lowered))][:1]
+    return f" Did you mean {options[close[0]]!r}?" if close else ""
 
 
 @dataclass

@@ -17,7 +17,15 @@ from typing import Any
 import yaml
 
 from airflow_provider_mlpipe.overrides import deep_merge
-from airflow_provider_mlpipe.spec.errors import FieldPath, SpecError, SpecErrors, display_path, format_field, suggest
+from airflow_provider_mlpipe.spec.errors import (
+    DATE_HELP,
+    FieldPath,
+    SpecError,
+    SpecErrors,
+    display_path,
+    format_field,
+    suggest,
+)
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 ENVIRONMENT_VARIABLE = "mlpipe_environment"  # Airflow Variable
@@ -121,6 +129,10 @@ class _Composer:
             return self.loader.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             raise self.fail(node, path, f"Invalid value: {getattr(exc, 'problem', None) or exc}.") from None
+        except (ValueError, OverflowError) as exc:  # a timestamp-shaped scalar that is no date, e.g. 2024-13-45
+            what = "date" if node.tag == _CORE + "timestamp" else "value"
+            help_text = f" {DATE_HELP}" if what == "date" else ""
+            raise self.fail(node, path, f"Invalid {what} {node.value}: {exc}.{help_text}") from None
 
     def mapping(self, node: yaml.MappingNode, path: FieldPath, stack: frozenset[int]) -> dict[Any, Any]:
         out: dict[Any, Any] = {}

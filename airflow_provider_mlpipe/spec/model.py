@@ -7,6 +7,7 @@ bad value yields one sentence rather than one error per union member.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal, Union
@@ -23,6 +24,7 @@ from pydantic import (
     field_validator,
 )
 
+from airflow_provider_mlpipe.spec.errors import DATE_HELP
 from airflow_provider_mlpipe.stages import all_stages
 
 # ----- value types -------------------------------------------------------------------------------------------
@@ -30,6 +32,8 @@ _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*w)?\s*(?:(\d+(?:\.\d+)?)\s*d)?
                        r"\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")  # fmt: skip
 _DURATION_KEYS = ("weeks", "days", "hours", "minutes", "seconds")
 PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually")
+_CRON_FIELDS = ("minute", "hour", "day-of-month", "month", "weekday")
+_CRON_RANGES = ("0-59", "0-23", "1-31", "1-12 or JAN-DEC", "0-6 or SUN-SAT")
 _DURATION_HELP = 'Use a duration such as "1d", "6h", "90s", "1h30m" or a mapping such as {days: 1}.'
 _DURATION_SCHEMA: dict[str, Any] = {
     "anyOf": [
@@ -44,6 +48,16 @@ _DURATION_SCHEMA: dict[str, Any] = {
 }
 
 
+def _timedelta(value: Any, parts: dict[str, float]) -> timedelta:
+    """``timedelta(**parts)`` with sentences for what it cannot hold (pydantic only turns ValueErrors into errors)."""
+    if not all(math.isfinite(v) for v in parts.values()):
+        raise ValueError(f"Invalid duration {value!r}: it must be a finite number. {_DURATION_HELP}")
+    try:
+        return timedelta(**parts)
+    except OverflowError:
+        raise ValueError(f"The duration {value!r} is too long; the longest is 999999999 days.") from None
+
+
 def parse_duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
@@ -52,21 +66,71 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError(f"A duration cannot be negative, got {value}.")
-        return timedelta(seconds=value)
+        return _timedelta(value, {"seconds": value})
     if isinstance(value, dict):
         unknown = [k for k in value if k not in _DURATION_KEYS]
         bad = [k for k, v in value.items() if isinstance(v, bool) or not isinstance(v, int | float) or v < 0]
         if unknown or bad or not value:
             raise ValueError(f"Invalid duration {value!r}. {_DURATION_HELP}")
-        return timedelta(**{k: float(v) for k, v in value.items()})
+        return _timedelta(value, {k: float(v) for k, v in value.items()})
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match and any(match.groups()):
-            return timedelta(**{k: float(v) for k, v in zip(_DURATION_KEYS, match.groups(), strict=True) if v})
+            return _timedelta(value, {k: float(v) for k, v in zip(_DURATION_KEYS, match.groups(), strict=True) if v})
     raise ValueError(f"Invalid duration {value!r}. {_DURATION_HELP}")
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
+
+
+def parse_date(value: Any) -> date | datetime | None:
+    """A date or a timestamp, one sentence when it is neither (not one error per member of ``datetime | date``)."""
+    if value is None or isinstance(value, date):  # a datetime is a date too; YAML built both already
+        return value
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        shown = type(value).__name__ if isinstance(value, dict | list) else repr(value)
+        raise ValueError(f"Expected a date, got {shown}. {DATE_HELP}")
+    if not isinstance(value, str):  # a Unix timestamp is never what a spec means, 20240101 least of all
+        if re.fullmatch(r"\d{8}", str(value)):
+            digits = str(value)
+            raise ValueError(f"Expected a date, got the number {value}; write {digits[:4]}-{digits[4:6]}-{digits[6:]}.")
+        raise ValueError(f"Expected a date, got the number {value}. {DATE_HELP}")
+    text = value.strip()
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    reason = ""
+    if ymd := re.match(r"(\d{4})-(\d{1,2})-(\d{1,2})", text):
+        try:
+            date(*map(int, ymd.groups()))
+        except ValueError as exc:
+            reason = f": {exc}"
+    raise ValueError(f"Invalid date {value!r}{reason}. {DATE_HELP}")
+
+
+Date = Annotated[
+    datetime | date | None,
+    BeforeValidator(parse_date),
+    WithJsonSchema(
+        {"anyOf": [{"format": "date-time", "type": "string"}, {"format": "date", "type": "string"}, {"type": "null"}]}
+    ),
+]
+
+
+def _cron_problem(text: str) -> str:
+    """Why a cron expression is invalid, naming the first field croniter refuses on its own."""
+    from croniter import croniter  # an Airflow dependency; imported late to keep `import model` cheap
+
+    fields = text.split()
+    if len(fields) != 5:
+        return f'it has {len(fields)} fields; a cron has five (minute hour day month weekday), e.g. "0 3 * * *"'
+    for i, (field, meaning) in enumerate(zip(fields, _CRON_FIELDS, strict=True)):
+        alone = ["*"] * 5
+        alone[i] = field
+        if not croniter.is_valid(" ".join(alone)):
+            return f"the {meaning} field {field!r} is not valid: it takes {_CRON_RANGES[i]}"
+    return 'croniter refuses it; a cron is five fields (minute hour day month weekday), e.g. "0 3 * * *"'
 
 
 class AssetSchedule(BaseModel):
@@ -86,6 +150,11 @@ def parse_schedule(value: Any) -> str | timedelta | AssetSchedule | None:
         if "assets" in value:
             return AssetSchedule.model_validate(value)
         return parse_duration(value)
+    if isinstance(value, date):
+        raise ValueError(
+            f"Expected a cron expression, a preset, a duration or assets, got the date {value}. "
+            'The first run\'s date is start_date; schedule says how often to run, e.g. "@daily".'
+        )
     if not isinstance(value, str):
         raise ValueError(f"Expected a cron expression, a preset, a duration or assets, got {value!r}.")
     text = value.strip()
@@ -101,8 +170,8 @@ def parse_schedule(value: Any) -> str | timedelta | AssetSchedule | None:
 
     if len(text.split()) != 5 or not croniter.is_valid(text):
         raise ValueError(
-            f"Invalid cron expression {text!r}: a cron has five fields (minute hour day month weekday), "
-            'e.g. "0 3 * * *". Presets such as "@daily" and durations such as "6h" also work.'
+            f"Invalid cron expression {text!r}: {_cron_problem(text)}. "
+            'Presets such as "@daily" and durations such as "6h" also work.'
         )
     return text
 
@@ -280,8 +349,8 @@ class PipelineSpec(_Model):
     owner: str = "mlpipe"
     tags: list[str] = Field(default_factory=list)
     schedule: Schedule = None
-    start_date: datetime | date | None = None
-    end_date: datetime | date | None = None
+    start_date: Date = None
+    end_date: Date = None
     catchup: bool = False
     max_active_runs: int = Field(1, ge=1)
     retries: int = Field(0, ge=0)
