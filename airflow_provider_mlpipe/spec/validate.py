@@ -22,6 +22,7 @@ from airflow_provider_mlpipe.spec.errors import FieldPath, SpecError, SpecErrors
 from airflow_provider_mlpipe.spec.graph import PipelineGraph, WiringError, build_graph
 from airflow_provider_mlpipe.spec.loader import LoadedSpec, default_airflow_home, load_spec
 from airflow_provider_mlpipe.spec.model import STAGE_MODELS, USER_MODULES, PipelineSpec
+from airflow_provider_mlpipe.spec.stage_rules import stage_errors
 
 _TYPE_WORDS = {
     "int": "an integer",
@@ -292,6 +293,8 @@ def validate(loaded: LoadedSpec, base_dir: str | Path) -> Pipeline:
             raise SpecErrors(_pydantic_errors(loaded, exc, kinds)) from None
         _semantic(loaded, spec)
         params = _stage_params(loaded, spec, base)
+        if problems := stage_errors(loaded, spec, params, base):
+            raise SpecErrors(problems)
         try:
             graph = build_graph(spec)
         except WiringError as exc:

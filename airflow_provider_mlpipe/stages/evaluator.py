@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from airflow_provider_mlpipe.stages.description import (
     EXAMPLES,
@@ -21,28 +21,147 @@ from airflow_provider_mlpipe.stages.description import (
 
 EXAMPLE_COUNT = "example_count"
 
+# The metric classes the Evaluator computes, by the ``class_name`` TFMA 0.47 resolves (its registered metrics
+# first, then tf_keras metrics by name): each one builds from a name alone and reports one number per slice.
+# Declared here, without TensorFlow, so the spec layer lints class names before anything runs.
+TFMA_METRICS = frozenset(
+    {
+        "AUC", "AUCPrecisionRecall", "BalancedAccuracy", "BinaryAccuracy", "BinaryCrossEntropy", "Calibration",
+        "CategoricalCrossEntropy", "CoefficientOfDiscrimination", "DiagnosticOddsRatio", "ExactMatch",
+        "ExampleCount", "F1Score", "FN", "FNR", "FP", "FPR", "FallOut", "FalseDiscoveryRate", "FalseNegatives",
+        "FalseOmissionRate", "FalsePositives", "FowlkesMallowsIndex", "Informedness", "Markedness",
+        "MatthewsCorrelationCoefficient", "MaxRecall", "MeanAbsoluteError", "MeanAbsolutePercentageError",
+        "MeanLabel", "MeanPrediction", "MeanSquaredError", "MeanSquaredLogarithmicError", "MissRate", "NPV",
+        "NegativeLikelihoodRatio", "NegativePredictiveValue", "PPV", "PositiveLikelihoodRatio", "Precision",
+        "PredictedPositiveRate", "Prevalence", "PrevalenceThreshold", "Recall",
+        "RelativeCoefficientOfDiscrimination", "Specificity", "SquaredPearsonCorrelation", "TN", "TNR", "TP",
+        "TPR", "ThreatScore", "TrueNegatives", "TruePositives", "WeightedExampleCount",
+    }
+)  # fmt: skip
+KERAS_METRICS = frozenset(
+    {
+        "Accuracy", "BinaryCrossentropy", "BinaryIoU", "CategoricalAccuracy", "CategoricalCrossentropy",
+        "CategoricalHinge", "CosineSimilarity", "FBetaScore", "Hinge", "KLDivergence", "LogCoshError", "Poisson",
+        "R2Score", "RootMeanSquaredError", "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy",
+        "SparseTopKCategoricalAccuracy", "SquaredHinge", "TopKCategoricalAccuracy",
+    }
+)  # fmt: skip
+EVALUATOR_METRICS = TFMA_METRICS | KERAS_METRICS
+# What the fast engine computes with TFMA's exact arithmetic (runtime/evaluation/fast_engine.py); ``engine: auto``
+# hands any other metric to TFMA, and ``engine: fast`` refuses it.
+FAST_ENGINE_METRICS = frozenset({"ExampleCount", "WeightedExampleCount", "SparseCategoricalAccuracy", "BinaryAccuracy"})
+# Every other metric class TFMA 0.47 or tf_keras knows, with the reason a spec cannot use it (the lint says it).
+_NEEDS_ARGUMENT = "needs constructor arguments ({}), which a spec metric cannot pass"
+_COMPARING_METRICS = (
+    "BooleanFlipRates", "NegToNegFlipRate", "NegToPosFlipRate", "PosToNegFlipRate", "PosToPosFlipRate",
+    "SymmetricFlipRate", "ModelCosineSimilarity", "SymmetricPredictionDifference",
+)  # fmt: skip
+_VISION_METRICS = (
+    "COCOAveragePrecision", "COCOAverageRecall", "COCOMeanAveragePrecision", "COCOMeanAverageRecall",
+    "ObjectDetectionConfusionMatrixPlot", "ObjectDetectionMaxRecall", "ObjectDetectionPrecision",
+    "ObjectDetectionPrecisionAtRecall", "ObjectDetectionRecall", "ObjectDetectionThresholdAtRecall",
+    "SemanticSegmentationConfusionMatrix", "SemanticSegmentationFalsePositive", "SemanticSegmentationTruePositive",
+)  # fmt: skip
+_NOT_A_NUMBER = "writes a plot or a matrix, not one number per slice that a threshold can judge"
+UNAVAILABLE_METRICS: dict[str, str] = {
+    "ConfusionMatrixAtThresholds": _NEEDS_ARGUMENT.format("thresholds"),
+    "PrecisionAtRecall": _NEEDS_ARGUMENT.format("recall"),
+    "RecallAtPrecision": _NEEDS_ARGUMENT.format("precision"),
+    "RecallAtFalsePositiveRate": _NEEDS_ARGUMENT.format("false_positive_rate"),
+    "SensitivityAtSpecificity": _NEEDS_ARGUMENT.format("specificity"),
+    "SpecificityAtSensitivity": _NEEDS_ARGUMENT.format("sensitivity"),
+    "ThresholdAtRecall": _NEEDS_ARGUMENT.format("recall"),
+    "IoU": _NEEDS_ARGUMENT.format("num_classes, target_class_ids"),
+    "MeanIoU": _NEEDS_ARGUMENT.format("num_classes"),
+    "OneHotIoU": _NEEDS_ARGUMENT.format("num_classes, target_class_ids"),
+    "OneHotMeanIoU": _NEEDS_ARGUMENT.format("num_classes"),
+    "MeanRelativeError": _NEEDS_ARGUMENT.format("normalizer"),
+    "Mean": _NEEDS_ARGUMENT.format("feature_key_path"),
+    "CalibrationPlot": _NOT_A_NUMBER,
+    "ConfusionMatrixPlot": _NOT_A_NUMBER,
+    "MultiClassConfusionMatrixAtThresholds": _NOT_A_NUMBER,
+    "MultiClassConfusionMatrixPlot": _NOT_A_NUMBER,
+    "MultiLabelConfusionMatrixPlot": _NOT_A_NUMBER,
+    "ScoreDistributionPlot": _NOT_A_NUMBER,
+    "FalseNegativeFeatureSampler": _NEEDS_ARGUMENT.format("feature_key, sample_size"),
+    "FalsePositiveFeatureSampler": _NEEDS_ARGUMENT.format("feature_key, sample_size"),
+    "NDCG": "is a ranking metric; it needs a query key and a gain key",
+    "MinLabelPosition": "is a ranking metric; it needs a query key",
+    "QueryStatistics": "is a ranking metric; it needs a query key",
+    "SetMatchPrecision": "compares sets of predicted classes; it needs class and score outputs by name",
+    "SetMatchRecall": "compares sets of predicted classes; it needs class and score outputs by name",
+    "Bleu": "scores generated text",
+    "Rouge": "scores generated text",
+    **dict.fromkeys(
+        _COMPARING_METRICS, "compares the candidate with a baseline model, which the first run has not got"
+    ),
+    **dict.fromkeys(
+        ("MeanAttributions", "MeanAbsoluteAttributions", "TotalAttributions", "TotalAbsoluteAttributions"),
+        "needs feature attributions, which mlpipe's models do not output",
+    ),
+    **dict.fromkeys(_VISION_METRICS, "is for object detection or image segmentation, which needs box or mask labels"),
+    **dict.fromkeys(
+        ("Sum", "MeanTensor"), "aggregates one tensor, not a label and a prediction; the Evaluator passes both"
+    ),
+    **dict.fromkeys(("Metric", "MeanMetricWrapper"), "is a base class for writing metrics, not a metric"),
+}
+
 
 def snake_case(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 class ChangeThreshold(StageParams):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"anyOf": [{"required": ["absolute"]}, {"required": ["relative"]}]}
+    )
+
     direction: Literal["higher_is_better", "lower_is_better"] = "higher_is_better"
     absolute: float | None = None
     relative: float | None = None
 
+    @model_validator(mode="after")
+    def _judges_something(self) -> ChangeThreshold:
+        # TFMA would accept it and judge nothing: a blessing that looks guarded but is not.
+        if self.absolute is None and self.relative is None:
+            raise ValueError(
+                "A change threshold needs `absolute`, `relative` or both, e.g. "
+                "{direction: higher_is_better, absolute: -0.01}."
+            )
+        return self
+
 
 class MetricThreshold(StageParams):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+
     lower_bound: float | None = None
     upper_bound: float | None = None
     change: ChangeThreshold | None = None
+
+    @model_validator(mode="after")
+    def _judges_something(self) -> MetricThreshold:
+        if self.lower_bound is None and self.upper_bound is None and self.change is None:
+            raise ValueError(
+                "A threshold needs `lower_bound`, `upper_bound` or `change`, e.g. {lower_bound: 0.8}; "
+                "remove the threshold to only report the metric."
+            )
+        if self.lower_bound is not None and self.upper_bound is not None and self.lower_bound > self.upper_bound:
+            raise ValueError(
+                f"lower_bound {self.lower_bound} is above upper_bound {self.upper_bound}, so no value can pass."
+            )
+        return self
 
 
 class MetricSpec(StageParams):
     """A metric: ``class_name`` is the Keras/TFMA class; ``name`` defaults to its snake_case form."""
 
     name: str | None = None
-    class_name: str | None = Field(None, description="Keras/TFMA metric class; defaults from the name.")
+    class_name: str | None = Field(
+        None,
+        description="Keras/TFMA metric class; defaults from the name.",
+        # editors complete the names; the lint explains a refused one ("did you mean", or why it is unavailable)
+        json_schema_extra={"anyOf": [{"enum": sorted(EVALUATOR_METRICS)}, {"type": "null"}]},
+    )
     threshold: MetricThreshold | None = None
 
     @model_validator(mode="after")

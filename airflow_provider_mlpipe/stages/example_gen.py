@@ -8,9 +8,15 @@ from pydantic import Field
 
 from airflow_provider_mlpipe.stages.description import EXAMPLES, OutputSlot, StageDescription, StageParams
 
+# The placeholders of an input pattern, declared once: the runtime fills them (runtime/io/span_patterns.py) and
+# the spec layer refuses any other ``{...}``, which would otherwise match no file at run time.
+DATE_PLACEHOLDERS = {"{SPAN}": "%Y%m%d", "{YYYY}": "%Y", "{MM}": "%m", "{DD}": "%d"}  # -> the span date's strftime
+VERSION_PLACEHOLDER = "{VERSION}"
+PATTERN_PLACEHOLDERS = (*DATE_PLACEHOLDERS, VERSION_PLACEHOLDER)
+
 
 class ExampleGenInput(StageParams):
-    pattern: str | None = Field(None, description="Files of one span; takes {SPAN} {YYYY} {MM} {DD} {VERSION}.")
+    pattern: str | None = Field(None, description=f"Files of one span; takes {' '.join(PATTERN_PLACEHOLDERS)}.")
     format: Literal["csv", "parquet", "tfrecord"] | None = Field(
         None, description="Input format; guessed from the file name when absent."
     )

@@ -19,6 +19,7 @@ HERE = Path(__file__).resolve().parent
 SPECS = HERE / "specs"
 VALID = {
     "duplicate_name_a.yaml": "duplicate_name",
+    "valid_evaluator.yaml": "valid_evaluator",
     "valid_minimal.yaml": "valid_minimal",
     "valid_trainer.yaml": "valid_trainer",
 }

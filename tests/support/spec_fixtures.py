@@ -36,7 +36,7 @@ stages:
     params:
       label_key: species
       slices: [[], [island]]
-      metrics: [{{name: accuracy, threshold: {{lower_bound: 0.5}}}}]
+      metrics: [{{name: accuracy, class_name: SparseCategoricalAccuracy, threshold: {{lower_bound: 0.5}}}}]
   pusher:
     params: {{destination: ../serving/{name}}}
 """

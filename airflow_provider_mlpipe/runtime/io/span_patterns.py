@@ -17,11 +17,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_mlpipe.stages.example_gen import ExampleGenParams
+from airflow_provider_mlpipe.stages.example_gen import DATE_PLACEHOLDERS, ExampleGenParams
+from airflow_provider_mlpipe.stages.example_gen import VERSION_PLACEHOLDER as _VERSION
 from airflow_provider_mlpipe.storage import default_storage, is_gcs
-
-_DATE_TOKENS = ("{SPAN}", "{YYYY}", "{MM}", "{DD}")
-_VERSION = "{VERSION}"
 
 
 @dataclass(frozen=True)
@@ -61,12 +59,9 @@ def span_id(day: dt.date) -> int:
 
 
 def fill_date(pattern: str, day: dt.date) -> str:
-    return (
-        pattern.replace("{SPAN}", day.strftime("%Y%m%d"))
-        .replace("{YYYY}", day.strftime("%Y"))
-        .replace("{MM}", day.strftime("%m"))
-        .replace("{DD}", day.strftime("%d"))
-    )
+    for placeholder, date_format in DATE_PLACEHOLDERS.items():
+        pattern = pattern.replace(placeholder, day.strftime(date_format))
+    return pattern
 
 
 def absolute_pattern(pattern: str, spec_dir: str | None) -> str:

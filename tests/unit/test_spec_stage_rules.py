@@ -1,0 +1,217 @@
+"""Stage rules of the lint beyond single fields: input pattern placeholders, metric classes, the fast engine's
+metrics, thresholds that judge something, slice features against a curated schema, and dates that name their
+field. The corpus in tests/reliability/specs has one spec per rule; these tests pin the edges."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from airflow_provider_mlpipe.spec.errors import SpecErrors, suggest
+from airflow_provider_mlpipe.spec.loader import load_spec
+from airflow_provider_mlpipe.spec.model import PipelineSpec, parse_date
+from airflow_provider_mlpipe.spec.stage_rules import schema_feature_names
+from airflow_provider_mlpipe.spec.validate import Pipeline, validate
+from airflow_provider_mlpipe.stages.evaluator import EVALUATOR_METRICS, FAST_ENGINE_METRICS, UNAVAILABLE_METRICS
+from airflow_provider_mlpipe.stages.example_gen import PATTERN_PLACEHOLDERS
+from tests.support.spec_fixtures import make_dags_folder
+
+SCHEMA = """\
+# A curated schema: comments, nested messages and domains whose `name` is not a feature's.
+feature {
+  name: "island"
+  type: BYTES
+  domain: "island"
+  presence { min_count: 1 }
+}
+feature: {
+  name: 'body_mass_g'
+  value_count < min: 1 max: 1 >
+}
+feature { name: "species" type: BYTES }
+string_domain {
+  name: "island"
+  value: "Biscoe"
+}
+string_domain { name: "not_a_feature" value: "x" }
+"""
+
+PIPELINE = """\
+name: p
+schedule: null
+stages:
+  example_gen:
+    params: {{input: {{pattern: "../data/{{SPAN}}.csv"}}}}
+  statistics_gen: {{}}
+  schema_gen:
+    params: {{schema_file: ../schema.pbtxt}}
+  trainer:
+    params: {{module_file: ../modules/trainer.py, train_steps: 5}}
+{extra_stage}  evaluator:
+    params:
+      label_key: {label}
+      engine: {engine}
+      slices: {slices}
+      metrics: {metrics}
+"""
+
+
+def _validate(tmp_path, label="species", engine="auto", slices="[[], [island]]", metrics="[]", extra_stage=""):
+    text = PIPELINE.format(label=label, engine=engine, slices=slices, metrics=metrics, extra_stage=extra_stage)
+    dags = make_dags_folder(tmp_path, {"p": text}, dag_file=False)
+    (dags / "schema.pbtxt").write_text(SCHEMA)
+    return validate(load_spec(dags / "pipelines" / "p.yaml"), dags)
+
+
+def _errors(tmp_path, **fields) -> list[tuple[str, str]]:
+    with pytest.raises(SpecErrors) as exc_info:
+        _validate(tmp_path, **fields)
+    return [(e.field, e.message) for e in exc_info.value.errors]
+
+
+def test_schema_feature_names_reads_top_level_features_only():
+    assert schema_feature_names(SCHEMA) == {"island", "body_mass_g", "species"}
+    assert schema_feature_names('feature { name: "a" ') == set()  # unbalanced: nothing to check against
+    assert schema_feature_names("} feature { name: 'a' }") == set()
+    assert schema_feature_names("") == set()
+
+
+def test_slices_and_label_are_checked_against_the_curated_schema(tmp_path):
+    assert isinstance(_validate(tmp_path, slices="[[], [island], [island, species]]"), Pipeline)
+    errors = _errors(tmp_path, label="speces", slices="[[], [island, sex], [bodymass_g]]")
+    fields = [field for field, _ in errors]
+    assert fields == [
+        "stages.evaluator.params.label_key",
+        "stages.evaluator.params.slices[1]",
+        "stages.evaluator.params.slices[2]",
+    ]
+    assert "Did you mean 'species'?" in errors[0][1]
+    assert "'sex' is not a feature of the schema ../schema.pbtxt" in errors[1][1]
+    assert "Did you mean 'body_mass_g'?" in errors[2][1]
+    assert errors[1][1].endswith("Its features are body_mass_g, island, species.")
+
+
+def test_a_transform_stage_may_add_slice_features_the_lint_cannot_know(tmp_path):
+    transform = "  transform:\n    params: {module_file: ../modules/transform.py}\n"
+    assert isinstance(_validate(tmp_path, slices="[[island_xf]]", extra_stage=transform), Pipeline)
+    disabled = transform.replace("params:", "enabled: false\n    params:")
+    [(field, message)] = _errors(tmp_path, slices="[[island_xf]]", extra_stage=disabled)
+    assert field == "stages.evaluator.params.slices[0]" and "'island_xf'" in message
+
+
+def test_every_metric_class_is_checked_and_the_fast_engine_too(tmp_path):
+    metrics = "[{class_name: BinaryAccuracy}, {name: auc}, {class_name: Precision}, {class_name: Frobnicate}]"
+    errors = dict(_errors(tmp_path, engine="fast", metrics=metrics))
+    assert set(errors) == {
+        "stages.evaluator.params.metrics[1].name",
+        "stages.evaluator.params.metrics[3].class_name",
+        "stages.evaluator.params.engine",
+    }
+    assert "Did you mean 'AUC'?" in errors["stages.evaluator.params.metrics[1].name"]
+    unknown = errors["stages.evaluator.params.metrics[3].class_name"]
+    assert "Did you mean" not in unknown and all(name in unknown for name in EVALUATOR_METRICS)
+    # only the known metric the fast engine lacks: the unknown ones are their own errors
+    assert errors["stages.evaluator.params.engine"].startswith("engine: fast cannot compute Precision; it computes")
+
+
+def test_the_fast_engine_passes_with_its_own_metrics(tmp_path):
+    metrics = "[" + ", ".join(f"{{class_name: {name}}}" for name in sorted(FAST_ENGINE_METRICS)) + "]"
+    assert isinstance(_validate(tmp_path, engine="fast", metrics=metrics), Pipeline)
+
+
+@pytest.mark.parametrize(
+    ("class_name", "fragment"),
+    [
+        ("CalibrationPlot", "writes a plot or a matrix"),
+        ("NDCG", "ranking metric"),
+        ("ConfusionMatrixAtThresholds", "needs constructor arguments (thresholds)"),
+        ("sparse_categorical_accuracy", "Did you mean 'SparseCategoricalAccuracy'?"),
+        ("RMSE", "Did you mean 'RootMeanSquaredError'?"),
+        ("roc_auc", "Did you mean 'AUC'?"),
+    ],
+)
+def test_metric_class_messages(tmp_path, class_name, fragment):
+    [(field, message)] = _errors(tmp_path, metrics=f"[{{name: m, class_name: {class_name}}}]")
+    assert field == "stages.evaluator.params.metrics[0].class_name" and fragment in message
+    assert message.endswith(".") or message.endswith("?")
+    assert (class_name in UNAVAILABLE_METRICS) == ("Did you mean" not in message)
+
+
+@pytest.mark.parametrize(
+    ("threshold", "field", "fragment"),
+    [
+        ("{}", "threshold", "A threshold needs `lower_bound`, `upper_bound` or `change`"),
+        ("{change: {}}", "threshold.change", "A change threshold needs `absolute`, `relative` or both"),
+        ("{upper_bound: 0.1, lower_bound: 0.2}", "threshold", "lower_bound 0.2 is above upper_bound 0.1"),
+    ],
+)
+def test_thresholds_must_judge_something(tmp_path, threshold, field, fragment):
+    metrics = f"[{{class_name: BinaryAccuracy, threshold: {threshold}}}]"
+    [(got, message)] = _errors(tmp_path, metrics=metrics)
+    assert got == f"stages.evaluator.params.metrics[0].{field}" and fragment in message
+
+
+def _example_gen_errors(tmp_path, pattern: str) -> list:
+    text = f"name: x\nstages:\n  example_gen:\n    params: {{input: {{pattern: '{pattern}'}}}}\n"
+    dags = make_dags_folder(tmp_path, {"x": text}, dag_file=False)
+    try:
+        validate(load_spec(dags / "pipelines" / "x.yaml"), dags)
+    except SpecErrors as exc:
+        return exc.errors
+    return []
+
+
+def test_every_documented_placeholder_is_accepted_and_others_are_not(tmp_path):
+    assert _example_gen_errors(tmp_path, "data/" + "-".join(PATTERN_PLACEHOLDERS) + "/*.csv") == []
+    [error] = _example_gen_errors(tmp_path, "d/{yyyy}/{DAY}.csv")  # one error per pattern, the first unknown
+    assert (error.field, error.line) == ("stages.example_gen.params.input.pattern", 4)
+    assert error.message.startswith("{yyyy} in the input pattern") and "Did you mean '{YYYY}'?" in error.message
+
+
+def test_suggestions_ignore_case():
+    assert suggest("auc", ["AUC", "Precision"]) == " Did you mean 'AUC'?"
+    assert suggest("PROD", ["dev", "prod"]) == " Did you mean 'prod'?"
+    assert suggest("zzz", ["AUC"]) == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (date(2024, 1, 1), date(2024, 1, 1)),
+        ("2024-01-01", datetime(2024, 1, 1)),
+        ("2024-01-01 03:00", datetime(2024, 1, 1, 3)),
+        ("2024-01-01T03:00:00Z", datetime(2024, 1, 1, 3, tzinfo=UTC)),
+        (None, None),
+    ],
+)
+def test_dates_keep_their_meaning(value, expected):
+    assert parse_date(value) == expected
+    assert PipelineSpec.model_validate({"name": "x", "start_date": value, "stages": {"pusher": {
+        "kind": "pusher", "params": {"destination": "d"}}}}).start_date == expected  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ("start_date: 2024-02-30", "Invalid date 2024-02-30: day is out of range for month."),
+        ("start_date: '2024-1-45'", "Invalid date '2024-1-45': day is out of range for month."),
+        ("start_date: 1.5", "Expected a date, got the number 1.5."),
+        ("start_date: [2024]", "Expected a date, got list."),
+        ("end_date: 2024-01-01T24:00:00", "hour must be in 0..23"),
+        ("retry_delay: .inf", "it must be a finite number"),
+        ("retry_delay: {days: 1.0e+12}", "is too long"),
+        ("schedule: '0 0 * * * *'", "it has 6 fields; a cron has five"),
+        ("schedule: '0 0 1 13 *'", "the month field '13' is not valid: it takes 1-12 or JAN-DEC."),
+    ],
+)
+def test_date_duration_and_cron_errors_name_their_line_and_field(tmp_path, line, fragment):
+    text = f"name: x\nstart_date: 2024-01-01\n{line}\nstages:\n  probe: {{params: {{values: [1]}}}}\n"
+    text = text.replace("start_date: 2024-01-01\nstart_date", "start_date")  # the line under test may set it
+    dags = make_dags_folder(tmp_path, {"x": text}, dag_file=False)
+    with pytest.raises(SpecErrors) as exc_info:
+        validate(load_spec(dags / "pipelines" / "x.yaml"), dags)
+    [error] = exc_info.value.errors
+    key = line.split(":")[0]
+    assert (error.field, error.line) == (key, text.splitlines().index(line) + 1)
+    assert fragment in error.message and "unexpectedly" not in error.message
