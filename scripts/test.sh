@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # Runs the whole suite in two lanes side by side, each a pytest process of its own:
-#   lane 1: the runtime tests (.venv-runtime), then the two PostgreSQL topology tests (Celery and LocalExecutor);
+#   lane 1: the runtime tests (.venv-runtime), then the two PostgreSQL topology tests (Celery and LocalExecutor),
+#           the browser tests and the summary tests;
 #   lane 2: every other Airflow-side test (.venv).
+# The split balances the lanes by the durations pytest prints at the end of each.
 # The lanes share nothing: every test starts its own servers on free loopback ports, in its own temp folders.
 # Most of an integration test's time is spent waiting on Airflow's scheduler loops, so two lanes on two cores
 # finish well before one would. Arguments are passed to every pytest run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .test-artifacts
-LANE1_AIRFLOW=(tests/integration/test_celery_airflow.py tests/integration/test_production_topology.py)
+LANE1_AIRFLOW=(
+  tests/integration/test_celery_airflow.py
+  tests/integration/test_production_topology.py
+  tests/integration/test_ui_browser.py
+  tests/integration/test_summary_airflow.py
+)
 COMMON=(-p no:cacheprovider --durations=15)
 
 lane1() {
