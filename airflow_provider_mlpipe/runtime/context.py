@@ -5,8 +5,7 @@ context over temporary directories and call ``execute`` directly.
 
 Single-host stages see local paths only. Beam stages (``uses_beam``) are URI-native: input URIs and output
 staging locations may be ``gs://``, so Beam workers on other hosts reach them; such an executor does its file
-I/O through ``airflow_provider_mlpipe.storage`` or Beam/TensorFlow, and calls ``localize`` only for data it
-chooses to process in memory on this host.
+I/O through ``airflow_provider_mlpipe.storage`` or Beam/TensorFlow (which stream, never download).
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -57,9 +55,11 @@ class ExecutorContext:
     spec_dir: str | None = None
     pipeline_root: str = ""
     tmp_dir: str = ""  # local scratch on this host, removed after the stage
-    temp_uri: str = ""  # scratch that Beam workers can reach (``gs://`` for a GCS root); removed after the stage
-    # Returns a local copy of an input (a download for ``gs://``): for the in-memory paths of URI-native stages.
-    localize: Callable[[ArtifactRef], ArtifactRef] = lambda ref: ref
+    # Scratch that Beam workers can reach: a ``gs://`` prefix for a Beam stage on a GCS root, else ``tmp_dir``.
+    temp_uri: str = ""
+
+    def __post_init__(self) -> None:
+        self.temp_uri = self.temp_uri or self.tmp_dir
 
     def input(self, slot: str) -> ArtifactRef:
         refs = self.inputs.get(slot) or []

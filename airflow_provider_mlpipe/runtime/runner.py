@@ -24,6 +24,7 @@ from airflow_provider_mlpipe.runtime.io.artifact_store import ArtifactStore, Uns
 from airflow_provider_mlpipe.runtime.metadata import cache, resolvers
 from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient, State, value_of
 from airflow_provider_mlpipe.stages import StageDescription, StageParams, get_stage
+from airflow_provider_mlpipe.storage import is_gcs
 
 log = logging.getLogger("mlpipe.runtime")
 
@@ -35,13 +36,12 @@ def load_executor(stage: StageDescription) -> ModuleType:
     return module
 
 
-def _localize_one(store: ArtifactStore, ref: ArtifactRef) -> ArtifactRef:
-    key = f"{ref.type}-{ref.id or abs(hash(ref.uri))}"
-    return ArtifactRef(ref.type, store.localize(ref.uri, key), ref.id, ref.name, dict(ref.properties))
-
-
 def _localize(store: ArtifactStore, refs: list[ArtifactRef]) -> list[ArtifactRef]:
-    return [_localize_one(store, ref) for ref in refs]
+    local = []
+    for ref in refs:
+        key = f"{ref.type}-{ref.id or abs(hash(ref.uri))}"
+        local.append(ArtifactRef(ref.type, store.localize(ref.uri, key), ref.id, ref.name, dict(ref.properties)))
+    return local
 
 
 def validated_params(stage: StageDescription, request: StageRequest) -> StageParams:
@@ -157,7 +157,7 @@ def _run(
     # Beam stages are URI-native: inputs stay where they are and outputs are staged next to their final place,
     # so Beam workers on other hosts can reach both (docs/storage.md).
     uri_native = stage.uses_beam
-    temp_uri = store.scratch_uri(request.node_id) if uri_native else tmp_dir
+    temp_uri = store.scratch_uri(request.node_id) if uri_native and is_gcs(store.pipeline_root) else tmp_dir
     outputs: dict[str, OutputArtifact] = {}
     published: list[str] = []
 
@@ -186,7 +186,6 @@ def _run(
             pipeline_root=request.pipeline_root,
             tmp_dir=tmp_dir,
             temp_uri=temp_uri,
-            localize=lambda ref: _localize_one(store, ref),
         )
         summary = executor.execute(ctx) or {}
         # Every output carries the span of what it was made from, so "previous span" and the baseline can be
@@ -216,7 +215,7 @@ def _run(
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         if temp_uri != tmp_dir:
-            store.remove_scratch(temp_uri)
+            store.storage.delete_prefix(temp_uri)
     return StageResult(
         stage=request.stage,
         execution_id=execution_id,

@@ -125,19 +125,24 @@ def penguins_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Artif
     return {"examples": write_examples(root / "examples"), "schema": write_schema(root / "schema")}
 
 
+def transform_context(tmp: Path, inputs: dict[str, ArtifactRef]) -> ExecutorContext:
+    """A Transform context over the penguins inputs, with the bundled module."""
+    return make_context(
+        tmp,
+        "transform",
+        {"transform_graph": "TransformGraph", "transformed_examples": "Examples"},
+        params=TRANSFORM_PARAMS,
+        inputs={"examples": [inputs["examples"]], "schema": [inputs["schema"]]},
+    )
+
+
 @pytest.fixture(scope="session")
 def penguins_transformed(tmp_path_factory: pytest.TempPathFactory, penguins_inputs) -> dict[str, ArtifactRef]:
     """Transform outputs (graph and transformed examples), computed once for the session."""
     from airflow_provider_mlpipe.runtime.executors import transform
 
     tmp = tmp_path_factory.mktemp("penguins-transform")
-    ctx = make_context(
-        tmp,
-        "transform",
-        {"transform_graph": "TransformGraph", "transformed_examples": "Examples"},
-        params=TRANSFORM_PARAMS,
-        inputs={"examples": [penguins_inputs["examples"]], "schema": [penguins_inputs["schema"]]},
-    )
+    ctx = transform_context(tmp, penguins_inputs)
     transform.execute(ctx)
     return {
         slot: ArtifactRef(type=out.type, uri=out.path, properties=dict(out.properties))

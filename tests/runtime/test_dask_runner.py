@@ -26,7 +26,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from airflow_provider_mlpipe.protocol import ArtifactRef
 from airflow_provider_mlpipe.runtime.executors import evaluator, statistics_gen, transform
 from airflow_provider_mlpipe.runtime.io import example_io
-from tests.runtime.model_fixtures import EVAL_PARAMS, TRANSFORM_PARAMS, make_context
+from tests.runtime.model_fixtures import EVAL_PARAMS, make_context, transform_context
 from tests.support.dask_cluster import DaskCluster, running_cluster
 
 pytest_plugins = ["tests.runtime.model_fixtures"]
@@ -85,13 +85,7 @@ def test_statistics_gen_cannot_select_dask_through_beam_args(
 def test_transform_cannot_select_dask_through_beam_args(
     cluster: DaskCluster, tmp_path: Path, penguins_inputs: dict[str, ArtifactRef]
 ) -> None:
-    ctx = make_context(
-        tmp_path,
-        "transform",
-        {"transform_graph": "TransformGraph", "transformed_examples": "Examples"},
-        params=TRANSFORM_PARAMS,
-        inputs={"examples": [penguins_inputs["examples"]], "schema": [penguins_inputs["schema"]]},
-    )
+    ctx = transform_context(tmp_path, penguins_inputs)
     ctx.beam_args = cluster.beam_args
     with pytest.raises(ValueError, match=OPTIONS_REJECTED):
         transform.execute(ctx)

@@ -95,7 +95,7 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
             files,
             schema,
             output_path=join(ctx.output("evaluation").path, "tfma"),
-            temp_uri=ctx.temp_uri or ctx.tmp_dir,
+            temp_uri=ctx.temp_uri,
             beam_args=ctx.beam_args,
             has_transform=_has_signature(model_dir, metric_config.TRANSFORM_SIGNATURE),
         )

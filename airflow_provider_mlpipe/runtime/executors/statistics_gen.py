@@ -18,8 +18,6 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-import pyarrow.parquet as pq
-
 from airflow_provider_mlpipe.runtime.beam_options import pipeline_options
 from airflow_provider_mlpipe.runtime.context import ExecutorContext
 from airflow_provider_mlpipe.runtime.io import example_io
@@ -54,12 +52,10 @@ def _canonical_batches(table: pa.Table) -> list[pa.RecordBatch]:
 
 def uncompressed_bytes(files: list[str]) -> int:
     """The data size the Arrow path would hold in memory, from the Parquet footers only."""
-    storage = default_storage()
     total = 0
     for path in files:
-        with storage.open(path, "rb") as fh:
-            meta = pq.ParquetFile(fh).metadata
-            total += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        meta = example_io.parquet_metadata(path)
+        total += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
     return total
 
 

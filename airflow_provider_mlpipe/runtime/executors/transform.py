@@ -24,10 +24,10 @@ from typing import Any
 from airflow_provider_mlpipe.protocol import StageRequest
 from airflow_provider_mlpipe.runtime.beam_options import pipeline_options
 from airflow_provider_mlpipe.runtime.context import ExecutorContext
-from airflow_provider_mlpipe.runtime.io import schema_tables
+from airflow_provider_mlpipe.runtime.io import example_io, schema_tables
 from airflow_provider_mlpipe.runtime.training.user_modules import module_digest
 from airflow_provider_mlpipe.stages.transform import TransformParams
-from airflow_provider_mlpipe.storage import default_storage, join
+from airflow_provider_mlpipe.storage import join
 
 log = logging.getLogger("mlpipe.runtime.transform")
 
@@ -45,13 +45,6 @@ def _arrow_schema(schema: Any) -> Any:
 
 def _to_list_batch(table: Any, schema: Any) -> Any:
     return schema_tables.to_list_batch(table, schema)
-
-
-def _num_rows(uri: str) -> int:
-    import pyarrow.parquet as pq
-
-    with default_storage().open(uri, "rb") as fh:  # the footer only
-        return pq.ParquetFile(fh).metadata.num_rows
 
 
 def _encode(item: Any) -> list[bytes]:
@@ -84,13 +77,13 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     relaxed = schema_tables.relax_dense_features(schema) if params.missing_values == "sparse" else []
     if relaxed:
         log.info("Reading %s as sparse, so rows and serving requests without them do not fail.", relaxed)
-    row_counts = {split: sum(_num_rows(f) for f in paths) for split, paths in files.items()}
+    row_counts = {split: sum(example_io.parquet_metadata(f).num_rows for f in paths) for split, paths in files.items()}
 
     representations = tensor_representation_util.InferTensorRepresentationsFromSchema(schema)
     config = tensor_adapter.TensorAdapterConfig(_arrow_schema(schema), representations)
     graph_dir = ctx.output("transform_graph").path
     out_dir = ctx.output("transformed_examples").path
-    temp_dir = join(ctx.temp_uri or ctx.tmp_dir, "tft-temp")
+    temp_dir = join(ctx.temp_uri, "tft-temp")
 
     log.info("Analyzing %s and transforming %s with %s.", analyze, splits, module_file)
     options = pipeline_options(ctx.beam_args, "Transform")

@@ -86,19 +86,8 @@ class ArtifactStore:
         return join(self.pipeline_root, STAGING_DIR, f"{relative}-{uuid.uuid4().hex[:12]}")
 
     def scratch_uri(self, label: str) -> str:
-        """A fresh temporary location that Beam workers can reach: under ``.staging/`` of a ``gs://`` root."""
-        token = f"{label}-tmp-{uuid.uuid4().hex[:12]}"
-        if is_gcs(self.pipeline_root):
-            return join(self.pipeline_root, STAGING_DIR, token)
-        path = os.path.join(self.scratch_dir, token)
-        os.makedirs(path)
-        return path
-
-    def remove_scratch(self, uri: str) -> None:
-        if is_gcs(uri):
-            self.storage.delete_prefix(uri)
-        else:
-            shutil.rmtree(uri, ignore_errors=True)
+        """A fresh temporary prefix that Beam workers can reach, under ``.staging/`` of a ``gs://`` root."""
+        return join(self.pipeline_root, STAGING_DIR, f"{label}-tmp-{uuid.uuid4().hex[:12]}")
 
     def publish(self, staging: str, final_uri: str) -> None:
         if is_gcs(staging):

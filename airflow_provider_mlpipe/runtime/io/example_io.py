@@ -233,6 +233,12 @@ def split_files(examples_dir: str, split: str, suffix: str = ".parquet") -> list
     return [join(directory, n) for n in names]
 
 
+def parquet_metadata(uri: str) -> pq.FileMetaData:
+    """A Parquet file's footer, local or read by byte range from ``gs://`` (row counts, row-group sizes)."""
+    with default_storage().open(uri, "rb") as fh:
+        return pq.ParquetFile(fh).metadata
+
+
 def read_parquet_file(uri: str) -> pa.Table:
     """One Parquet file, local or streamed from ``gs://`` into memory (never through the local disk)."""
     with default_storage().open(uri, "rb") as fh:
