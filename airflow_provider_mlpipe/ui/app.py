@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.exc import SQLAlchemyError
 
 from airflow_provider_mlpipe.operators.rollback import last_json_line
-from airflow_provider_mlpipe.ui import svg
+from airflow_provider_mlpipe.ui import plots, svg
 from airflow_provider_mlpipe.ui.backend import UiBackend
 from airflow_provider_mlpipe.ui.data import (
     NotFoundError,
@@ -60,6 +60,7 @@ def get_backend(request: Request) -> UiBackend:
 BackendDep = Annotated[UiBackend, Depends(get_backend)]
 DagId = Annotated[str, Query(min_length=1, max_length=250)]
 RunId = Annotated[str, Query(min_length=1, max_length=250)]
+SliceName = Annotated[str | None, Query(alias="slice", max_length=1000)]
 
 _templates = Environment(
     loader=FileSystemLoader(str(Path(__file__).with_name("templates"))),
@@ -103,8 +104,11 @@ def create_app(backend: UiBackend | None = None) -> FastAPI:
         return build_run_view(reader, dag_id, run_id, pipeline)
 
     @app.get("/run", response_class=HTMLResponse, dependencies=[Depends(read_access)])
-    def run_page(request: Request, backend: BackendDep, dag_id: DagId, run_id: RunId) -> HTMLResponse:
+    def run_page(
+        request: Request, backend: BackendDep, dag_id: DagId, run_id: RunId, slice_name: SliceName = None
+    ) -> HTMLResponse:
         view = run_view(backend, dag_id, run_id)
+        shown = view.plots.pick(slice_name) if view.plots else None
 
         def artifact_href(artifact_id: int) -> str:
             return _url(request, "artifact", dag_id=dag_id, run_id=run_id, artifact_id=artifact_id)
@@ -118,6 +122,9 @@ def create_app(backend: UiBackend | None = None) -> FastAPI:
             lineage=svg.lineage_svg(view.graph, artifact_href),
             artifact_href=artifact_href,
             stats_href=stats_href,
+            plot_slice=shown,
+            plot_figures=plots.slice_figures(view.plots.slices[shown], shown) if view.plots and shown else [],
+            run_action=_url(request, "run").rstrip("?"),
             pipeline_href=_url(request, "pipeline", dag_id=dag_id),
         )
 

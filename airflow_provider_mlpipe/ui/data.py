@@ -7,6 +7,7 @@ artifact's own ``split_names`` before any path is built.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -15,9 +16,13 @@ from typing import Any
 
 from airflow_provider_mlpipe.hooks.gcp_storage import storage_for
 from airflow_provider_mlpipe.ui.mlmd_reader import Artifact, Execution, MlmdReader, RunGraph
+from airflow_provider_mlpipe.ui.plots import RunPlots, for_drawing, parse_plots
 
 SPLIT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 MAX_FILE_BYTES = 20 * 1024 * 1024
+# Curves at TFMA's thousands of thresholds, for every slice and both models, outgrow the other files.
+MAX_PLOTS_BYTES = 200 * 1024 * 1024
+PLOTS_FILE = "plots.json"
 
 
 class NotFoundError(LookupError):
@@ -47,6 +52,27 @@ def read_bytes(base: str, *parts: str) -> bytes | None:
     if size is None or size > MAX_FILE_BYTES:
         return None
     return storage.read_bytes(path)
+
+
+def read_plots(evaluation: Artifact | None) -> RunPlots | None:
+    """The evaluation's plots as the run view draws them, or None when it wrote none."""
+    if evaluation is None:
+        return None
+    path = _inside(evaluation.uri, PLOTS_FILE)
+    size = storage_for(path).size(path)
+    if size is None or size > MAX_PLOTS_BYTES:
+        return None
+    return _drawable_plots(path, size)
+
+
+@functools.lru_cache(maxsize=32)
+def _drawable_plots(path: str, size: int) -> RunPlots | None:
+    """Parsed and thinned once per file: an artifact's files never change, and a large file parses slowly."""
+    try:
+        document = json.loads(storage_for(path).read_bytes(path))
+    except ValueError:
+        return None
+    return for_drawing(parse_plots(document))
 
 
 def read_json(artifact: Artifact | None, *parts: str) -> Any:
@@ -87,6 +113,7 @@ class RunView:
     anomalies: dict[str, Any] = field(default_factory=dict)
     evaluation: Artifact | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    plots: RunPlots | None = None
     blessing_artifact: Artifact | None = None
     blessing: dict[str, Any] = field(default_factory=dict)
     pushed: Artifact | None = None
@@ -152,6 +179,7 @@ def build_run_view(reader: MlmdReader, dag_id: str, run_id: str, pipeline: str) 
     view.anomalies = read_json(view.anomalies_artifact, "anomalies.json") or {}
     view.evaluation = graph.latest_output("ModelEvaluation")
     view.metrics = read_json(view.evaluation, "metrics.json") or {}
+    view.plots = read_plots(view.evaluation)
     view.blessing_artifact = graph.latest_output("ModelBlessing")
     view.blessing = read_json(view.blessing_artifact, "blessing.json") or {}
     if view.blessing_artifact and not view.blessing:

@@ -3,8 +3,9 @@
 Each task hands one stage to the runtime venv (this same file run as a script), which records the execution
 in MLMD the way the runner does (three contexts, INPUT/OUTPUT events, LIVE artifacts, CACHED executions with
 ``cached_from``) and writes the files the UI reads (``summary.json``, ``stats.html``, ``anomalies.json``,
-``metrics.json``, ``blessing.json``, ``push.json``). Figures are computed from the Palmer Penguins rows of the
-span with a nearest-centroid "model", so they change with the data. ``dag_run.conf`` may set
+``metrics.json``, ``plots.json``, ``blessing.json``, ``push.json``). Figures are computed from the Palmer Penguins
+rows of the span with a nearest-centroid "model", so they change with the data; the plots are those of its
+Adelie-or-not score, for the candidate and the baseline model. ``dag_run.conf`` may set
 ``{"shuffle_labels": true}`` (a worse model, not blessed) or ``{"drop_feature": "<name>"}`` (a schema anomaly).
 """
 
@@ -193,12 +194,22 @@ def _execute(stage: str, req: dict[str, Any], out: dict[str, Path]) -> tuple[dic
     if stage == "evaluator":
         model = json.loads(Path(inputs["model"][0]["uri"], "model.json").read_text())
         rows = [r for r in splits["eval"] if all(r.get(f) is not None for f in model["features"])]
-        slices = [{"slice": "Overall", "metrics": {"accuracy": _accuracy(model, rows), "example_count": len(rows)}}]
+        parts = {"Overall": rows}
         for island in sorted({r["island"] for r in rows}):
-            part = [r for r in rows if r["island"] == island]
-            metrics = {"accuracy": _accuracy(model, part), "example_count": len(part)}
-            slices.append({"slice": f"island={island}", "metrics": metrics})
+            parts[f"island={island}"] = [r for r in rows if r["island"] == island]
+        slices = [
+            {"slice": name, "metrics": {"accuracy": _accuracy(model, part), "example_count": len(part)}}
+            for name, part in parts.items()
+        ]
         baseline = req.get("baseline")
+        base_model = json.loads(Path(baseline["uri"], "model.json").read_text()) if baseline else None
+        # The repository's root: tests.support is not installed in the runtime venv that runs this file.
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+        from tests.support.ui_fixture_plots import adelie_plots
+
+        base_plots = adelie_plots(base_model, parts) if base_model else None
+        plots = {"kind": "binary", "candidate": adelie_plots(model, parts), "baseline": base_plots}
+        Path(out["evaluation"], "plots.json").write_text(json.dumps(plots))
         thresholds = [{"metric": "accuracy", "lower_bound": 0.8, "change": {"direction": "higher", "absolute": -0.1}}]
         overall = slices[0]["metrics"]["accuracy"]
         failed = []
@@ -278,7 +289,7 @@ def runtime_main(stage: str, request_json: str) -> dict[str, Any]:
             [model] = client.store.get_artifacts_by_id([properties_of(blessed[-1])["current_model_id"]])
             metrics = Path(blessed[-1].uri).parent / "evaluation" / "metrics.json"
             acc = json.loads(metrics.read_text())["slices"][0]["metrics"]["accuracy"]
-            req["baseline"] = {"model_id": model.id, "accuracy": acc}
+            req["baseline"] = {"model_id": model.id, "uri": model.uri, "accuracy": acc}
     execution_id = client.start_execution(f"mlpipe.{component}", contexts, refs, props)
     if stage == "transform":  # the transform graph only depends on the schema: a cache hit after the first run
         earlier = [e for e in client.executions_in_context(contexts[2]) if e.last_known_state == State.COMPLETE]
