@@ -4,18 +4,27 @@ TFMA reads ``tf.Example`` TFRecords, so the Parquet eval split is first encoded,
 runner, with the same helpers the fast engine uses. Both pipelines read and write at their URIs (``gs://`` on a
 GCS root), so remote Beam workers reach everything. TFMA writes its own output (metrics, plots, validations)
 under ``tfma/`` in the evaluation artifact.
+
+A slice on one of the candidate's transformed features is decided by the candidate alone (``slicing.py``): the
+encoding pipeline adds the candidate's value of that feature to each example under a private name, and TFMA
+slices on it, so the baseline is scored on the same groups.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+import apache_beam as beam
+import pyarrow as pa
+
 from airflow_provider_mlpipe.runtime.beam_options import pipeline_options
+from airflow_provider_mlpipe.runtime.evaluation import slicing
 from airflow_provider_mlpipe.runtime.evaluation.metric_config import (
     BASELINE,
     CANDIDATE,
+    TRANSFORM_SIGNATURE,
     EvalSpec,
-    slice_name,
     tfma_eval_config,
 )
 from airflow_provider_mlpipe.runtime.io import schema_tables
@@ -33,13 +42,16 @@ def _slice_pairs(slice_key: Any) -> list[tuple[str, Any]]:
     return pairs
 
 
-def read_metrics(output_path: str) -> dict[str, SliceMetrics]:
-    """``{model name: {slice name: {metric: value}}}`` from TFMA's metrics output (diff keys are dropped)."""
+def read_metrics(output_path: str, spec: EvalSpec | None = None) -> dict[str, SliceMetrics]:
+    """``{model name: {slice name: {metric: value}}}`` from TFMA's metrics output (diff keys are dropped).
+
+    Slice names use feature names (not the private names the TFMA engine slices on), crosses in ``spec``'s order.
+    """
     import tensorflow_model_analysis as tfma
 
     result: dict[str, SliceMetrics] = {}
     for record in tfma.load_metrics(output_path):
-        name = slice_name(_slice_pairs(record.slice_key))
+        name = slicing.ordered_slice_name(spec, _slice_pairs(record.slice_key))
         for item in record.metric_keys_and_values:
             if item.key.is_diff or not item.value.HasField("double_value"):
                 continue
@@ -48,19 +60,68 @@ def read_metrics(output_path: str) -> dict[str, SliceMetrics]:
     return result
 
 
-def encode_eval_examples(files: list[str], schema: Any, prefix: str, beam_args: list[str]) -> str:
-    """Write the Parquet rows of ``files`` as ``tf.Example`` TFRecords under ``prefix``; returns their pattern."""
-    import apache_beam as beam
+class EncodeWithCandidateSlices(beam.DoFn):
+    """Parquet batches -> serialized ``tf.Example``s, each carrying the candidate's value of every transformed
+    slice feature as an extra raw feature (``slicing.private_name``)."""
 
+    def __init__(self, schema: Any, model_dir: str | None, features: list[str]) -> None:
+        self._schema = schema
+        self._model_dir = model_dir
+        self._features = features
+        self._transform: Any = None
+        self._input_name = ""
+
+    def setup(self) -> None:
+        if not self._features:
+            return
+        import tensorflow as tf
+
+        # Loaded once per worker; the signature keeps the model's variables alive.
+        self._transform = tf.saved_model.load(self._model_dir).signatures[TRANSFORM_SIGNATURE]
+        [self._input_name] = list(self._transform.structured_input_signature[1])
+
+    def process(self, batch: pa.Table | pa.RecordBatch) -> Any:
+        list_batch = schema_tables.to_list_batch(batch, self._schema, strict=False)
+        examples = schema_tables.encode_examples(list_batch)
+        if not self._features:
+            yield from examples
+            return
+        import tensorflow as tf
+
+        outputs = self._transform(**{self._input_name: tf.constant(examples)})
+        columns = list(list_batch.columns)
+        names = list(list_batch.schema.names)
+        for feature in self._features:
+            value = outputs[feature]
+            if not isinstance(value, tf.Tensor):
+                raise ValueError(
+                    f"Cannot slice on {feature!r}: the candidate's transform_features returns it as a "
+                    f"{type(value).__name__}, not a dense tensor; slice on a dense transformed feature."
+                )
+            columns.append(slicing.slice_value_column(value.numpy()))
+            names.append(slicing.private_name(feature))
+        yield from schema_tables.encode_examples(pa.RecordBatch.from_arrays(columns, names))
+
+
+def encode_eval_examples(
+    files: list[str],
+    schema: Any,
+    prefix: str,
+    beam_args: list[str],
+    model_dir: str | None = None,
+    slice_features: list[str] | None = None,
+) -> str:
+    """Write the Parquet rows of ``files`` as ``tf.Example`` TFRecords under ``prefix``; returns their pattern.
+
+    ``slice_features``: transformed features of the candidate at ``model_dir`` to add under their private names.
+    """
+    encode = EncodeWithCandidateSlices(schema, model_dir, slice_features or [])
     with beam.Pipeline(options=pipeline_options(beam_args, "Evaluator (encoding eval examples)")) as pipeline:
         _ = (
             pipeline
             | "ListFiles" >> beam.Create(files)
             | "ReadParquet" >> beam.io.ReadAllFromParquetBatched()
-            | "Encode"
-            >> beam.FlatMap(
-                lambda batch: schema_tables.encode_examples(schema_tables.to_list_batch(batch, schema, strict=False))
-            )
+            | "Encode" >> beam.ParDo(encode)
             | "Write" >> beam.io.WriteToTFRecord(join(prefix, "eval-examples"), file_name_suffix=".tfrecord")
         )
     return join(prefix, "eval-examples*.tfrecord")
@@ -81,9 +142,15 @@ def evaluate(
     """Run TFMA; returns candidate metrics, baseline metrics (or None) and TFMA's own ``validation_ok``."""
     import tensorflow_model_analysis as tfma
 
+    transformed = slicing.transformed_slice_features(
+        spec, slicing.signature_outputs(model_dir, TRANSFORM_SIGNATURE) or []
+    )
     if data_location is None:
-        data_location = encode_eval_examples(files, schema, temp_uri, beam_args)
-    eval_config = tfma_eval_config(spec, has_transform, baseline_dir is not None)
+        data_location = encode_eval_examples(files, schema, temp_uri, beam_args, model_dir, transformed)
+    # TFMA slices on the candidate's values under their private names, never on a model's own transform.
+    private = {feature: slicing.private_name(feature) for feature in transformed}
+    tfma_spec = dataclasses.replace(spec, slices=[[private.get(f, f) for f in s] for s in spec.slices])
+    eval_config = tfma_eval_config(tfma_spec, has_transform, baseline_dir is not None)
     models = [tfma.default_eval_shared_model(model_dir, eval_config=eval_config, model_name=CANDIDATE)]
     if baseline_dir:
         models.append(tfma.default_eval_shared_model(baseline_dir, eval_config=eval_config, model_name=BASELINE))
@@ -94,6 +161,6 @@ def evaluate(
         output_path=output_path,
         pipeline_options=pipeline_options(beam_args, "Evaluator (TFMA)"),
     )
-    metrics = read_metrics(output_path)
+    metrics = read_metrics(output_path, spec)
     validation = tfma.load_validation_result(output_path)
     return metrics.get(CANDIDATE, {}), metrics.get(BASELINE) if baseline_dir else None, validation.validation_ok

@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from airflow_provider_mlpipe.runtime.context import ExecutorContext
-from airflow_provider_mlpipe.runtime.evaluation import metric_config
+from airflow_provider_mlpipe.runtime.evaluation import metric_config, slicing
 from airflow_provider_mlpipe.runtime.evaluation.metric_config import OVERALL, EvalSpec
 from airflow_provider_mlpipe.runtime.io import schema_tables
 from airflow_provider_mlpipe.stages.evaluator import EvaluatorParams
@@ -41,11 +41,14 @@ def _serving_dir(model_uri: str) -> str:
 
 
 def _has_signature(saved_model_dir: str, name: str) -> bool:
-    from tensorflow.core.protobuf import saved_model_pb2
+    return slicing.signature_outputs(saved_model_dir, name) is not None
 
-    proto = saved_model_pb2.SavedModel()
-    proto.ParseFromString(default_storage().read_bytes(join(saved_model_dir, "saved_model.pb")))
-    return any(name in graph.signature_def for graph in proto.meta_graphs)
+
+def _check_features(spec: EvalSpec, schema: Any, model_dir: str) -> None:
+    """Slice features and the label are raw features or the candidate's transformed features; anything else is
+    an error now, before a model is scored (read from ``saved_model.pb``, without loading the model)."""
+    transformed = slicing.signature_outputs(model_dir, metric_config.TRANSFORM_SIGNATURE) or []
+    slicing.check_features(spec, [feature.name for feature in schema.feature], transformed)
 
 
 def choose_engine(spec: EvalSpec) -> str:
@@ -77,6 +80,7 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     schema_ref = ctx.optional_input("schema")
     schema = _schema(schema_ref.uri if schema_ref else None, model.uri, files)
     model_dir = _serving_dir(model.uri)
+    _check_features(spec, schema, model_dir)
     baseline_dir = _serving_dir(baseline.uri) if baseline is not None else None
     engine = choose_engine(spec)
     started = time.monotonic()
