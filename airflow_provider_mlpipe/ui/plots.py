@@ -20,6 +20,7 @@ OVERALL = "Overall"
 MODELS = ("candidate", "baseline")
 COLORS = {"candidate": "#1f6feb", "baseline": "#d9480f"}
 SIZE, LEFT, RIGHT, TOP, BOTTOM = 300, 46, 14, 28, 58
+INSET = 5  # between the frame and the data, so a curve along an edge (tpr = 1) is not hidden by the frame
 
 Point = tuple[float, float]
 
@@ -190,7 +191,7 @@ def for_drawing(plots: RunPlots) -> RunPlots:
 # ----- SVG --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Frame:
-    """A square plot area mapping [low, high] on both axes to pixels."""
+    """A square plot area mapping [low, high] on both axes to pixels, inside a frame ``INSET`` wider."""
 
     low: float = 0.0
     high: float = 1.0
@@ -200,18 +201,23 @@ class Frame:
         return (self.high - self.low) or 1.0
 
     def x(self, value: float) -> float:
-        return LEFT + (SIZE - LEFT - RIGHT) * (value - self.low) / self.span
+        return LEFT + INSET + (SIZE - LEFT - RIGHT - 2 * INSET) * (value - self.low) / self.span
 
     def y(self, value: float) -> float:
-        return TOP + (SIZE - TOP - BOTTOM) * (1 - (value - self.low) / self.span)
+        return TOP + INSET + (SIZE - TOP - BOTTOM - 2 * INSET) * (1 - (value - self.low) / self.span)
 
 
 def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
+def _count(value: float) -> str:
+    """A count in full (weighted counts may have a fraction)."""
+    return f"{int(value)}" if value.is_integer() else f"{value:.6g}"
+
+
 def _open(plot_id: str, title: str, slice_name: str, frame: Frame, x_label: str, y_label: str) -> list[str]:
-    bottom, right = frame.y(frame.low), frame.x(frame.high)
+    bottom, right = SIZE - BOTTOM, SIZE - RIGHT
     out = [
         f'<svg id="{plot_id}" class="plot" xmlns="http://www.w3.org/2000/svg" width="{SIZE}" height="{SIZE}" '
         f'viewBox="0 0 {SIZE} {SIZE}" role="img" aria-label="{escape(title)} of slice {escape(slice_name)}" '
@@ -303,7 +309,7 @@ def calibration_svg(slice_name: str, buckets: dict[str, list[Bucket]]) -> str:
     for model in _drawn(buckets):
         color = COLORS[model]
         d = _path_data(frame, [(b.mean_prediction, b.mean_label) for b in buckets[model]])
-        out.append(f'<path class="{model}" d="{d}" fill="none" stroke="{color}" stroke-width="1" opacity="0.6"/>')
+        out.append(f'<path class="{model}" d="{d}" fill="none" stroke="{color}" stroke-width="1" opacity="0.4"/>')
         for bucket in buckets[model]:
             x, y = frame.x(bucket.mean_prediction), frame.y(bucket.mean_label)
             radius = 2.5 + 4.5 * math.sqrt(max(bucket.weight, 0.0) / heaviest)
@@ -332,7 +338,7 @@ def confusion_html(model: str, matrix: Confusion) -> str:
     for label, row in zip(matrix.labels, matrix.counts, strict=True):
         total = sum(row) or 1.0
         cells = "".join(
-            f'<td class="num" style="background:rgba(31,111,235,{0.6 * count / total:.2f})">{_fmt(count)}</td>'
+            f'<td class="num" style="background:rgba(31,111,235,{0.6 * count / total:.2f})">{_count(count)}</td>'
             for count in row
         )
         out.append(f"<tr><th>{escape(label)}</th>{cells}</tr>")

@@ -166,10 +166,10 @@ def test_calibration_axes_cover_predictions_outside_zero_to_one() -> None:
 
 
 def test_confusion_table_counts_and_escapes_labels() -> None:
-    table = confusion_html("baseline", Confusion(["<b>cat</b>", "dog"], [[7.0, 1.0], [2.0, 9.0]], 0.5))
+    table = confusion_html("baseline", Confusion(["<b>cat</b>", "dog"], [[712345.0, 1.0], [2.5, 9.0]], 0.5))
     assert 'id="confusion-baseline"' in table and "at threshold 0.5" in table
     assert "<b>cat</b>" not in table and "&lt;b&gt;cat&lt;/b&gt;" in table
-    assert re.findall(r'<td class="num"[^>]*>([^<]+)</td>', table) == ["7", "1", "2", "9"]
+    assert re.findall(r'<td class="num"[^>]*>([^<]+)</td>', table) == ["712345", "1", "2.5", "9"]
 
 
 def test_slice_names_are_escaped_in_the_svg() -> None:
