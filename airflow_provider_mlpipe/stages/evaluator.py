@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -46,12 +46,48 @@ KERAS_METRICS = frozenset(
         "SparseTopKCategoricalAccuracy", "SquaredHinge", "TopKCategoricalAccuracy",
     }
 )  # fmt: skip
-EVALUATOR_METRICS = TFMA_METRICS | KERAS_METRICS
-# What the fast engine computes with TFMA's exact arithmetic (runtime/evaluation/fast_engine.py); ``engine: auto``
-# hands any other metric to TFMA, and ``engine: fast`` refuses it.
-FAST_ENGINE_METRICS = frozenset({"ExampleCount", "WeightedExampleCount", "SparseCategoricalAccuracy", "BinaryAccuracy"})
+# Metric classes that take constructor arguments, given in the metric's ``config`` (TFMA's MetricConfig.config).
+ARGUMENT_METRICS: dict[str, tuple[str, ...]] = {
+    "ConfusionMatrixAtThresholds": ("thresholds",),
+    "PrecisionAtRecall": ("recall",),
+    "RecallAtPrecision": ("precision",),
+    "SensitivityAtSpecificity": ("specificity",),
+    "SpecificityAtSensitivity": ("sensitivity",),
+    "ThresholdAtRecall": ("recall",),
+    "RecallAtFalsePositiveRate": ("false_positive_rate",),
+}
+EVALUATOR_METRICS = TFMA_METRICS | KERAS_METRICS | frozenset(ARGUMENT_METRICS)
+# What the fast engine computes with TFMA's own computations (runtime/evaluation/fast_metrics.py has a numpy
+# accumulator for each of their combiners; tests/runtime/test_metric_names.py holds this list against TFMA).
+# ``engine: auto`` hands any other metric to TFMA, and ``engine: fast`` refuses it.
+_CONFUSION_MATRIX_METRICS = (
+    "AUC", "AUCPrecisionRecall", "BalancedAccuracy", "BinaryAccuracy", "DiagnosticOddsRatio", "F1Score", "FN",
+    "FNR", "FP", "FPR", "FallOut", "FalseDiscoveryRate", "FalseNegatives", "FalseOmissionRate", "FalsePositives",
+    "FowlkesMallowsIndex", "Informedness", "Markedness", "MatthewsCorrelationCoefficient", "MaxRecall", "MissRate",
+    "NPV", "NegativeLikelihoodRatio", "NegativePredictiveValue", "PPV", "PositiveLikelihoodRatio", "Precision",
+    "PredictedPositiveRate", "Prevalence", "PrevalenceThreshold", "Recall", "Specificity", "TN", "TNR", "TP", "TPR",
+    "ThreatScore", "TrueNegatives", "TruePositives",
+)  # fmt: skip
+FAST_ENGINE_METRICS = frozenset(
+    {
+        "ExampleCount", "WeightedExampleCount", "MeanLabel", "MeanPrediction", "Calibration", "BinaryCrossEntropy",
+        "MeanSquaredError", "MeanAbsoluteError", "MeanAbsolutePercentageError",
+        *_CONFUSION_MATRIX_METRICS, *ARGUMENT_METRICS, *KERAS_METRICS,
+    }
+)  # fmt: skip
+# Which plots a model gets follows from its metrics: the kind of model they judge.
+BINARY_METRICS = frozenset(
+    {*_CONFUSION_MATRIX_METRICS, *ARGUMENT_METRICS, "Calibration", "BinaryCrossEntropy", "BinaryCrossentropy"}
+)
+MULTICLASS_METRICS = frozenset(
+    {
+        "SparseCategoricalAccuracy", "SparseCategoricalCrossentropy", "CategoricalAccuracy",
+        "CategoricalCrossentropy", "CategoricalCrossEntropy", "SparseTopKCategoricalAccuracy",
+        "TopKCategoricalAccuracy",
+    }
+)  # fmt: skip
 # Every other metric class TFMA 0.47 or tf_keras knows, with the reason a spec cannot use it (the lint says it).
-_NEEDS_ARGUMENT = "needs constructor arguments ({}), which a spec metric cannot pass"
+_NEEDS_ARGUMENT = "needs constructor arguments ({}) that the Evaluator does not pass"
 _COMPARING_METRICS = (
     "BooleanFlipRates", "NegToNegFlipRate", "NegToPosFlipRate", "PosToNegFlipRate", "PosToPosFlipRate",
     "SymmetricFlipRate", "ModelCosineSimilarity", "SymmetricPredictionDifference",
@@ -64,13 +100,6 @@ _VISION_METRICS = (
 )  # fmt: skip
 _NOT_A_NUMBER = "writes a plot or a matrix, not one number per slice that a threshold can judge"
 UNAVAILABLE_METRICS: dict[str, str] = {
-    "ConfusionMatrixAtThresholds": _NEEDS_ARGUMENT.format("thresholds"),
-    "PrecisionAtRecall": _NEEDS_ARGUMENT.format("recall"),
-    "RecallAtPrecision": _NEEDS_ARGUMENT.format("precision"),
-    "RecallAtFalsePositiveRate": _NEEDS_ARGUMENT.format("false_positive_rate"),
-    "SensitivityAtSpecificity": _NEEDS_ARGUMENT.format("specificity"),
-    "SpecificityAtSensitivity": _NEEDS_ARGUMENT.format("sensitivity"),
-    "ThresholdAtRecall": _NEEDS_ARGUMENT.format("recall"),
     "IoU": _NEEDS_ARGUMENT.format("num_classes, target_class_ids"),
     "MeanIoU": _NEEDS_ARGUMENT.format("num_classes"),
     "OneHotIoU": _NEEDS_ARGUMENT.format("num_classes, target_class_ids"),
@@ -108,7 +137,19 @@ UNAVAILABLE_METRICS: dict[str, str] = {
 
 
 def snake_case(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    """``BinaryAccuracy`` -> ``binary_accuracy``, ``AUCPrecisionRecall`` -> ``auc_precision_recall`` (TFMA's own
+    default names keep an acronym in one piece)."""
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
+def plot_kind(class_names: set[str]) -> str:
+    """``binary``, ``multiclass`` or ``regression``: the kind of model a set of metric classes judges."""
+    if class_names & MULTICLASS_METRICS:
+        return "multiclass"
+    if class_names & BINARY_METRICS:
+        return "binary"
+    return "regression"
 
 
 class ChangeThreshold(StageParams):
@@ -137,6 +178,14 @@ class MetricThreshold(StageParams):
     lower_bound: float | None = None
     upper_bound: float | None = None
     change: ChangeThreshold | None = None
+    slices: list[str] | None = Field(
+        None,
+        description="Judge only these slices (names as in metrics.json, e.g. 'Overall' or 'island=Biscoe'), "
+        "like TFMA's per_slice_thresholds; all slices when unset.",
+    )
+    min_examples: int = Field(
+        0, ge=0, description="A slice with fewer examples is reported but not judged by this threshold."
+    )
 
     @model_validator(mode="after")
     def _judges_something(self) -> MetricThreshold:
@@ -162,6 +211,11 @@ class MetricSpec(StageParams):
         # editors complete the names; the lint explains a refused one ("did you mean", or why it is unavailable)
         json_schema_extra={"anyOf": [{"enum": sorted(EVALUATOR_METRICS)}, {"type": "null"}]},
     )
+    config: dict[str, Any] | None = Field(
+        None,
+        description="Constructor arguments of the metric class, as TFMA's MetricConfig.config, e.g. "
+        "{thresholds: [0.3, 0.5]} or {top_k: 3}.",
+    )
     threshold: MetricThreshold | None = None
 
     @model_validator(mode="after")
@@ -170,6 +224,14 @@ class MetricSpec(StageParams):
             raise ValueError("A metric needs a class_name (for example BinaryAccuracy) or a name.")
         self.class_name = self.class_name or self.name
         self.name = self.name or snake_case(str(self.class_name))
+        if self.config and "name" in self.config:
+            raise ValueError("Give the metric's name as `name`, not inside `config`.")
+        needed = [a for a in ARGUMENT_METRICS.get(str(self.class_name), ()) if a not in (self.config or {})]
+        if needed:
+            raise ValueError(
+                f"The metric class {self.class_name} needs {', '.join(needed)} in its config, "
+                f"e.g. config: {{{needed[0]}: {'[0.5]' if needed[0] == 'thresholds' else '0.8'}}}."
+            )
         return self
 
     # Flat views of the threshold, which the engines and the validation read.
@@ -201,6 +263,10 @@ class EvaluatorParams(StageParams):
     engine: Literal["auto", "fast", "tfma"] = "auto"
     eval_split: str = "eval"
     prediction_key: str | None = Field(None, description="The model output to evaluate, when it has several.")
+    example_weight_key: str | None = Field(
+        None, description="A raw or transformed feature that weights each example, as TFMA's example_weight_key."
+    )
+    plots: bool = Field(True, description="Write ROC, PR, calibration and confusion-matrix data for the run view.")
 
     @model_validator(mode="after")
     def _unique_names(self) -> EvaluatorParams:

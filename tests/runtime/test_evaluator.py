@@ -116,10 +116,35 @@ def test_threshold_rules_follow_tfma():
         _spec(change={"direction": "up", "absolute": 0.1})
 
 
-def test_auto_engine_falls_back_to_tfma_for_inexact_metrics():
+def test_auto_engine_uses_tfma_only_for_a_metric_the_fast_engine_lacks():
     spec = _params({"label_key": "y", "metrics": [{"class_name": "SparseCategoricalCrossentropy"}]})
+    assert evaluator.choose_engine(spec) == "fast"
+    spec = _params({"label_key": "y", "metrics": [{"class_name": "AUC"}, {"class_name": "SquaredPearsonCorrelation"}]})
     assert evaluator.choose_engine(spec) == "tfma"
-    assert [m.name for m in spec.metrics] == ["example_count", "sparse_categorical_crossentropy"]
+    assert [m.name for m in spec.metrics] == ["example_count", "auc", "squared_pearson_correlation"]
     spec.engine = "fast"
-    with pytest.raises(ValueError, match="exactly"):
+    with pytest.raises(ValueError, match="cannot compute"):
         evaluator.choose_engine(spec)
+
+
+def test_per_slice_thresholds_and_min_examples():
+    spec = _params(
+        {
+            "label_key": "y",
+            "metrics": [
+                {"name": "m", "class_name": "BinaryAccuracy", "threshold": {"lower_bound": 0.8, "min_examples": 20}},
+                {"name": "n", "class_name": "AUC", "threshold": {"lower_bound": 0.9, "slices": ["island=Dream"]}},
+            ],
+        }
+    )
+    candidate = {
+        "Overall": {"example_count": 100, "m": 0.85, "n": 0.5},
+        "island=Dream": {"example_count": 50, "m": 0.7, "n": 0.95},
+        "island=Torgersen": {"example_count": 12, "m": 0.1, "n": 0.1},
+    }
+    failed = metric_config.validate(spec, candidate, None)
+    assert [(f["metric"], f["slice"]) for f in failed] == [("m", "island=Dream")]
+    skipped = metric_config.unjudged(spec, candidate)
+    assert skipped == [{"metric": "m", "slice": "island=Torgersen", "examples": 12, "min_examples": 20}]
+    reason = metric_config.reason([], False, skipped)
+    assert "Not judged, below min_examples: island=Torgersen (12 examples)" in reason

@@ -13,7 +13,12 @@ from airflow_provider_mlpipe.spec.loader import load_spec
 from airflow_provider_mlpipe.spec.model import PipelineSpec, parse_date
 from airflow_provider_mlpipe.spec.stage_rules import schema_feature_names
 from airflow_provider_mlpipe.spec.validate import Pipeline, validate
-from airflow_provider_mlpipe.stages.evaluator import EVALUATOR_METRICS, FAST_ENGINE_METRICS, UNAVAILABLE_METRICS
+from airflow_provider_mlpipe.stages.evaluator import (
+    ARGUMENT_METRICS,
+    EVALUATOR_METRICS,
+    FAST_ENGINE_METRICS,
+    UNAVAILABLE_METRICS,
+)
 from airflow_provider_mlpipe.stages.example_gen import PATTERN_PLACEHOLDERS
 from tests.support.spec_fixtures import make_dags_folder
 
@@ -101,7 +106,9 @@ def test_a_transform_stage_may_add_slice_features_the_lint_cannot_know(tmp_path)
 
 
 def test_every_metric_class_is_checked_and_the_fast_engine_too(tmp_path):
-    metrics = "[{class_name: BinaryAccuracy}, {name: auc}, {class_name: Precision}, {class_name: Frobnicate}]"
+    metrics = (
+        "[{class_name: BinaryAccuracy}, {name: auc}, {class_name: SquaredPearsonCorrelation}, {class_name: Frobnicate}]"
+    )
     errors = dict(_errors(tmp_path, engine="fast", metrics=metrics))
     assert set(errors) == {
         "stages.evaluator.params.metrics[1].name",
@@ -112,11 +119,15 @@ def test_every_metric_class_is_checked_and_the_fast_engine_too(tmp_path):
     unknown = errors["stages.evaluator.params.metrics[3].class_name"]
     assert "Did you mean" not in unknown and all(name in unknown for name in EVALUATOR_METRICS)
     # only the known metric the fast engine lacks: the unknown ones are their own errors
-    assert errors["stages.evaluator.params.engine"].startswith("engine: fast cannot compute Precision; it computes")
+    assert errors["stages.evaluator.params.engine"].startswith(
+        "engine: fast cannot compute SquaredPearsonCorrelation; it computes"
+    )
 
 
 def test_the_fast_engine_passes_with_its_own_metrics(tmp_path):
-    metrics = "[" + ", ".join(f"{{class_name: {name}}}" for name in sorted(FAST_ENGINE_METRICS)) + "]"
+    arguments = {name: "{" + ", ".join(f"{a}: [0.5]" for a in args) + "}" for name, args in ARGUMENT_METRICS.items()}
+    entries = [f"{{class_name: {name}, config: {arguments.get(name, '{}')}}}" for name in sorted(FAST_ENGINE_METRICS)]
+    metrics = "[" + ", ".join(entries) + "]"
     assert isinstance(_validate(tmp_path, engine="fast", metrics=metrics), Pipeline)
 
 
@@ -125,7 +136,7 @@ def test_the_fast_engine_passes_with_its_own_metrics(tmp_path):
     [
         ("CalibrationPlot", "writes a plot or a matrix"),
         ("NDCG", "ranking metric"),
-        ("ConfusionMatrixAtThresholds", "needs constructor arguments (thresholds)"),
+        ("MeanIoU", "needs constructor arguments (num_classes)"),
         ("sparse_categorical_accuracy", "Did you mean 'SparseCategoricalAccuracy'?"),
         ("RMSE", "Did you mean 'RootMeanSquaredError'?"),
         ("roc_auc", "Did you mean 'AUC'?"),
@@ -136,6 +147,14 @@ def test_metric_class_messages(tmp_path, class_name, fragment):
     assert field == "stages.evaluator.params.metrics[0].class_name" and fragment in message
     assert message.endswith(".") or message.endswith("?")
     assert (class_name in UNAVAILABLE_METRICS) == ("Did you mean" not in message)
+
+
+def test_a_metric_with_arguments_needs_them_in_its_config(tmp_path):
+    [(field, message)] = _errors(tmp_path, metrics="[{class_name: ConfusionMatrixAtThresholds}]")
+    assert field.startswith("stages.evaluator.params.metrics[0]")
+    assert "needs thresholds in its config, e.g. config: {thresholds: [0.5]}" in message
+    ok = "[{class_name: ConfusionMatrixAtThresholds, config: {thresholds: [0.3, 0.5]}}]"
+    assert isinstance(_validate(tmp_path, metrics=ok), Pipeline)
 
 
 @pytest.mark.parametrize(

@@ -1,55 +1,53 @@
-"""The Evaluator's fast engine: batched SavedModel predictions over Arrow, metrics in numpy.
+"""The Evaluator's fast engine: batched SavedModel predictions over Arrow, metrics by TFMA's own computations.
 
 Same inputs as TFMA: Parquet rows are encoded into serialized ``tf.Example``s (tfx_bsl's C++ encoder) and fed to
-the model's ``serving_default``; labels come from the ``transform_features`` signature when the label key is a
-transformed feature, else from the raw column; slices look in transformed features first, then raw ones (TFMA's
-order). The metrics it supports are computed with the exact arithmetic of their Keras/TFMA implementations,
-so their values are identical to TFMA's, not merely close:
+the model's ``serving_default``; labels and example weights come from the ``transform_features`` signature when
+the key is a transformed feature, else from the raw column (TFMA's order). The metrics are TFMA's own
+computations for the same ``EvalConfig``, with each per-example combiner replaced by one numpy pass per slice
+(``fast_metrics``), so the values are TFMA's.
 
-- ``ExampleCount`` / ``WeightedExampleCount`` (no weights): the number of examples in the slice.
-- ``SparseCategoricalAccuracy``: float32(sum of argmax == label) / float32(count), which is what Keras' mean
-  metric computes (sums of 0/1 are exact in float32 below 2**24 examples per slice).
-- ``BinaryAccuracy``: the same with ``prediction > 0.5``.
-
-Any other metric makes ``engine: auto`` use TFMA.
+Slice membership is decided once, from the candidate's view of each example (its transformed features, else the
+raw ones); the baseline is scored on exactly those groups, so a change threshold compares like with like.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from airflow_provider_mlpipe.runtime.evaluation import fast_metrics, plots
+from airflow_provider_mlpipe.runtime.evaluation.fast_metrics import SliceInputs, Unsupported
 from airflow_provider_mlpipe.runtime.evaluation.metric_config import (
     OVERALL,
     TRANSFORM_SIGNATURE,
     EvalSpec,
     slice_name,
+    tfma_eval_config,
 )
 from airflow_provider_mlpipe.runtime.io import schema_tables
 from airflow_provider_mlpipe.stages.evaluator import FAST_ENGINE_METRICS as SUPPORTED  # also what the lint checks
 
-MAX_EXACT = 2**24  # float32 counts are exact up to here
+log = logging.getLogger("mlpipe.runtime.evaluator")
 SliceMetrics = dict[str, dict[str, float]]
+SlicePlots = dict[str, dict[str, Any]]
 
 
 def unsupported(spec: EvalSpec) -> list[str]:
-    """Metric class names the fast engine cannot compute exactly."""
+    """Metric class names the fast engine does not compute (known without TensorFlow, as the lint knows them)."""
     return sorted({m.class_name for m in spec.metrics if m.class_name not in SUPPORTED})
 
 
 @dataclass
-class Predictions:
-    labels: list[np.ndarray] = field(default_factory=list)
-    outputs: list[np.ndarray] = field(default_factory=list)
-    slice_values: dict[str, list[list[Any]]] = field(default_factory=dict)
+class Scored:
+    """One model's view of the eval split: TFMA-shaped labels, predictions and weights, and slice values."""
 
-    def finish(self) -> tuple[np.ndarray, np.ndarray, dict[str, list[Any]]]:
-        labels = np.concatenate(self.labels) if self.labels else np.zeros(0)
-        outputs = np.concatenate(self.outputs) if self.outputs else np.zeros((0, 1))
-        slices = {k: [v for part in parts for v in part] for k, parts in self.slice_values.items()}
-        return labels, outputs, slices
+    inputs: SliceInputs
+    slice_values: dict[str, list[Any]] = field(default_factory=dict)
 
 
 def _pick_output(outputs: dict[str, Any], prediction_key: str | None) -> Any:
@@ -70,9 +68,26 @@ def _column_values(values: Any) -> list[Any]:
     return [v.decode("utf-8", "replace") if isinstance(v, bytes) else v.item() for v in array]
 
 
+def _single_values(list_batch: pa.RecordBatch, name: str, role: str) -> np.ndarray:
+    """A raw feature with exactly one value per example, in the dtype TFMA parses it to (int64, float32)."""
+    column = list_batch.column(list_batch.schema.get_field_index(name))
+    if column.null_count or pc.any(pc.not_equal(pc.list_value_length(column), 1)).as_py():
+        raise ValueError(f"The {role} {name!r} must have exactly one value in every eval example.")
+    return column.flatten().to_numpy(zero_copy_only=False)
+
+
+def _lookup(name: str, role: str, transformed: dict[str, Any], list_batch: pa.RecordBatch) -> np.ndarray:
+    if name in transformed:
+        return np.asarray(transformed[name].numpy()).reshape(len(list_batch), -1)[:, 0]
+    if name in list_batch.schema.names:
+        return _single_values(list_batch, name, role)
+    raise ValueError(f"The {role} {name!r} is neither a transformed feature nor a raw column.")
+
+
 def predict(
-    model_dir: str, files: list[str], schema: Any, spec: EvalSpec, batch_size: int = 32768
-) -> tuple[np.ndarray, np.ndarray, dict[str, list[Any]]]:
+    model_dir: str, files: list[str], schema: Any, spec: EvalSpec, with_slices: bool = True, batch_size: int = 32768
+) -> Scored:
+    """Score every eval example; ``with_slices`` also reads the slice features (the candidate's view)."""
     import tensorflow as tf
 
     model = tf.saved_model.load(model_dir)
@@ -80,52 +95,44 @@ def predict(
     transform = model.signatures.get(TRANSFORM_SIGNATURE)
     [input_name] = list(serve.structured_input_signature[1])
     transformed_keys = set(transform.structured_outputs) if transform is not None else set()
-    slice_features = sorted({f for s in spec.slices for f in s})
-    need_transform = spec.label_key in transformed_keys or any(f in transformed_keys for f in slice_features)
-    columns = [f.name for f in schema.feature]
-    result = Predictions(slice_values={f: [] for f in slice_features})
-    for batch in schema_tables.iter_batches(files, batch_size, columns):
+    slice_features = sorted({f for s in spec.slices for f in s}) if with_slices else []
+    keys = [spec.label_key, *([spec.example_weight_key] if spec.example_weight_key else []), *slice_features]
+    need_transform = any(k in transformed_keys for k in keys)
+    labels: list[np.ndarray] = []
+    outputs: list[np.ndarray] = []
+    weights: list[np.ndarray] = []
+    slice_values: dict[str, list[Any]] = {f: [] for f in slice_features}
+    for batch in schema_tables.iter_batches(files, batch_size, [f.name for f in schema.feature]):
         list_batch = schema_tables.to_list_batch(batch, schema, strict=False)
         examples = tf.constant(schema_tables.encode_examples(list_batch))
-        outputs = _pick_output(serve(**{input_name: examples}), spec.prediction_key).numpy()
+        scores = np.asarray(_pick_output(serve(**{input_name: examples}), spec.prediction_key).numpy())
+        outputs.append(scores.reshape(len(list_batch), -1))
         transformed = transform(**{input_name: examples}) if need_transform else {}
-        if spec.label_key in transformed:
-            labels = transformed[spec.label_key].numpy()
-        elif spec.label_key in batch.schema.names:
-            labels = batch.column(spec.label_key).to_numpy(zero_copy_only=False)
-        else:
-            raise ValueError(f"The label {spec.label_key!r} is neither a transformed feature nor a raw column.")
-        result.outputs.append(outputs)
-        result.labels.append(np.asarray(labels).reshape(-1))
+        labels.append(_lookup(spec.label_key, "label", transformed, list_batch))
+        if spec.example_weight_key:
+            weights.append(_lookup(spec.example_weight_key, "example weight", transformed, list_batch))
         for feature in slice_features:
             if feature in transformed:
-                values = _column_values(transformed[feature].numpy())
-            elif feature in batch.schema.names:
-                values = batch.column(feature).to_pylist()
+                slice_values[feature].extend(_column_values(transformed[feature].numpy()))
+            elif feature in list_batch.schema.names:
+                slice_values[feature].extend(batch.column(feature).to_pylist())
             else:
                 raise ValueError(f"Cannot slice on {feature!r}: the examples have no such feature.")
-            result.slice_values[feature].append(values)
-    return result.finish()
+    label_array = np.concatenate(labels) if labels else np.zeros(0)
+    inputs = SliceInputs(
+        labels=label_array.reshape(-1, 1),
+        predictions=np.concatenate(outputs) if outputs else np.zeros((0, 1), dtype=np.float32),
+        weights=np.concatenate(weights).astype(np.float32) if weights else None,
+    )
+    return Scored(inputs, slice_values)
 
 
-def _per_example(class_name: str, labels: np.ndarray, outputs: np.ndarray) -> np.ndarray | None:
-    """The 0/1 value a mean metric averages, per example; None for counts."""
-    if class_name == "SparseCategoricalAccuracy":
-        if outputs.ndim != 2:
-            raise ValueError("SparseCategoricalAccuracy needs class scores of shape [batch, classes].")
-        return (np.argmax(outputs, axis=-1).astype(np.float64) == labels.astype(np.float64)).astype(np.float32)
-    if class_name == "BinaryAccuracy":
-        scores = outputs.reshape(outputs.shape[0], -1)[:, 0]
-        return ((scores > 0.5).astype(np.float32) == labels.astype(np.float32)).astype(np.float32)
-    return None
-
-
-def _groups(spec: EvalSpec, slices: dict[str, list[Any]], size: int) -> list[tuple[str, np.ndarray]]:
+def groups(spec: EvalSpec, slices: dict[str, list[Any]], size: int) -> list[tuple[str, np.ndarray]]:
     """(slice name, example indices) for every slice; examples missing a slice feature join no slice of it."""
-    groups: list[tuple[str, np.ndarray]] = []
+    result: list[tuple[str, np.ndarray]] = []
     for features in spec.slices:
         if not features:
-            groups.append((OVERALL, np.arange(size)))
+            result.append((OVERALL, np.arange(size)))
             continue
         import pandas as pd
 
@@ -133,35 +140,40 @@ def _groups(spec: EvalSpec, slices: dict[str, list[Any]], size: int) -> list[tup
         indices = frame.groupby(features, dropna=True, sort=False).indices
         for values, rows in sorted(indices.items(), key=lambda kv: str(kv[0])):
             values = values if isinstance(values, tuple) else (values,)
-            groups.append((slice_name(list(zip(features, values, strict=True))), np.asarray(rows)))
-    return groups
-
-
-def compute(spec: EvalSpec, labels: np.ndarray, outputs: np.ndarray, slices: dict[str, list[Any]]) -> SliceMetrics:
-    per_example = {m.name: _per_example(m.class_name, labels, outputs) for m in spec.metrics}
-    result: SliceMetrics = {}
-    for name, rows in _groups(spec, slices, len(labels)):
-        count = len(rows)
-        if count > MAX_EXACT:
-            raise ValueError(f"The slice {name} has {count} examples, more than the fast engine counts exactly.")
-        values: dict[str, float] = {}
-        for metric in spec.metrics:
-            column = per_example[metric.name]
-            if column is None:
-                values[metric.name] = float(count)
-            else:
-                total = np.float32(column[rows].sum(dtype=np.float64))
-                values[metric.name] = float(total / np.float32(count))
-        result[name] = values
+            result.append((slice_name(list(zip(features, values, strict=True))), np.asarray(rows)))
     return result
+
+
+def compute(
+    spec: EvalSpec, inputs: SliceInputs, slice_groups: list[tuple[str, np.ndarray]]
+) -> tuple[SliceMetrics, SlicePlots]:
+    """Metrics (and plot data) per slice, from TFMA's computations for the spec's EvalConfig."""
+    eval_config = tfma_eval_config(spec, has_transform=False, with_baseline=False, with_plots=True)
+    plan = fast_metrics.computations(eval_config)
+    metrics: SliceMetrics = {}
+    slice_plots: SlicePlots = {}
+    for name, rows in slice_groups:
+        values = fast_metrics.compute(plan, inputs.take(rows))
+        metrics[name] = plots.scalar_metrics(values)
+        plot = plots.from_values(values)
+        if plot:
+            slice_plots[name] = plot
+    return metrics, slice_plots
 
 
 def evaluate(
     spec: EvalSpec, model_dir: str, baseline_dir: str | None, files: list[str], schema: Any
-) -> tuple[SliceMetrics, SliceMetrics | None]:
+) -> tuple[SliceMetrics, SliceMetrics | None, dict[str, SlicePlots | None]]:
+    """Candidate and baseline metrics on the candidate's slices, and their plot data; ``Unsupported`` when a
+    configured metric needs a computation the fast engine does not mirror."""
     missing = unsupported(spec)
     if missing:
-        raise ValueError(f"The fast engine cannot compute {missing} exactly; use engine: tfma.")
-    candidate = compute(spec, *predict(model_dir, files, schema, spec))
-    baseline = compute(spec, *predict(baseline_dir, files, schema, spec)) if baseline_dir else None
-    return candidate, baseline
+        raise Unsupported(f"The fast engine does not compute {missing}; use engine: tfma or auto.")
+    candidate = predict(model_dir, files, schema, spec)
+    slice_groups = groups(spec, candidate.slice_values, len(candidate.inputs.labels))
+    candidate_metrics, candidate_plots = compute(spec, candidate.inputs, slice_groups)
+    if not baseline_dir:
+        return candidate_metrics, None, {"candidate": candidate_plots, "baseline": None}
+    baseline = predict(baseline_dir, files, schema, spec, with_slices=False)
+    baseline_metrics, baseline_plots = compute(spec, baseline.inputs, slice_groups)
+    return candidate_metrics, baseline_metrics, {"candidate": candidate_plots, "baseline": baseline_plots}

@@ -3,8 +3,9 @@
 Threshold semantics are TFMA's (``tensorflow_model_analysis/evaluators/metrics_validator.py``): a value
 threshold passes when ``lower_bound <= value <= upper_bound``; a change threshold compares
 ``diff = candidate - baseline`` with ``absolute`` (``diff >= absolute`` when higher is better, ``<=`` when lower
-is better) and ``diff / baseline`` with ``relative``. Thresholds apply to every slice, as TFMA applies a
-threshold without ``per_slice_thresholds``. Without a baseline, change thresholds are skipped (as in TFX).
+is better) and ``diff / baseline`` with ``relative``. A threshold applies to every slice unless it names
+``slices`` (TFMA's ``per_slice_thresholds``); a slice with fewer than its ``min_examples`` examples is reported
+but not judged. Without a baseline, change thresholds are skipped (as in TFX).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_mlpipe.stages.evaluator import EvaluatorParams, MetricSpec
+from airflow_provider_mlpipe.stages.evaluator import EvaluatorParams, MetricSpec, plot_kind
 
 OVERALL = "Overall"
 CANDIDATE = "candidate"
@@ -31,6 +32,19 @@ class EvalSpec:
     metrics: list[MetricSpec]
     prediction_key: str | None = None
     engine: str = "auto"
+    example_weight_key: str | None = None
+    plots: bool = True
+
+    @property
+    def kind(self) -> str:
+        """``binary``, ``multiclass`` or ``regression``, from the configured metrics."""
+        return plot_kind({str(m.class_name) for m in self.metrics})
+
+    def example_count(self, values: dict[str, float]) -> float | None:
+        for metric in self.metrics:
+            if metric.class_name == "ExampleCount" and metric.name in values:
+                return values[metric.name]
+        return None
 
 
 def eval_spec(params: EvaluatorParams) -> EvalSpec:
@@ -41,6 +55,8 @@ def eval_spec(params: EvaluatorParams) -> EvalSpec:
         metrics=params.all_metrics(),
         prediction_key=params.prediction_key,
         engine=params.engine,
+        example_weight_key=params.example_weight_key,
+        plots=params.plots,
     )
 
 
@@ -56,9 +72,12 @@ def slice_name(pairs: list[tuple[str, Any]] | tuple[tuple[str, Any], ...]) -> st
     return ", ".join(parts)
 
 
-def tfma_eval_config(spec: EvalSpec, has_transform: bool, with_baseline: bool) -> Any:
-    """The TFMA ``EvalConfig`` for this spec (change thresholds only when a baseline exists)."""
+def tfma_eval_config(spec: EvalSpec, has_transform: bool, with_baseline: bool, with_plots: bool = False) -> Any:
+    """The TFMA ``EvalConfig`` for this spec (change thresholds only when a baseline exists; mlpipe judges
+    thresholds itself, per slice, so TFMA's copy only cross-checks); ``with_plots`` adds the plot metrics."""
     import tensorflow_model_analysis as tfma
+
+    from airflow_provider_mlpipe.runtime.evaluation.plots import PLOT_METRICS
 
     def model_spec(name: str, is_baseline: bool) -> Any:
         model = tfma.ModelSpec(
@@ -66,20 +85,25 @@ def tfma_eval_config(spec: EvalSpec, has_transform: bool, with_baseline: bool) -
         )
         if spec.prediction_key:
             model.prediction_key = spec.prediction_key
+        if spec.example_weight_key:
+            model.example_weight_key = spec.example_weight_key
         if has_transform:
             model.preprocessing_function_names.append(TRANSFORM_SIGNATURE)
         return model
 
     metric_configs = []
     for metric in spec.metrics:
-        config = tfma.MetricConfig(class_name=metric.class_name, config=json.dumps({"name": metric.name}))
-        if metric.has_value_threshold:
+        arguments = {**(metric.config or {}), "name": metric.name}
+        config = tfma.MetricConfig(class_name=metric.class_name, config=json.dumps(arguments))
+        # A threshold limited to some slices or sizes is judged by validate() only: TFMA's copy would judge all.
+        every_slice = metric.threshold is not None and not metric.threshold.slices and not metric.threshold.min_examples
+        if every_slice and metric.has_value_threshold:
             value = config.threshold.value_threshold
             if metric.lower_bound is not None:
                 value.lower_bound.value = metric.lower_bound
             if metric.upper_bound is not None:
                 value.upper_bound.value = metric.upper_bound
-        if with_baseline and metric.has_change_threshold:
+        if every_slice and with_baseline and metric.has_change_threshold:
             change = config.threshold.change_threshold
             wanted = metric.change
             assert wanted is not None  # has_change_threshold
@@ -93,6 +117,11 @@ def tfma_eval_config(spec: EvalSpec, has_transform: bool, with_baseline: bool) -
             if wanted.relative is not None:
                 change.relative.value = wanted.relative
         metric_configs.append(config)
+    if with_plots and spec.plots:
+        for class_name, name, arguments in PLOT_METRICS[spec.kind]:
+            metric_configs.append(
+                tfma.MetricConfig(class_name=class_name, config=json.dumps({**arguments, "name": name}))
+            )
     models = [model_spec(CANDIDATE, False)]
     if with_baseline:
         models.append(model_spec(BASELINE, True))
@@ -116,7 +145,7 @@ def validate(
     for slice_key, values in candidate.items():
         for metric in spec.metrics:
             value = values.get(metric.name)
-            if value is None:
+            if value is None or not judges(metric, slice_key, spec.example_count(values)):
                 continue
             if metric.has_value_threshold:
                 lower = -math.inf if metric.lower_bound is None else metric.lower_bound
@@ -153,10 +182,49 @@ def validate(
     return failed
 
 
-def reason(failed: list[dict[str, Any]], with_baseline: bool) -> str:
+def judges(metric: MetricSpec, slice_key: str, examples: float | None) -> bool:
+    """Whether the metric's threshold judges this slice: named in its ``slices`` (or none named), and with at
+    least ``min_examples`` examples."""
+    threshold = metric.threshold
+    if threshold is None:
+        return False
+    if threshold.slices and slice_key not in threshold.slices:
+        return False
+    return not (threshold.min_examples and examples is not None and examples < threshold.min_examples)
+
+
+def unjudged(spec: EvalSpec, candidate: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """Slices a threshold skipped for having fewer than its ``min_examples`` examples (reported, not judged)."""
+    skipped = []
+    for slice_key, values in candidate.items():
+        examples = spec.example_count(values)
+        for metric in spec.metrics:
+            threshold = metric.threshold
+            if threshold is None or not threshold.min_examples or examples is None:
+                continue
+            if threshold.slices and slice_key not in threshold.slices:
+                continue
+            if examples < threshold.min_examples:
+                skipped.append(
+                    {
+                        "metric": metric.name,
+                        "slice": slice_key,
+                        "examples": examples,
+                        "min_examples": threshold.min_examples,
+                    }
+                )
+    return skipped
+
+
+def reason(failed: list[dict[str, Any]], with_baseline: bool, skipped: list[dict[str, Any]] | None = None) -> str:
+    note = ""
+    if skipped:
+        names = sorted({f"{s['slice']} ({s['examples']:g} examples)" for s in skipped})
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        note = f" Not judged, below min_examples: {shown}."
     if not failed:
         against = "and the change thresholds against the baseline" if with_baseline else "(no baseline yet)"
-        return f"All value thresholds {against} passed."
+        return f"All value thresholds {against} passed.{note}"
     parts = []
     for item in failed[:5]:
         if "diff" in item:
@@ -167,4 +235,4 @@ def reason(failed: list[dict[str, Any]], with_baseline: bool) -> str:
         else:
             parts.append(f"{item['metric']} on {item['slice']}: {item['value']:.4f} fails {item['threshold']}")
     more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
-    return "; ".join(parts) + more
+    return "; ".join(parts) + more + note

@@ -19,7 +19,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from airflow_provider_mlpipe.runtime.beam_options import pipeline_options
-from airflow_provider_mlpipe.runtime.evaluation import slicing
+from airflow_provider_mlpipe.runtime.evaluation import plots, slicing
 from airflow_provider_mlpipe.runtime.evaluation.metric_config import (
     BASELINE,
     CANDIDATE,
@@ -53,11 +53,45 @@ def read_metrics(output_path: str, spec: EvalSpec | None = None) -> dict[str, Sl
     for record in tfma.load_metrics(output_path):
         name = slicing.ordered_slice_name(spec, _slice_pairs(record.slice_key))
         for item in record.metric_keys_and_values:
-            if item.key.is_diff or not item.value.HasField("double_value"):
+            if item.key.is_diff or item.key.name in plots.PLOT_NAMES:
                 continue
-            model = item.key.model_name or CANDIDATE
-            result.setdefault(model, {}).setdefault(name, {})[item.key.name] = float(item.value.double_value.value)
+            values = result.setdefault(item.key.model_name or CANDIDATE, {}).setdefault(name, {})
+            if item.value.HasField("double_value"):
+                values[item.key.name] = float(item.value.double_value.value)
+            elif item.value.HasField("confusion_matrix_at_thresholds"):
+                values.update(plots.matrix_numbers(item.key.name, item.value.confusion_matrix_at_thresholds))
     return result
+
+
+def read_plots(output_path: str, spec: EvalSpec | None = None) -> dict[str, dict[str, Any]]:
+    """``{model name: {slice name: plot data}}`` from TFMA's plots output and the private confusion matrix
+    metric, in the layout ``plots.py`` gives the fast engine's values."""
+    import tensorflow_model_analysis as tfma
+
+    named: dict[str, dict[str, dict[str, Any]]] = {}
+    for record in tfma.load_plots(output_path):
+        name = slicing.ordered_slice_name(spec, _slice_pairs(record.slice_key))
+        for item in record.plot_keys_and_values:
+            proto = _plot_proto(item.value)
+            named.setdefault(item.key.model_name or CANDIDATE, {}).setdefault(name, {})[item.key.name] = proto
+    for record in tfma.load_metrics(output_path):
+        name = slicing.ordered_slice_name(spec, _slice_pairs(record.slice_key))
+        for item in record.metric_keys_and_values:
+            if item.key.name == plots.BINARY_MATRIX and not item.key.is_diff:
+                slot = named.setdefault(item.key.model_name or CANDIDATE, {}).setdefault(name, {})
+                slot[item.key.name] = item.value.confusion_matrix_at_thresholds
+    return {model: {s: plots.from_plot_protos(p) for s, p in by_slice.items()} for model, by_slice in named.items()}
+
+
+def _plot_proto(value: Any) -> Any:
+    for field in (
+        "confusion_matrix_at_thresholds",
+        "calibration_histogram_buckets",
+        "multi_class_confusion_matrix_at_thresholds",
+    ):
+        if value.HasField(field):
+            return getattr(value, field)
+    return None
 
 
 class EncodeWithCandidateSlices(beam.DoFn):
@@ -138,8 +172,9 @@ def evaluate(
     beam_args: list[str],
     has_transform: bool,
     data_location: str | None = None,
-) -> tuple[SliceMetrics, SliceMetrics | None, bool]:
-    """Run TFMA; returns candidate metrics, baseline metrics (or None) and TFMA's own ``validation_ok``."""
+) -> tuple[SliceMetrics, SliceMetrics | None, dict[str, Any] | None, bool]:
+    """Run TFMA; returns candidate metrics, baseline metrics (or None), plot data (``plots.json``'s candidate and
+    baseline) and TFMA's own ``validation_ok``."""
     import tensorflow_model_analysis as tfma
 
     transformed = slicing.transformed_slice_features(
@@ -150,7 +185,7 @@ def evaluate(
     # TFMA slices on the candidate's values under their private names, never on a model's own transform.
     private = {feature: slicing.private_name(feature) for feature in transformed}
     tfma_spec = dataclasses.replace(spec, slices=[[private.get(f, f) for f in s] for s in spec.slices])
-    eval_config = tfma_eval_config(tfma_spec, has_transform, baseline_dir is not None)
+    eval_config = tfma_eval_config(tfma_spec, has_transform, baseline_dir is not None, with_plots=True)
     models = [tfma.default_eval_shared_model(model_dir, eval_config=eval_config, model_name=CANDIDATE)]
     if baseline_dir:
         models.append(tfma.default_eval_shared_model(baseline_dir, eval_config=eval_config, model_name=BASELINE))
@@ -162,5 +197,13 @@ def evaluate(
         pipeline_options=pipeline_options(beam_args, "Evaluator (TFMA)"),
     )
     metrics = read_metrics(output_path, spec)
+    plot_data: dict[str, Any] | None = None
+    if spec.plots:
+        by_model = read_plots(output_path, spec)
+        plot_data = {
+            "candidate": by_model.get(CANDIDATE, {}),
+            "baseline": by_model.get(BASELINE, {}) if baseline_dir else None,
+        }
     validation = tfma.load_validation_result(output_path)
-    return metrics.get(CANDIDATE, {}), metrics.get(BASELINE) if baseline_dir else None, validation.validation_ok
+    candidate, baseline = metrics.get(CANDIDATE, {}), metrics.get(BASELINE) if baseline_dir else None
+    return candidate, baseline, plot_data, validation.validation_ok

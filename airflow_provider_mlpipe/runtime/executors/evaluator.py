@@ -56,10 +56,45 @@ def choose_engine(spec: EvalSpec) -> str:
 
     missing = fast_engine.unsupported(spec)
     if spec.engine == "fast" and missing:
-        raise ValueError(f"engine: fast cannot compute {missing} exactly; use engine: tfma or auto.")
+        raise ValueError(f"engine: fast cannot compute {missing}; use engine: tfma or auto.")
     if spec.engine == "auto":
+        if missing:
+            log.info("engine: auto uses TFMA, because the fast engine does not compute %s.", ", ".join(missing))
         return "tfma" if missing else "fast"
     return spec.engine
+
+
+def _run_engine(
+    ctx: ExecutorContext, spec: EvalSpec, model_dir: str, baseline_dir: str | None, files: list[str], schema: Any
+) -> tuple[str, dict, dict | None, dict | None, bool | None]:
+    """(engine, candidate metrics, baseline metrics, plot data, TFMA's own validation verdict or None)."""
+    engine = choose_engine(spec)
+    if engine == "fast":
+        from airflow_provider_mlpipe.runtime.evaluation import fast_engine
+        from airflow_provider_mlpipe.runtime.evaluation.fast_metrics import Unsupported
+
+        try:
+            candidate, base, plot_data = fast_engine.evaluate(spec, model_dir, baseline_dir, files, schema)
+            return engine, candidate, base, plot_data, None
+        except Unsupported as exc:
+            if spec.engine == "fast":
+                raise ValueError(f"engine: fast cannot evaluate this model: {exc}. Use engine: tfma or auto.") from exc
+            log.info("engine: auto uses TFMA, because the fast engine does not mirror %s.", exc)
+            engine = "tfma"
+    from airflow_provider_mlpipe.runtime.evaluation import tfma_engine
+
+    candidate, base, plot_data, tfma_ok = tfma_engine.evaluate(
+        spec,
+        model_dir,
+        baseline_dir,
+        files,
+        schema,
+        output_path=join(ctx.output("evaluation").path, "tfma"),
+        temp_uri=ctx.temp_uri,
+        beam_args=ctx.beam_args,
+        has_transform=_has_signature(model_dir, metric_config.TRANSFORM_SIGNATURE),
+    )
+    return engine, candidate, base, plot_data, tfma_ok
 
 
 def _ordered(metrics: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
@@ -82,33 +117,15 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     model_dir = _serving_dir(model.uri)
     _check_features(spec, schema, model_dir)
     baseline_dir = _serving_dir(baseline.uri) if baseline is not None else None
-    engine = choose_engine(spec)
     started = time.monotonic()
-    tfma_ok: bool | None = None
-    if engine == "fast":
-        from airflow_provider_mlpipe.runtime.evaluation import fast_engine
-
-        candidate, base = fast_engine.evaluate(spec, model_dir, baseline_dir, files, schema)
-    else:
-        from airflow_provider_mlpipe.runtime.evaluation import tfma_engine
-
-        candidate, base, tfma_ok = tfma_engine.evaluate(
-            spec,
-            model_dir,
-            baseline_dir,
-            files,
-            schema,
-            output_path=join(ctx.output("evaluation").path, "tfma"),
-            temp_uri=ctx.temp_uri,
-            beam_args=ctx.beam_args,
-            has_transform=_has_signature(model_dir, metric_config.TRANSFORM_SIGNATURE),
-        )
+    engine, candidate, base, plot_data, tfma_ok = _run_engine(ctx, spec, model_dir, baseline_dir, files, schema)
     seconds = round(time.monotonic() - started, 3)
     failed = metric_config.validate(spec, candidate, base)
+    skipped = metric_config.unjudged(spec, candidate)
     blessed = not failed
     if tfma_ok is not None and tfma_ok != blessed:
         log.warning("TFMA's own validation says %s, mlpipe's rules say %s.", tfma_ok, blessed)
-    reason = metric_config.reason(failed, base is not None)
+    reason = metric_config.reason(failed, base is not None, skipped)
     thresholds = [
         {
             "metric": m.name,
@@ -116,6 +133,8 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
             "upper_bound": m.upper_bound,
             "change": m.change.model_dump() if m.change is not None and m.has_change_threshold else None,
             "change_applied": base is not None and m.has_change_threshold,
+            "slices": m.threshold.slices if m.threshold else None,
+            "min_examples": m.threshold.min_examples if m.threshold else 0,
         }
         for m in spec.metrics
         if m.has_value_threshold or m.has_change_threshold
@@ -127,6 +146,7 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
         "model_id": model.id,
         "slices": _ordered(candidate),
         "thresholds": thresholds,
+        "not_judged": skipped,
         "baseline": None,
     }
     if base is not None:
@@ -141,6 +161,11 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     storage = default_storage()
     eval_dir = ctx.output("evaluation").path
     storage.write_text(join(eval_dir, "metrics.json"), json.dumps(metrics_doc, indent=2, sort_keys=True))
+    if plot_data is not None:
+        from airflow_provider_mlpipe.runtime.evaluation.plots import json_safe
+
+        plots_doc = json_safe({"kind": spec.kind, **plot_data})
+        storage.write_text(join(eval_dir, "plots.json"), json.dumps(plots_doc, sort_keys=True, allow_nan=False))
 
     blessing_dir = ctx.output("blessing").path
     blessing_doc = {
