@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -84,3 +85,16 @@ def test_the_readme_layout_names_every_module_of_the_package() -> None:
     assert missing == [], f"the README's layout does not name {missing}"
     folders = {p.parent.relative_to(package).parts[0] for p in files if p.parent != package}
     assert all(f"{folder}/" in layout for folder in folders)
+
+
+def test_the_readme_metric_table_lists_every_metric_with_its_engines() -> None:
+    from airflow_provider_mlpipe.stages.evaluator import EVALUATOR_METRICS, FAST_ENGINE_METRICS
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Evaluator metrics") : readme.index("## Gates")]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "`" in line]
+    named = {row: set(re.findall(r"`([A-Z][A-Za-z0-9]+)`", row.split(" | ")[0])) for row in rows}
+    tfma_only = set().union(*(names for row, names in named.items() if row.split(" | ")[1] == "tfma"))
+    both = set().union(*(names for row, names in named.items() if row.split(" | ")[1] == "fast, tfma"))
+    assert tfma_only == EVALUATOR_METRICS - FAST_ENGINE_METRICS
+    assert both == FAST_ENGINE_METRICS
