@@ -16,9 +16,11 @@ from typing import Any
 
 MAX_CURVE_POINTS = 200
 MAX_CALIBRATION_POINTS = 100
+CALIBRATION_BINS = 10  # the calibration line: weighted means in this many equal prediction ranges
 OVERALL = "Overall"
 MODELS = ("candidate", "baseline")
 COLORS = {"candidate": "#1f6feb", "baseline": "#d9480f"}
+DASHES = {"candidate": "", "baseline": ' stroke-dasharray="6 3"'}
 SIZE, LEFT, RIGHT, TOP, BOTTOM = 300, 46, 14, 28, 58
 INSET = 5  # between the frame and the data, so a curve along an edge (tpr = 1) is not hidden by the frame
 
@@ -121,6 +123,19 @@ def merge_buckets(buckets: list[Bucket], limit: int = MAX_CALIBRATION_POINTS) ->
             label = sum(b.mean_label for b in run) / len(run)
         merged.append(Bucket(prediction, label, weight))
     return merged
+
+
+def binned(buckets: list[Bucket], low: float, high: float, bins: int = CALIBRATION_BINS) -> list[Bucket]:
+    """The buckets regrouped by prediction into ``bins`` equal ranges over [low, high], empty ranges left out.
+
+    TFMA writes up to a thousand fine buckets; on a small eval split most hold one example, with a mean label of
+    0 or 1, so a line through them zigzags. Through these wider ranges it shows the calibration.
+    """
+    groups: dict[int, list[Bucket]] = {}
+    for bucket in buckets:
+        index = math.floor((bucket.mean_prediction - low) / ((high - low) or 1.0) * bins)
+        groups.setdefault(min(max(index, 0), bins - 1), []).append(bucket)
+    return [merge_buckets(groups[i], 1)[0] for i in sorted(groups)]
 
 
 def _buckets(items: Any) -> list[Bucket]:
@@ -287,7 +302,7 @@ def curve_svg(
     for model in _drawn(curves):
         points = curves[model]
         d = _path_data(frame, points)
-        dash = ' stroke-dasharray="6 3"' if model == "baseline" else ""
+        dash = DASHES[model]
         (x0, y0), (x1, y1) = points[0], points[-1]
         out.append(
             f'<path class="{model}" d="{d}" fill="none" stroke="{COLORS[model]}" stroke-width="2"{dash} '
@@ -300,7 +315,8 @@ def curve_svg(
 
 
 def calibration_svg(slice_name: str, buckets: dict[str, list[Bucket]]) -> str:
-    """Mean label against mean prediction per bucket, with the diagonal; a point's area grows with its weight."""
+    """Mean label against mean prediction: a point per bucket (its area grows with its weight), a line through
+    the buckets regrouped into ``CALIBRATION_BINS`` prediction ranges, and the diagonal of perfect calibration."""
     values = [v for bs in buckets.values() for b in bs for v in (b.mean_prediction, b.mean_label)]
     frame = Frame(min([0.0, *values]), max([1.0, *values]))
     out = _open("calibration-plot", "Calibration", slice_name, frame, "mean prediction", "mean label")
@@ -308,15 +324,21 @@ def calibration_svg(slice_name: str, buckets: dict[str, list[Bucket]]) -> str:
     heaviest = max((b.weight for bs in buckets.values() for b in bs), default=1.0) or 1.0
     for model in _drawn(buckets):
         color = COLORS[model]
-        d = _path_data(frame, [(b.mean_prediction, b.mean_label) for b in buckets[model]])
-        out.append(f'<path class="{model}" d="{d}" fill="none" stroke="{color}" stroke-width="1" opacity="0.4"/>')
+        line = binned(buckets[model], frame.low, frame.high)
+        d = _path_data(frame, [(b.mean_prediction, b.mean_label) for b in line])
+        out.append(
+            f'<path class="{model}" d="{d}" fill="none" stroke="{color}" stroke-width="2"'
+            f'{DASHES[model]} data-points="{len(line)}"><title>{model}: mean label in {CALIBRATION_BINS} '
+            "prediction ranges</title></path>"
+        )
         for bucket in buckets[model]:
             x, y = frame.x(bucket.mean_prediction), frame.y(bucket.mean_label)
             radius = 2.5 + 4.5 * math.sqrt(max(bucket.weight, 0.0) / heaviest)
             out.append(
                 f'<circle class="{model}" cx="{x:.1f}" cy="{y:.1f}" r="{radius:.1f}" fill="{color}" '
-                f'fill-opacity="0.55" stroke="{color}" data-prediction="{bucket.mean_prediction!r}" '
-                f'data-label="{bucket.mean_label!r}" data-weight="{bucket.weight!r}">'
+                f'fill-opacity="0.35" stroke="{color}" stroke-opacity="0.6" '
+                f'data-prediction="{bucket.mean_prediction!r}" data-label="{bucket.mean_label!r}" '
+                f'data-weight="{bucket.weight!r}">'
                 f"<title>{model}: mean prediction {_fmt(bucket.mean_prediction)}, mean label "
                 f"{_fmt(bucket.mean_label)}, weight {_fmt(bucket.weight)}</title></circle>"
             )

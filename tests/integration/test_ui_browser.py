@@ -1,8 +1,10 @@
 """The UI end to end: pipeline runs through Airflow, a real API server, headless Chromium through the Airflow UI.
 
-By default the runs come from the real penguins pipeline of ``dags/`` (three spans, about five minutes);
-``MLPIPE_UI_TEST_SOURCE=fixture`` uses the light UI fixture DAG instead (``tests/dags/mlpipe_ui_fixture.py``: real
-MLMD lineage and the documented artifact files, no TensorFlow). Screenshots land in ``.test-artifacts/ui/``.
+By default the runs come from the real penguins pipeline of ``dags/`` (three spans) and, in the same Airflow, two
+spans of the binary test pipeline (``tests/support/binary_penguins``), whose Evaluator plots ROC, precision-recall
+and calibration curves; ``MLPIPE_UI_TEST_SOURCE=fixture`` uses the light UI fixture DAG instead
+(``tests/dags/mlpipe_ui_fixture.py``: real MLMD lineage and the documented artifact files, plots included, no
+TensorFlow). Screenshots land in ``.test-artifacts/ui/``.
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +26,9 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
+from airflow_provider_mlpipe.ui.plots import MAX_CALIBRATION_POINTS, MAX_CURVE_POINTS
 from tests.integration.ui_server import USERS, ApiServer, auth_env, start_api_server
+from tests.support import binary_penguins
 from tests.support.airflow_env import ARTIFACTS, REPO, RUNTIME_PYTHON, AirflowEnv, mlmd_dump
 from tests.support.span_order import accept_stopped_run
 
@@ -44,19 +51,31 @@ class Scenario:
     dags_folder: Path
     runs: list[tuple[str, dict[str, Any] | None, bool]]  # logical date, conf, whether the run must succeed
     extra_env: dict[str, str]
+    plots_dag: str  # a binary pipeline: its second run's view shows the candidate's and the baseline's curves
+    plots_runs: tuple[str, ...] = ()  # logical dates to run plots_dag on, when it is not dag_id
 
 
 def scenario(tmp: Path) -> Scenario:
     if os.environ.get("MLPIPE_UI_TEST_SOURCE", "penguins") == "fixture":
         runs = [("2024-01-01", None, True), ("2024-01-02", None, True), ("2024-01-03", {"shuffle_labels": True}, True)]
-        return Scenario("penguins_ui", REPO / "tests" / "dags", runs, {"MLPIPE_UI_FIXTURE_ROOT": str(tmp / "root")})
+        extra = {"MLPIPE_UI_FIXTURE_ROOT": str(tmp / "root")}
+        return Scenario("penguins_ui", REPO / "tests" / "dags", runs, extra, plots_dag="penguins_ui")
     # Span 2 drifts from span 1 (bill_length_mm), so the data gate stops it: the anomaly table has a row. Span 3
     # runs with relaxed drift thresholds (a stage override in dag_run.conf) and pushes a second version.
     relaxed = {"jsd": {"comparator": "jsd", "threshold": 0.9}, "linf": {"comparator": "linf", "threshold": 0.9}}
     conf = {"stages": {"example_validator": {"drift": {"bill_length_mm": relaxed["jsd"], "island": relaxed["linf"]}}}}
     runs = [("2024-01-01", None, True), ("2024-01-02", None, False), ("2024-01-03", conf, True)]
     extra = {"MLPIPE_PIPELINE_ROOT": str(tmp / "pipelines"), "MLPIPE_SERVING_DIR": str(tmp / "serving")}
-    return Scenario("penguins", REPO / "dags", runs, extra)
+    binary_runs = ("2024-01-01", "2024-01-02")
+    return Scenario("penguins", penguins_and_binary_dags(tmp), runs, extra, binary_penguins.DAG_ID, binary_runs)
+
+
+def penguins_and_binary_dags(tmp: Path) -> Path:
+    """A copy of the bundled dags folder with the binary test pipeline added, so one Airflow serves both."""
+    folder = tmp / "dags"
+    shutil.copytree(REPO / "dags", folder, ignore=shutil.ignore_patterns("__pycache__"))
+    binary_penguins.add_to_dags(folder)
+    return folder
 
 
 def runtime_has_rollback() -> bool:
@@ -97,6 +116,8 @@ def served(tmp_path_factory: pytest.TempPathFactory):
         env.dags_test(sc.dag_id, date, conf=conf, check=must_succeed)
         if not must_succeed:  # a gate stopped it: accept that, or the next span's ordered stages wait for it
             accept_stopped_run(env, sc.dag_id)
+    for date in sc.plots_runs:
+        env.dags_test(sc.plots_dag, date)
     server_env = auth_env(env.home)
     calls = None
     if not runtime_has_rollback():
@@ -187,6 +208,21 @@ def run_executions(served: Served, run_id: str) -> list[dict[str, Any]]:
     return [e for e in dump["executions"] if ctx in e["contexts"]]
 
 
+@contextmanager
+def logged_in_page(server: ApiServer) -> Iterator[Any]:
+    """A Chromium page logged in to the Airflow UI as admin."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()
+            login(page, server)
+            yield page
+        finally:
+            browser.close()
+
+
 def login(page: Any, server: ApiServer, user: str = "admin") -> None:
     page.goto(server.url + "/")
     page.locator("input[name=username]").fill(user)
@@ -196,7 +232,7 @@ def login(page: Any, server: ApiServer, user: str = "admin") -> None:
 
 
 def test_run_and_pipeline_views_in_chromium(served: Served) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     server, dag = served.server, served.scenario.dag_id
@@ -213,74 +249,67 @@ def test_run_and_pipeline_views_in_chromium(served: Served) -> None:
     blessing_uri = xcom(dag, "evaluator", run2)["outputs"]["blessing"][0]["uri"]
     blessing = json.loads(Path(blessing_uri, "blessing.json").read_text())
     summary = json.loads(Path(stats_artifact(served, run2)["uri"], "summary.json").read_text())
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()
-            login(page, server)
-
-            # The run view, as the "ML run" tab of the Airflow DAG run page.
-            page.goto(f"{server.url}/dags/{dag}/runs/{quote(run2, safe='')}/plugin/mlpipe-run")
+    with logged_in_page(server) as page:
+        # The run view, as the "ML run" tab of the Airflow DAG run page.
+        page.goto(f"{server.url}/dags/{dag}/runs/{quote(run2, safe='')}/plugin/mlpipe-run")
+        run_view = page.frame_locator("iframe[title='ML run']")
+        stats_table = run_view.locator("table.stats-table").first
+        expect(stats_table).to_be_visible(timeout=120_000)
+        first_feature = next(iter(summary["splits"]["train"]["features"]))
+        first_feature = first_feature if isinstance(first_feature, str) else first_feature["name"]
+        expect(stats_table.locator("td", has_text=first_feature).first).to_be_visible()
+        accuracy = metrics["slices"][0]["metrics"]["accuracy"]
+        cell = run_view.locator("#metrics-table td.metric[data-metric='accuracy']").first
+        expect(cell).to_contain_text(f"{accuracy:.4g}")
+        expect(run_view.locator("#verdict")).to_have_text("BLESSED" if blessing["blessed"] else "NOT BLESSED")
+        node = run_view.locator("svg.lineage g.node.execution").first
+        expect(node).to_be_visible()
+        assert run_view.locator("svg.lineage g.node.execution").count() == len(run_executions(served, run2))
+        page.screenshot(path=str(SHOTS / "run-view-in-airflow.png"))
+        if flagged[-1] != run2:
+            page.goto(f"{server.url}/dags/{dag}/runs/{quote(flagged[-1], safe='')}/plugin/mlpipe-run")
             run_view = page.frame_locator("iframe[title='ML run']")
-            stats_table = run_view.locator("table.stats-table").first
-            expect(stats_table).to_be_visible(timeout=120_000)
-            first_feature = next(iter(summary["splits"]["train"]["features"]))
-            first_feature = first_feature if isinstance(first_feature, str) else first_feature["name"]
-            expect(stats_table.locator("td", has_text=first_feature).first).to_be_visible()
-            accuracy = metrics["slices"][0]["metrics"]["accuracy"]
-            cell = run_view.locator("#metrics-table td.metric[data-metric='accuracy']").first
-            expect(cell).to_contain_text(f"{accuracy:.4g}")
-            expect(run_view.locator("#verdict")).to_have_text("BLESSED" if blessing["blessed"] else "NOT BLESSED")
-            node = run_view.locator("svg.lineage g.node.execution").first
-            expect(node).to_be_visible()
-            assert run_view.locator("svg.lineage g.node.execution").count() == len(run_executions(served, run2))
-            page.screenshot(path=str(SHOTS / "run-view-in-airflow.png"))
-            if flagged[-1] != run2:
-                page.goto(f"{server.url}/dags/{dag}/runs/{quote(flagged[-1], safe='')}/plugin/mlpipe-run")
-                run_view = page.frame_locator("iframe[title='ML run']")
-            expect(run_view.locator("tr.anomaly").first).to_be_visible(timeout=120_000)
-            page.goto(f"{server.url}/dags/{dag}/runs/{quote(run2, safe='')}/plugin/mlpipe-run")
-            run_view = page.frame_locator("iframe[title='ML run']")
-            # TFDV's own view of a split loads through the authenticated stats endpoint.
-            with page.expect_response(lambda r: "/mlpipe/stats?" in r.url) as response:
-                run_view.locator("details.tfdv summary").first.click()
-            assert response.value.status == 200
-            page.goto(f"{server.url}/mlpipe/run?{q(dag_id=dag, run_id=run2)}")
-            page.screenshot(path=str(SHOTS / "run-view.png"), full_page=True)
+        expect(run_view.locator("tr.anomaly").first).to_be_visible(timeout=120_000)
+        page.goto(f"{server.url}/dags/{dag}/runs/{quote(run2, safe='')}/plugin/mlpipe-run")
+        run_view = page.frame_locator("iframe[title='ML run']")
+        # TFDV's own view of a split loads through the authenticated stats endpoint.
+        with page.expect_response(lambda r: "/mlpipe/stats?" in r.url) as response:
+            run_view.locator("details.tfdv summary").first.click()
+        assert response.value.status == 200
+        page.goto(f"{server.url}/mlpipe/run?{q(dag_id=dag, run_id=run2)}")
+        page.screenshot(path=str(SHOTS / "run-view.png"), full_page=True)
 
-            # The pipeline view, as the "ML pipeline" tab of the DAG page (a taller window shows all of it).
-            page.set_viewport_size({"width": 1440, "height": 1500})
-            page.goto(f"{server.url}/dags/{dag}/plugin/mlpipe-pipeline")
-            pipeline_view = page.frame_locator("iframe[title='ML pipeline']")
-            chart = pipeline_view.locator("svg.trend[aria-label='accuracy']")
-            expect(chart).to_be_visible(timeout=120_000)
-            assert chart.locator("circle.point").count() == len(evaluated)
-            expect(pipeline_view.locator("#runs-table tr")).to_have_count(len(served.run_ids) + 1)
-            page.screenshot(path=str(SHOTS / "pipeline-view-in-airflow.png"))
-            page.goto(f"{server.url}/mlpipe/pipeline?{q(dag_id=dag)}")
-            page.screenshot(path=str(SHOTS / "pipeline-view.png"), full_page=True)
+        # The pipeline view, as the "ML pipeline" tab of the DAG page (a taller window shows all of it).
+        page.set_viewport_size({"width": 1440, "height": 1500})
+        page.goto(f"{server.url}/dags/{dag}/plugin/mlpipe-pipeline")
+        pipeline_view = page.frame_locator("iframe[title='ML pipeline']")
+        chart = pipeline_view.locator("svg.trend[aria-label='accuracy']")
+        expect(chart).to_be_visible(timeout=120_000)
+        assert chart.locator("circle.point").count() == len(evaluated)
+        expect(pipeline_view.locator("#runs-table tr")).to_have_count(len(served.run_ids) + 1)
+        page.screenshot(path=str(SHOTS / "pipeline-view-in-airflow.png"))
+        page.goto(f"{server.url}/mlpipe/pipeline?{q(dag_id=dag)}")
+        page.screenshot(path=str(SHOTS / "pipeline-view.png"), full_page=True)
 
-            # Rollback: a button, an inline confirmation (no window.confirm in a sandboxed iframe), then a POST.
-            page.goto(f"{server.url}/dags/{dag}/plugin/mlpipe-pipeline")
-            pipeline_view = page.frame_locator("iframe[title='ML pipeline']")
-            expect(pipeline_view.locator("#versions-table")).to_be_visible(timeout=120_000)
-            if len(pushed) < 2:  # one pushed version: it serves, there is nothing to roll back to
-                assert pipeline_view.locator("button[data-open]").count() == 0
-                return
-            pipeline_view.locator("button[data-open]").last.click()
-            confirm = pipeline_view.locator(".confirm.open")
-            expect(confirm).to_be_visible()
-            version = confirm.locator("input[name=version]").get_attribute("value")
-            confirm.locator("button[type=submit]").click()
-            expect(pipeline_view.locator("#rollback-result")).to_contain_text("Rolled back", timeout=120_000)
-            page.screenshot(path=str(SHOTS / "rollback-done.png"))
-            if served.rollback_calls is None:  # the real command: the pipeline view shows the new version
-                pipeline_view.locator("nav.top a").click()
-                expect(pipeline_view.locator("#rollbacks")).to_contain_text("mlpipe.Rollback")
-                expect(pipeline_view.locator("#versions-table")).to_contain_text(f"rollback to {version}")
-                page.screenshot(path=str(SHOTS / "pipeline-after-rollback.png"))
-        finally:
-            browser.close()
+        # Rollback: a button, an inline confirmation (no window.confirm in a sandboxed iframe), then a POST.
+        page.goto(f"{server.url}/dags/{dag}/plugin/mlpipe-pipeline")
+        pipeline_view = page.frame_locator("iframe[title='ML pipeline']")
+        expect(pipeline_view.locator("#versions-table")).to_be_visible(timeout=120_000)
+        if len(pushed) < 2:  # one pushed version: it serves, there is nothing to roll back to
+            assert pipeline_view.locator("button[data-open]").count() == 0
+            return
+        pipeline_view.locator("button[data-open]").last.click()
+        confirm = pipeline_view.locator(".confirm.open")
+        expect(confirm).to_be_visible()
+        version = confirm.locator("input[name=version]").get_attribute("value")
+        confirm.locator("button[type=submit]").click()
+        expect(pipeline_view.locator("#rollback-result")).to_contain_text("Rolled back", timeout=120_000)
+        page.screenshot(path=str(SHOTS / "rollback-done.png"))
+        if served.rollback_calls is None:  # the real command: the pipeline view shows the new version
+            pipeline_view.locator("nav.top a").click()
+            expect(pipeline_view.locator("#rollbacks")).to_contain_text("mlpipe.Rollback")
+            expect(pipeline_view.locator("#versions-table")).to_contain_text(f"rollback to {version}")
+            page.screenshot(path=str(SHOTS / "pipeline-after-rollback.png"))
     if served.rollback_calls is not None:  # the fake runtime: the command and its arguments are what we check
         [call] = served.rollback_calls.read_text().splitlines()
         assert call.startswith("-m airflow_provider_mlpipe.runtime rollback ") and f"--to {version}" in call
@@ -289,3 +318,54 @@ def test_run_and_pipeline_views_in_chromium(served: Served) -> None:
         rollbacks = [e for e in dump["executions"] if e["type"] == "mlpipe.Rollback"]
         assert [e["properties"]["rollback_of"] for e in rollbacks] == [int(version)]
         assert rollbacks[0]["state"] == "COMPLETE"
+
+
+def test_run_view_plots_the_candidate_beside_the_baseline_in_chromium(served: Served) -> None:
+    from playwright.sync_api import expect
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    server, dag = served.server, served.scenario.plots_dag
+    run = served.env.run_ids(dag)[1]  # the second run: the first one's model is its baseline
+    evaluation = served.env.xcom(dag, "evaluator", run)["outputs"]["evaluation"][0]["uri"]
+    plots_file = Path(evaluation, "plots.json")
+    assert plots_file.is_file(), f"the Evaluator of {dag} wrote no plots.json"
+    plots = json.loads(plots_file.read_text())
+    assert plots["kind"] == "binary" and plots["baseline"], "the second run's evaluation has no baseline plots"
+    other = next(name for name in plots["candidate"] if name != "Overall")
+    with logged_in_page(server) as page:
+        page.goto(f"{server.url}/dags/{dag}/runs/{quote(run, safe='')}/plugin/mlpipe-run")
+        run_view = page.frame_locator("iframe[title='ML run']")
+        roc = run_view.locator("svg#roc-plot[data-slice='Overall']")
+        expect(roc).to_be_visible(timeout=120_000)
+        calibration = run_view.locator("svg#calibration-plot[data-slice='Overall']")
+        expect(calibration).to_be_visible()
+        for model in ("candidate", "baseline"):
+            # The ROC curve starts and ends where plots.json does, thinned to at most MAX_CURVE_POINTS.
+            curve = plots[model]["Overall"]["roc"]
+            path = roc.locator(f"path.{model}")
+            expect(path).to_have_count(1)
+            assert path.get_attribute("data-first") == f"{curve['fpr'][0]!r},{curve['tpr'][0]!r}"
+            assert path.get_attribute("data-last") == f"{curve['fpr'][-1]!r},{curve['tpr'][-1]!r}"
+            assert 2 <= int(path.get_attribute("data-points")) <= MAX_CURVE_POINTS
+            box = path.bounding_box()  # laid out by Chromium, not an empty path
+            assert box is not None and box["width"] > 50 and box["height"] > 50
+            # A small eval split has few calibration buckets: one point each, in order.
+            buckets = plots[model]["Overall"]["calibration"]
+            assert 0 < len(buckets) <= MAX_CALIBRATION_POINTS
+            points = calibration.locator(f"circle.{model}")
+            expect(points).to_have_count(len(buckets))
+            for index in (0, len(buckets) - 1):
+                point = points.nth(index)
+                assert float(point.get_attribute("data-prediction")) == buckets[index]["mean_prediction"]
+                assert float(point.get_attribute("data-label")) == buckets[index]["mean_label"]
+            matrix = plots[model]["Overall"]["confusion_matrix"]["counts"]
+            cells = run_view.locator(f"table#confusion-{model} td").all_inner_texts()
+            assert [float(c) for c in cells] == [float(v) for row in matrix for v in row]
+        expect(run_view.locator("svg#pr-plot path.baseline")).to_have_count(1)
+
+        # Another slice, picked from the list: the page is rendered again for it.
+        run_view.locator("form.slice-picker select").select_option(other)
+        expect(run_view.locator(f"svg#roc-plot[data-slice='{other}']")).to_be_visible(timeout=60_000)
+
+        page.goto(f"{server.url}/mlpipe/run?{q(dag_id=dag, run_id=run)}")
+        page.locator("div.card", has=page.locator("#plots")).screenshot(path=str(SHOTS / "run-view-plots.png"))

@@ -17,6 +17,7 @@ from airflow_provider_mlpipe.ui.plots import (
     MAX_CURVE_POINTS,
     Bucket,
     Confusion,
+    binned,
     calibration_svg,
     confusion_html,
     curve_svg,
@@ -112,6 +113,22 @@ def test_merge_buckets_keeps_weighted_means_and_total_weight() -> None:
     assert math.isclose(merged[0].mean_prediction, sum(b.mean_prediction * b.weight for b in first) / weight)
     assert math.isclose(merged[0].mean_label, sum(b.mean_label * b.weight for b in first) / weight)
     assert merge_buckets(buckets[:5]) == buckets[:5]
+
+
+def test_the_calibration_line_regroups_fine_buckets_into_prediction_ranges() -> None:
+    # One example per bucket, as TFMA's thousand buckets leave a small eval split: labels of 0 or 1 alone.
+    buckets = [Bucket(0.01, 0.0, 1.0), Bucket(0.05, 1.0, 1.0), Bucket(0.07, 0.0, 2.0), Bucket(0.95, 1.0, 1.0)]
+    line = binned(buckets, 0.0, 1.0)
+    assert len(line) == 2  # the ranges [0, 0.1) and [0.9, 1]; empty ranges have no point
+    assert math.isclose(line[0].mean_prediction, (0.01 + 0.05 + 2 * 0.07) / 4) and line[0].mean_label == 0.25
+    assert line[0].weight == 4.0 and line[1] == Bucket(0.95, 1.0, 1.0)
+    assert binned([Bucket(1.0, 1.0, 1.0), Bucket(-0.5, 0.0, 1.0)], 0.0, 1.0) == [
+        Bucket(-0.5, 0.0, 1.0),  # outside [low, high]: the nearest range
+        Bucket(1.0, 1.0, 1.0),
+    ]
+    svg = calibration_svg("Overall", {"candidate": buckets})
+    [path] = attributes(svg, "path", "candidate")
+    assert path["data-points"] == "2" and len(attributes(svg, "circle", "candidate")) == 4
 
 
 def test_for_drawing_thins_every_curve() -> None:
