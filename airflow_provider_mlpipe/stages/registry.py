@@ -17,7 +17,7 @@ from airflow_provider_mlpipe.stages.description import StageDescription
 
 STAGE_MODULES_ENV = "MLPIPE_STAGE_MODULES"
 _PACKAGE = "airflow_provider_mlpipe.stages"
-_NOT_STAGES = {"description", "registry"}
+_NOT_STAGES = {"description", "registry", "tabular"}  # shared declarations, not stages
 
 
 class StageRegistry:
