@@ -54,7 +54,7 @@ def _hint(word: str, aliases: dict[str, str], choices: Iterable[str]) -> str:
     return f" Did you mean {alias!r}?" if alias else suggest(word, choices)
 
 
-def _listing(names: Iterable[str], limit: int = _LISTED) -> str:
+def listing(names: Iterable[str], limit: int = _LISTED) -> str:
     ordered = sorted(names)
     more = f" and {len(ordered) - limit} more" if len(ordered) > limit else ""
     return ", ".join(ordered[:limit]) + more
@@ -129,7 +129,7 @@ def _metric_errors(loaded: LoadedSpec, name: str, params: EvaluatorParams) -> li
                 if key == "class_name"
                 else f"The metric name {class_name!r} is not a metric class, and no class_name is set"
             )
-            known = "" if hint else f" The Evaluator computes {_listing(EVALUATOR_METRICS, len(EVALUATOR_METRICS))}."
+            known = "" if hint else f" The Evaluator computes {listing(EVALUATOR_METRICS, len(EVALUATOR_METRICS))}."
             message = f"{subject}.{hint}{known}"
         errors.append(loaded.error((*prefix, "metrics", i, key), message))
     if params.engine == "fast":
@@ -140,19 +140,19 @@ def _metric_errors(loaded: LoadedSpec, name: str, params: EvaluatorParams) -> li
                 loaded.error(
                     (*prefix, "engine"),
                     f"engine: fast cannot compute {', '.join(missing)}; it computes "
-                    f"{_listing(FAST_ENGINE_METRICS)}. Use engine: auto, which hands the other metrics to TFMA, "
+                    f"{listing(FAST_ENGINE_METRICS)}. Use engine: auto, which hands the other metrics to TFMA, "
                     "or engine: tfma.",
                 )
             )
     return errors
 
 
-def _curated_features(spec: PipelineSpec, stage_params: dict[str, dict[str, Any]], base: Path) -> tuple[str, set[str]]:
-    """(the schema file as written, its feature names) when a curated schema is every feature the Evaluator
-    sees: one enabled SchemaGen with a ``schema_file`` and no enabled Transform, whose outputs a slice may use."""
+def curated_schema(spec: PipelineSpec, stage_params: dict[str, dict[str, Any]], base: Path) -> tuple[str, set[str]]:
+    """(the schema file as written, its feature names) of the one enabled SchemaGen with a ``schema_file``;
+    ("", empty) when there is none or it cannot be read."""
     enabled = {name: stage for name, stage in spec.stages.items() if stage.enabled}
     curated = [name for name, stage in enabled.items() if stage.kind == "schema_gen" and stage.params.schema_file]
-    if len(curated) != 1 or any(stage.kind == "transform" for stage in enabled.values()):
+    if len(curated) != 1:
         return "", set()
     try:
         text = (base / stage_params[curated[0]]["schema_file"]).read_text(encoding="utf-8")
@@ -161,11 +161,19 @@ def _curated_features(spec: PipelineSpec, stage_params: dict[str, dict[str, Any]
     return str(enabled[curated[0]].params.schema_file), schema_feature_names(text)
 
 
+def _curated_features(spec: PipelineSpec, stage_params: dict[str, dict[str, Any]], base: Path) -> tuple[str, set[str]]:
+    """The curated schema when it is every feature the Evaluator sees: no enabled Transform, whose outputs a
+    slice may use."""
+    if any(stage.kind == "transform" and stage.enabled for stage in spec.stages.values()):
+        return "", set()
+    return curated_schema(spec, stage_params, base)
+
+
 def _feature_errors(
     loaded: LoadedSpec, name: str, params: EvaluatorParams, schema_file: str, features: set[str]
 ) -> list[SpecError]:
     prefix: FieldPath = ("stages", name, "params")
-    wanted: list[tuple[FieldPath, str, str]] = [((*prefix, "label_key"), "label", params.label_key)]
+    wanted: list[tuple[FieldPath, str, str]] = [((*prefix, "label_key"), "label", params.label_key or "")]
     wanted += [((*prefix, "slices", i), "slice feature", f) for i, s in enumerate(params.slices) for f in s]
     errors = []
     for field, what, feature in wanted:
@@ -174,7 +182,7 @@ def _feature_errors(
                 loaded.error(
                     field,
                     f"The {what} {feature!r} is not a feature of the schema {schema_file}.{suggest(feature, features)}"
-                    f" Its features are {_listing(features)}.",
+                    f" Its features are {listing(features)}.",
                 )
             )
     return errors

@@ -23,6 +23,7 @@ from airflow_provider_mlpipe.spec.graph import PipelineGraph, WiringError, build
 from airflow_provider_mlpipe.spec.loader import LoadedSpec, default_airflow_home, load_spec
 from airflow_provider_mlpipe.spec.model import STAGE_MODELS, USER_MODULES, PipelineSpec
 from airflow_provider_mlpipe.spec.stage_rules import stage_errors
+from airflow_provider_mlpipe.spec.tabular_rules import apply_evaluator_defaults, tabular_errors
 
 _TYPE_WORDS = {
     "int": "an integer",
@@ -134,9 +135,33 @@ def _field_path(loc: tuple[Any, ...], kinds: dict[str, str]) -> FieldPath:
     return tuple(path)
 
 
+_SHAPE_ERRORS = frozenset({"literal_error", "model_type", "dict_type", "string_type", "list_type"})
+
+
+def _union_noise(errors: list[Any]) -> set[int]:
+    """Errors of union members the value was plainly not meant for: with ``features: auto | {numeric: [...]}``,
+    a mapping with a typo is reported by the mapping's model only, not also as "Expected 'auto'"."""
+    members: dict[tuple[Any, ...], list[int]] = {}
+    for i, error in enumerate(errors):
+        for j, part in enumerate(error["loc"]):
+            if isinstance(part, str) and ("[" in part or part.startswith("function-")):
+                members.setdefault(tuple(error["loc"][:j]), []).append(i)
+                break
+    noise: set[int] = set()
+    for indices in members.values():
+        shape = [i for i in indices if errors[i]["type"] in _SHAPE_ERRORS]
+        if len(shape) < len(indices):  # some member got far enough to find a real problem
+            noise.update(shape)
+        elif any(errors[i]["type"] == "literal_error" for i in shape):  # a word: say which words are allowed
+            noise.update(i for i in shape if errors[i]["type"] != "literal_error")
+    return noise
+
+
 def _pydantic_errors(loaded: LoadedSpec, exc: ValidationError, kinds: dict[str, str]) -> list[SpecError]:
     out = []
-    for error in exc.errors():
+    errors = exc.errors()
+    noise = _union_noise(errors)
+    for error in (e for i, e in enumerate(errors) if i not in noise):
         path = _field_path(error["loc"], kinds)
         out.append(loaded.error(path, _message(error, path, kinds)))
     return out
@@ -226,7 +251,7 @@ def _stage_params(loaded: LoadedSpec, spec: PipelineSpec, base: Path) -> dict[st
     for name, stage in spec.stages.items():
         params = stage.params.model_dump(mode="json", exclude_none=True)
         prefix: FieldPath = ("stages", name, "params")
-        if stage.kind in USER_MODULES:
+        if stage.kind in USER_MODULES and getattr(stage.params, "module_file", None):  # none: a built-in
             function = USER_MODULES[stage.kind]
             path, params["module_file"] = _spec_file(loaded, base, (*prefix, "module_file"), stage.params.module_file)
             try:
@@ -292,8 +317,9 @@ def validate(loaded: LoadedSpec, base_dir: str | Path) -> Pipeline:
         except ValidationError as exc:
             raise SpecErrors(_pydantic_errors(loaded, exc, kinds)) from None
         _semantic(loaded, spec)
+        apply_evaluator_defaults(loaded, spec)
         params = _stage_params(loaded, spec, base)
-        if problems := stage_errors(loaded, spec, params, base):
+        if problems := stage_errors(loaded, spec, params, base) + tabular_errors(loaded, spec, params, base):
             raise SpecErrors(problems)
         try:
             graph = build_graph(spec)

@@ -257,9 +257,16 @@ class MetricSpec(StageParams):
 
 
 class EvaluatorParams(StageParams):
-    label_key: str
+    label_key: str | None = Field(
+        None,
+        description="The label as the model's examples carry it, e.g. species_xf. Implied by the built-in "
+        "transform (<label>_xf); required otherwise.",
+    )
     slices: list[list[str]] = Field(default_factory=lambda: [[]], description="Feature lists; [] is overall.")
-    metrics: list[MetricSpec] = Field(default_factory=list)
+    metrics: list[MetricSpec] = Field(
+        default_factory=list,
+        description="With the built-in transform and no metrics given: TFMA's default set for the label's kind.",
+    )
     engine: Literal["auto", "fast", "tfma"] = "auto"
     eval_split: str = "eval"
     prediction_key: str | None = Field(None, description="The model output to evaluate, when it has several.")

@@ -15,6 +15,19 @@ VERSION_PLACEHOLDER = "{VERSION}"
 PATTERN_PLACEHOLDERS = (*DATE_PLACEHOLDERS, VERSION_PLACEHOLDER)
 
 
+def input_format(declared: str | None, path: str) -> str:
+    """The spec's ``input.format``, or a guess from the file name when it names none (the runtime reads the file
+    so, and the spec layer samples it so)."""
+    if declared:
+        return declared
+    name = path.lower()
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if ".tfrecord" in name or name.endswith((".tfr", ".gz")):
+        return "tfrecord"
+    return "csv"
+
+
 class ExampleGenInput(StageParams):
     pattern: str | None = Field(None, description=f"Files of one span; takes {' '.join(PATTERN_PLACEHOLDERS)}.")
     format: Literal["csv", "parquet", "tfrecord"] | None = Field(

@@ -19,6 +19,7 @@ from typing import Any
 
 from airflow_provider_mlpipe.stages.example_gen import DATE_PLACEHOLDERS, ExampleGenParams
 from airflow_provider_mlpipe.stages.example_gen import VERSION_PLACEHOLDER as _VERSION
+from airflow_provider_mlpipe.stages.example_gen import input_format as input_format  # declared with the stage
 from airflow_provider_mlpipe.storage import default_storage, is_gcs
 
 
@@ -136,15 +137,3 @@ def resolve_inputs(
         raise ValueError("example_gen needs params.input.pattern or params.input.splits.")
     one, found = resolve_split(source.pattern, day, version, spec_dir)
     return {"": one}, found
-
-
-def input_format(fmt: str | None, path: str) -> str:
-    """The spec's ``input.format``, or a guess from the file name when it names none."""
-    if fmt:
-        return fmt
-    name = path.lower()
-    if name.endswith((".parquet", ".pq")):
-        return "parquet"
-    if ".tfrecord" in name or name.endswith((".tfr", ".gz")):
-        return "tfrecord"
-    return "csv"
