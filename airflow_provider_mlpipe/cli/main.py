@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from airflow_provider_mlpipe.cli import doctor, lint, rollback, schema, summary
+from airflow_provider_mlpipe.cli import doctor, init, lint, rollback, schema, summary
 from airflow_provider_mlpipe.cli.subcommand import Subcommand
 
 # The subcommands in the order ``mlpipe --help`` lists them; a new subcommand is its module plus one line here.
 SUBCOMMANDS: tuple[Subcommand, ...] = (
+    init.SUBCOMMAND,
     lint.SUBCOMMAND,
     schema.SUBCOMMAND,
     summary.SUBCOMMAND,

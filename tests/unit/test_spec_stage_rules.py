@@ -234,3 +234,194 @@ def test_date_duration_and_cron_errors_name_their_line_and_field(tmp_path, line,
     key = line.split(":")[0]
     assert (error.field, error.line) == (key, text.splitlines().index(line) + 1)
     assert fragment in error.message and "unexpectedly" not in error.message
+
+
+# ----- the built-in tabular transform: Evaluator defaults, pairing with the trainer, features against the data ---
+BUILTIN = """\
+name: b
+schedule: null
+stages:
+  example_gen:
+    params: {{input: {{pattern: "{pattern}"}}}}
+  statistics_gen: {{}}
+  schema_gen: {{}}
+  transform:
+    params:
+      features: {features}
+      label: {label}
+  trainer: {{}}
+{evaluator}"""
+PENGUINS_CSV = "species,island,bill_length_mm,body_mass_g,sex\n" + "".join(
+    f"{s},{i},{35 + n * 0.37:.2f},{3000 + n * 25},{'male' if n % 3 else ('female' if n % 2 else '')}\n"
+    for n, (s, i) in enumerate(
+        [("Adelie", "Torgersen"), ("Gentoo", "Biscoe"), ("Chinstrap", "Dream"), ("Adelie", "Dream")] * 8
+    )
+)
+
+
+def _builtin(tmp_path, features="{numeric: [bill_length_mm], categorical: [island]}", label=None, evaluator="",
+             pattern="../data/penguins.csv", data=PENGUINS_CSV):  # fmt: skip
+    text = BUILTIN.format(
+        pattern=pattern,
+        features=features,
+        label=label or "{name: species, kind: multiclass}",
+        evaluator=evaluator,
+    )
+    dags = make_dags_folder(tmp_path, {"b": text}, dag_file=False)
+    if data is not None:
+        (dags / "data").mkdir(exist_ok=True)
+        (dags / "data" / "penguins.csv").write_text(data)
+    return validate(load_spec(dags / "pipelines" / "b.yaml"), dags)
+
+
+def _builtin_errors(tmp_path, **fields) -> list[tuple[str, str]]:
+    with pytest.raises(SpecErrors) as exc_info:
+        _builtin(tmp_path, **fields)
+    return [(e.field, e.message) for e in exc_info.value.errors]
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])
+def test_the_builtin_transform_implies_the_evaluators_label_key_and_metrics(tmp_path, kind):
+    from airflow_provider_mlpipe.stages.tabular import DEFAULT_METRICS
+
+    label = {"binary": "{name: sex, kind: binary, positive: male}", "multiclass": None,
+             "regression": "{name: body_mass_g, kind: regression}"}[kind]  # fmt: skip
+    pipeline = _builtin(tmp_path, label=label, evaluator="  evaluator: {}\n")
+    params = pipeline.stage_params["evaluator"]
+    name = {"binary": "sex", "multiclass": "species", "regression": "body_mass_g"}[kind]
+    assert params["label_key"] == f"{name}_xf"
+    assert [m["class_name"] for m in params["metrics"]] == [m["class_name"] for m in DEFAULT_METRICS[kind]]
+    # the runtime validates the same dict again and gets what the spec layer filled in
+    from airflow_provider_mlpipe.stages.evaluator import EvaluatorParams
+
+    again = EvaluatorParams.model_validate(params)
+    assert again.label_key == f"{name}_xf" and len(again.all_metrics()) == len(DEFAULT_METRICS[kind])
+
+
+def test_a_given_label_key_and_metrics_win_over_the_defaults(tmp_path):
+    evaluator = (
+        "  evaluator:\n    params: {label_key: species_xf, metrics: [{class_name: SparseCategoricalAccuracy}]}\n"
+    )
+    params = _builtin(tmp_path, evaluator=evaluator).stage_params["evaluator"]
+    assert [m["class_name"] for m in params["metrics"]] == ["SparseCategoricalAccuracy"]
+    # an empty list given on purpose is kept too: only ExampleCount is reported then
+    empty = _builtin(tmp_path, evaluator="  evaluator:\n    params: {metrics: []}\n").stage_params["evaluator"]
+    assert empty["metrics"] == [] and empty["label_key"] == "species_xf"
+
+
+def test_without_the_builtin_transform_the_evaluator_needs_a_label_key(tmp_path):
+    [(field, message)] = _errors(tmp_path, label="null")
+    assert field == "stages.evaluator.params.label_key"
+    assert message.startswith("The evaluator needs label_key: the label as the model's examples carry it")
+
+
+def test_the_builtin_trainer_needs_the_builtin_transform(tmp_path):
+    text = PIPELINE.format(label="species", engine="auto", slices="[[]]", metrics="[]", extra_stage="")
+    text = text.replace("params: {module_file: ../modules/trainer.py, train_steps: 5}", "params: {model: {epochs: 2}}")
+    dags = make_dags_folder(tmp_path, {"p": text}, dag_file=False)
+    (dags / "schema.pbtxt").write_text(SCHEMA)
+    with pytest.raises(SpecErrors) as exc_info:
+        validate(load_spec(dags / "pipelines" / "p.yaml"), dags)
+    [error] = exc_info.value.errors
+    assert (error.field, error.line) == ("stages.trainer.params.module_file", 10)
+    assert "but the pipeline has no transform stage" in error.message
+
+
+def test_features_and_label_are_checked_against_a_sample_of_the_data(tmp_path):
+    features = "{numeric: [bill_lenght_mm, island], categorical: [species], bucketize: {sex: 3}}"
+    errors = dict(_builtin_errors(tmp_path, features=features, label="{name: species, kind: regression}"))
+    prefix = "stages.transform.params."
+    assert set(errors) == {prefix + f for f in ("features.numeric[0]", "features.numeric[1]",
+                           "features.categorical[0]", "features.bucketize.sex", "label.kind")}  # fmt: skip
+    assert "Did you mean 'bill_length_mm'?" in errors[prefix + "features.numeric[0]"]
+    assert errors[prefix + "features.numeric[1]"].startswith("'island' holds text (Biscoe, Dream, Torgersen)")
+    assert "'species' is the label" in errors[prefix + "features.categorical[0]"]
+    assert "so it cannot be bucketize" in errors[prefix + "features.bucketize.sex"]
+    assert "Use kind: multiclass." in errors[prefix + "label.kind"]
+
+
+def test_auto_features_check_the_label_only(tmp_path):
+    assert isinstance(_builtin(tmp_path, features="auto"), Pipeline)
+    [(field, message)] = _builtin_errors(tmp_path, features="auto", label="{name: Species, kind: multiclass}")
+    assert field == "stages.transform.params.label.name" and "Did you mean 'species'?" in message
+
+
+@pytest.mark.parametrize(
+    ("label", "fragment"),
+    [
+        ("{name: sex, kind: binary}", "e.g. positive: female."),  # the rarer value
+        ("{name: sex, kind: binary, positive: M}", "positive: M is not a value of 'sex' in ../data/penguins.csv"),
+        ("{name: island, kind: binary, positive: yes}", "needs two label values, but 'island' has 3"),
+        ("{name: bill_length_mm, kind: multiclass}", "has 32 distinct decimal numbers"),
+    ],
+)
+def test_label_kinds_that_do_not_fit_the_values(tmp_path, label, fragment):
+    [(_field, message)] = _builtin_errors(tmp_path, label=label, features="{numeric: [body_mass_g]}")
+    assert fragment in message
+
+
+def test_an_unquoted_yes_is_explained():
+    from airflow_provider_mlpipe.spec.data_sample import Column, kind_problem
+
+    column = Column("churned", "string", 10, 0, 2, {"yes": 4, "no": 6})
+    key, message = kind_problem("binary", True, column, "x.csv")
+    assert key == "positive" and 'quote it, e.g. "yes"' in message
+    assert kind_problem("binary", "yes", column, "x.csv") is None
+
+
+def test_the_data_check_is_skipped_when_the_data_is_remote_or_absent(tmp_path):
+    features = "{numeric: [not_a_column]}"
+    assert isinstance(_builtin(tmp_path / "a", features=features, data=None), Pipeline)
+    remote = "gs://bucket/data/{SPAN}.csv"
+    assert isinstance(_builtin(tmp_path / "b", features=features, pattern=remote), Pipeline)
+
+
+def test_span_patterns_sample_their_first_file_and_parquet_is_read_too(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    dags = tmp_path / "dags"
+    (dags / "data").mkdir(parents=True)
+    pq.write_table(
+        pa.table({"species": ["Adelie", "Gentoo"] * 5, "mass": [1.5] * 10}), dags / "data" / "20240102.parquet"
+    )
+    (dags / "data" / "20240103.parquet").write_text("not parquet: only the first span is read")
+    features = "{numeric: [mass, flipper]}"
+    errors = _builtin_errors(tmp_path, features=features, pattern="../data/{SPAN}.parquet", data=None)
+    assert errors == [(
+        "stages.transform.params.features.numeric[1]",
+        "The feature 'flipper' is not a column of the data ../data/20240102.parquet. Its columns are mass, species.",
+    )]  # fmt: skip
+
+
+def test_the_curated_schema_names_the_columns_before_the_data(tmp_path):
+    text = BUILTIN.format(pattern="../data/penguins.csv", features="{numeric: [bill_length_mm]}",
+                          label="{name: species, kind: multiclass}", evaluator="")  # fmt: skip
+    text = text.replace("schema_gen: {}", "schema_gen: {params: {schema_file: ../schema.pbtxt}}")
+    dags = make_dags_folder(tmp_path, {"b": text}, dag_file=False)
+    (dags / "schema.pbtxt").write_text(SCHEMA)
+    (dags / "data").mkdir()
+    (dags / "data" / "penguins.csv").write_text(PENGUINS_CSV)
+    with pytest.raises(SpecErrors) as exc_info:
+        validate(load_spec(dags / "pipelines" / "b.yaml"), dags)
+    [error] = exc_info.value.errors
+    assert error.message.startswith("The feature 'bill_length_mm' is not a column of the schema ../schema.pbtxt.")
+
+
+def test_the_csv_sample_reads_missing_values_as_example_gen_does():
+    import ast
+
+    from airflow_provider_mlpipe.spec.data_sample import CSV_NULL_VALUES
+    from tests.support.paths import REPO
+
+    tree = ast.parse((REPO / "airflow_provider_mlpipe" / "runtime" / "io" / "example_io.py").read_text())
+    [runtime] = [ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                 and any(getattr(t, "id", "") == "NULL_VALUES" for t in n.targets)]  # fmt: skip
+    assert runtime == CSV_NULL_VALUES
+
+
+def test_a_typo_in_the_feature_mapping_is_reported_once(tmp_path):
+    [(field, message)] = _builtin_errors(tmp_path, features="{numerc: [bill_length_mm]}")
+    assert field == "stages.transform.params.features.numerc" and "Did you mean 'numeric'?" in message
+    [(field, message)] = _builtin_errors(tmp_path, features="aut")
+    assert field == "stages.transform.params.features" and message == "Expected 'auto', got 'aut'."
