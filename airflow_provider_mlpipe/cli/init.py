@@ -106,7 +106,6 @@ def propose(args: argparse.Namespace, spec_path: Path) -> Proposal:
     relative = os.path.relpath(os.path.abspath(pattern), spec_path.parent.resolve())
     return Proposal(
         name=args.name,
-        data=args.data,
         pattern=Path(relative).as_posix(),
         span_dates=dates,
         fmt=fmt,

@@ -24,7 +24,6 @@ _WIDTH = 110
 @dataclass
 class Proposal:
     name: str
-    data: str  # the --data argument as given, for the header
     pattern: str  # the input pattern relative to the spec's folder
     span_dates: list[date]  # the dates the pattern's placeholders stand for in the files found
     fmt: str
@@ -175,11 +174,11 @@ def render(proposal: Proposal, today: date) -> str:
     start = min(p.span_dates) if dated else today
     missing = any(column.nulls for column in p.sample.columns.values())
     out = [
-        f"# {p.name}: a retraining pipeline written by `mlpipe init` from {p.data} ({p.sample.rows} rows sampled).",
         *_comment(
-            "No Python: the built-in tabular transform and trainer. Paths are relative to this file's folder. "
-            f"Check it with `mlpipe lint` on this file; run it with `airflow dags test {p.name}`. Every key is in "
-            'the README ("A pipeline spec").',
+            f"{p.name}: written by `mlpipe init` from a sample of {p.sample.path} ({p.sample.rows} rows). No "
+            "Python: the built-in tabular transform and trainer. Paths are relative to this file's folder. Check "
+            f"it with `mlpipe lint` on this file; run it with `airflow dags test {p.name}`. Every key is in the "
+            'README ("A pipeline spec").',
             0,
         ),
         f"name: {yaml_scalar(p.name, flow=False)}",
@@ -265,7 +264,9 @@ def render(proposal: Proposal, today: date) -> str:
         "    params: {}",
         "  pusher:",
         "    params:",
-        f"      # Versions 1, 2, ... in $MLPIPE_SERVING_ROOT/{p.name}, else $AIRFLOW_HOME/mlpipe/serving/{p.name}.",
+        *_comment(
+            f"Serving versions 1, 2, ... in $MLPIPE_SERVING_ROOT/{p.name} (default $AIRFLOW_HOME/mlpipe/serving).", 6
+        ),
         f"      destination: ${{MLPIPE_SERVING_ROOT:-${{AIRFLOW_HOME}}/mlpipe/serving}}/{p.name}",
         "      keep_versions: 5",
         "",

@@ -212,3 +212,22 @@ def test_the_sample_summarises_columns(tmp_path):
     assert (a.type, a.nulls, a.distinct, a.values) == ("string", 3, 1, ["x"])  # NA is missing, as in ExampleGen
     assert (b.type, b.distinct, b.shown(3)) == ("float", 10, "0, 0.5, 1 and 7 more")
     assert c.type == "empty"
+
+
+def test_the_readme_shows_what_init_writes(workdir, capsys):
+    """The README's no-code spec is what `mlpipe init` writes for the bundled penguin spans, word for word."""
+    import re
+    import shutil
+
+    from tests.support.paths import REPO
+
+    shutil.copytree(REPO / "dags" / "data" / "penguins", workdir / "dags" / "data" / "penguins")
+    section = (REPO / "README.md").read_text().split("### From a data file, without code", 1)[1]
+    commands, printed, spec = re.findall(r"```[a-z]*\n(.*?)```", section, re.S)[:3]
+    command = next(line for line in commands.splitlines() if line.startswith("mlpipe init"))
+    args = command.split()[2:]
+    assert args == ["penguins_builtin", "--data", "'dags/data/penguins/span-*.csv'", "--label", "species"]
+    assert init(*[a.strip("'") for a in args]) == 0
+    assert capsys.readouterr().out.startswith(printed)
+    assert Path("dags/pipelines/penguins_builtin.yaml").read_text() == spec
+    assert lint_paths([Path("dags/pipelines")]) == []
