@@ -9,7 +9,11 @@ comes out of TFMA's own arithmetic; only the order of the sums differs (Beam mer
 which moves float64 results by ~1e-15 and float32 Keras sums by ~1e-7.
 
 A combiner this module has no vectorized accumulator for, or a metric option it does not mirror (class weights,
-aggregation, sub keys other than ``top_k``), is reported by ``unsupported`` so ``engine: auto`` uses TFMA.
+aggregation, sub keys other than ``top_k``), raises ``Unsupported`` so ``engine: auto`` uses TFMA.
+
+The accumulators read the combiners' settings from their private attributes and build TFMA's accumulator types;
+TFMA is pinned (0.47), and ``tests/runtime/test_metric_names.py`` (every fast metric builds here) and
+``tests/runtime/test_evaluator_equivalence.py`` (every value against TFMA's) catch an upgrade that changes them.
 """
 
 from __future__ import annotations
