@@ -1,4 +1,4 @@
-"""Trainer: calls the user's ``run_fn(fn_args)`` and checks that it exported a servable model.
+"""Trainer: calls the user's ``run_fn(fn_args)`` (or the built-in tabular trainer's) and checks the exported model.
 
 ``fn_args`` (see ``model_fn_args.FnArgs``) carries the example file patterns, the schema, the transform graph,
 ``serving_model_dir`` (``Format-Serving`` inside the Model artifact), ``model_run_dir`` (logs), the step counts and
@@ -19,7 +19,7 @@ from airflow_provider_mlpipe.protocol import StageRequest
 from airflow_provider_mlpipe.runtime.context import ExecutorContext
 from airflow_provider_mlpipe.runtime.io import example_io, schema_tables
 from airflow_provider_mlpipe.runtime.training.fn_args import FnArgs
-from airflow_provider_mlpipe.runtime.training.user_modules import module_digest
+from airflow_provider_mlpipe.runtime.training.user_modules import builtin_digest, module_digest
 from airflow_provider_mlpipe.stages.trainer import TrainerParams
 
 log = logging.getLogger("mlpipe.runtime.trainer")
@@ -34,6 +34,8 @@ class UserCodeError(RuntimeError):
 
 
 def fingerprint(request: StageRequest, params: TrainerParams) -> str:
+    if params.builtin:
+        return builtin_digest(params.model_dump(mode="json"))
     return module_digest(params.module_file, request.spec_dir)
 
 
@@ -66,33 +68,52 @@ def build_fn_args(ctx: ExecutorContext) -> FnArgs:
         train_steps=params.train_steps,
         eval_steps=params.eval_steps,
         transform_output=transform_graph.uri if transform_graph else None,
-        hyperparameters=dict(params.hyperparameters),
+        hyperparameters=_hyperparameters(params),
         examples_format=fmt,
         span=examples.properties.get("span"),
         tmp_dir=ctx.tmp_dir,
     )
 
 
+def _hyperparameters(params: TrainerParams) -> dict[str, Any]:
+    """The spec's hyperparameters; for the built-in model, its fields with the hyperparameters laid over them, so
+    a run's ``hyperparameters`` override (``dag_run.conf``) tunes the built-in model too."""
+    if not params.builtin or params.model is None:
+        return dict(params.hyperparameters)
+    return {**params.model.model_dump(mode="json"), **params.hyperparameters}
+
+
+def _run_fn(ctx: ExecutorContext) -> tuple[Any, str]:
+    """The run_fn to call and how to name it in messages: the user's module, or the built-in trainer."""
+    module_file = ctx.params.module_file
+    if module_file:
+        return ctx.load_user_module(module_file, required=("run_fn",)).run_fn, f"run_fn in {module_file}"
+    from airflow_provider_mlpipe.runtime.builtin import tabular_config, tabular_trainer
+
+    transform_graph = ctx.optional_input("transform_graph")
+    tabular_config.read(transform_graph.uri if transform_graph else None)  # fails early, saying what to wire
+    return tabular_trainer.run_fn, "the built-in tabular trainer"
+
+
 def execute(ctx: ExecutorContext) -> dict[str, Any]:
     module_file = ctx.params.module_file
-    module = ctx.load_user_module(module_file, required=("run_fn",))
+    run_fn, trainer_name = _run_fn(ctx)
     fn_args = build_fn_args(ctx)
     fn_args.add_guards()
     os.makedirs(fn_args.model_run_dir, exist_ok=True)
-    log.info(
-        "Training with %s for %d steps; hyperparameters %s.", module_file, fn_args.train_steps, fn_args.hyperparameters
-    )
+    steps = f"for {fn_args.train_steps} steps" if fn_args.train_steps else "until early stopping"
+    log.info("Training with %s %s; hyperparameters %s.", trainer_name, steps, fn_args.hyperparameters)
     try:
-        module.run_fn(fn_args)
+        run_fn(fn_args)
     except Exception as exc:
         raise UserCodeError(
-            f"run_fn in {module_file} raised {type(exc).__name__}: {exc}\n"
+            f"{trainer_name} raised {type(exc).__name__}: {exc}\n"
             + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         ) from exc
     fn_args.check_guards()
     if not os.path.isfile(os.path.join(fn_args.serving_model_dir, "saved_model.pb")):
         raise UserCodeError(
-            f"run_fn in {module_file} returned without exporting a SavedModel to fn_args.serving_model_dir "
+            f"{trainer_name} returned without exporting a SavedModel to fn_args.serving_model_dir "
             f"({SERVING_DIR}/saved_model.pb is missing)."
         )
     # The model carries the raw schema its serving signature parses (Transform's, which may have relaxed some
@@ -106,6 +127,8 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     if "serving_default" not in signatures:
         raise UserCodeError(f"The exported model has no serving_default signature (it has {sorted(signatures)}).")
     props: dict[str, Any] = {"train_steps": fn_args.train_steps, "module_file": module_file}
+    if not module_file:
+        props["builtin"] = "tabular"
     if fn_args.span is not None:
         props["span"] = fn_args.span
     if fn_args.hyperparameters:

@@ -1,4 +1,4 @@
-"""Transform: tf.Transform on Beam with the user's ``preprocessing_fn``.
+"""Transform: tf.Transform on Beam with the user's ``preprocessing_fn``, or the built-in tabular one.
 
 The analyzers (vocabularies, means, variances) run over the analysis splits (default ``train``); every split is
 then transformed with the same graph. Parquet is read by Beam, turned into the list-column Arrow layout of
@@ -14,18 +14,25 @@ schema saved with the graph is the one TFT read, so serving parses the same way.
 
 URI-native: Beam reads the Parquet files and writes the graph, its temp files and the transformed examples at
 their own URIs (``gs://`` on a GCS root), so remote Beam workers reach all of them.
+
+Without ``module_file`` the built-in tabular transform (``runtime/builtin``) runs on the spec's ``features`` and
+``label``; its resolved configuration, with vocabulary sizes and classes, goes beside the graph as
+``mlpipe_tabular.json`` for the built-in trainer.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from airflow_provider_mlpipe.protocol import StageRequest
 from airflow_provider_mlpipe.runtime.beam_options import pipeline_options
+from airflow_provider_mlpipe.runtime.builtin import tabular_config
+from airflow_provider_mlpipe.runtime.builtin.tabular_config import TabularConfig
 from airflow_provider_mlpipe.runtime.context import ExecutorContext
 from airflow_provider_mlpipe.runtime.io import example_io, schema_tables
-from airflow_provider_mlpipe.runtime.training.user_modules import module_digest
+from airflow_provider_mlpipe.runtime.training.user_modules import builtin_digest, module_digest
 from airflow_provider_mlpipe.stages.transform import TransformParams
 from airflow_provider_mlpipe.storage import join
 
@@ -33,6 +40,8 @@ log = logging.getLogger("mlpipe.runtime.transform")
 
 
 def fingerprint(request: StageRequest, params: TransformParams) -> str:
+    if params.builtin:
+        return builtin_digest(params.model_dump(mode="json"))
     return module_digest(params.module_file, request.spec_dir)
 
 
@@ -52,6 +61,27 @@ def _encode(item: Any) -> list[bytes]:
     return schema_tables.encode_examples(batch)
 
 
+def _preprocessing_fn(
+    ctx: ExecutorContext, params: TransformParams, schema: Any
+) -> tuple[Callable[..., Any], TabularConfig | None]:
+    """The user's preprocessing_fn, or the built-in one with its configuration for this schema."""
+    if params.module_file:
+        return ctx.load_user_module(params.module_file, required=("preprocessing_fn",)).preprocessing_fn, None
+    from airflow_provider_mlpipe.runtime.builtin.tabular_transform import make_preprocessing_fn
+
+    tabular = tabular_config.resolve(params, schema)
+    log.info(
+        "The built-in tabular transform: numeric %s, categorical %s, bucketize %s, crosses %s, %s label %r.",
+        tabular.numeric,
+        tabular.categorical,
+        tabular.bucketize,
+        tabular.crosses,
+        tabular.kind,
+        tabular.label,
+    )
+    return make_preprocessing_fn(tabular), tabular
+
+
 def execute(ctx: ExecutorContext) -> dict[str, Any]:
     import apache_beam as beam
     import tensorflow_transform as tft
@@ -61,13 +91,13 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
 
     params: TransformParams = ctx.params
     module_file = params.module_file
-    module = ctx.load_user_module(module_file, required=("preprocessing_fn",))
     examples = ctx.input("examples")
     if examples.properties.get("format", "parquet") != "parquet":
         raise ValueError(
             f"Transform reads Parquet Examples; this artifact's format is {examples.properties['format']}."
         )
     schema = schema_tables.load_schema(ctx.input("schema").uri)
+    preprocessing_fn, tabular = _preprocessing_fn(ctx, params, schema)
     splits = schema_tables.split_names(examples.uri, examples.properties.get("split_names"))
     analyze = list(params.analyze_splits)
     missing = [s for s in analyze if s not in splits]
@@ -85,7 +115,7 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     out_dir = ctx.output("transformed_examples").path
     temp_dir = join(ctx.temp_uri, "tft-temp")
 
-    log.info("Analyzing %s and transforming %s with %s.", analyze, splits, module_file)
+    log.info("Analyzing %s and transforming %s with %s.", analyze, splits, module_file or "the built-in transform")
     options = pipeline_options(ctx.beam_args, "Transform")
     with beam.Pipeline(options=options) as pipeline, tft_beam.Context(temp_dir=temp_dir):
 
@@ -102,7 +132,7 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
             analysis_data = read(analyze[0])
         else:
             analysis_data = [read(s) for s in analyze] | "FlattenAnalysis" >> beam.Flatten()
-        transform_fn = (analysis_data, config) | "Analyze" >> tft_beam.AnalyzeDataset(module.preprocessing_fn)
+        transform_fn = (analysis_data, config) | "Analyze" >> tft_beam.AnalyzeDataset(preprocessing_fn)
         _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(graph_dir)
         for split in splits:
             data = analysis_data if split in analyze and len(analyze) == 1 else read(split)
@@ -123,9 +153,15 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     metadata_io.write_metadata(
         dataset_metadata.DatasetMetadata(schema), join(graph_dir, tft.TFTransformOutput.RAW_METADATA_DIR)
     )
+    if tabular is not None:
+        from airflow_provider_mlpipe.runtime.builtin.tabular_transform import record_vocabularies
+
+        tabular_config.write(record_vocabularies(tabular, graph_dir), graph_dir)
     transformed_features = sorted(tft.TFTransformOutput(graph_dir).transformed_feature_spec())
     span = examples.properties.get("span")
     graph_props: dict[str, Any] = {"module_file": module_file, "analyze_splits": analyze, "relaxed_features": relaxed}
+    if tabular is not None:
+        graph_props["builtin"] = "tabular"
     example_props: dict[str, Any] = {"split_names": splits, "row_counts": row_counts, "format": "tfrecord_gzip"}
     if span is not None:
         graph_props["span"] = example_props["span"] = span

@@ -42,7 +42,7 @@ class FnArgs:
     schema_path: str
     serving_model_dir: str
     model_run_dir: str
-    train_steps: int
+    train_steps: int | None  # None: the built-in trainer runs whole epochs
     eval_steps: int | None = None
     transform_output: str | None = None
     hyperparameters: dict[str, Any] = field(default_factory=dict)

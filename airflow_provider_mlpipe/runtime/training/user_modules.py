@@ -1,9 +1,11 @@
-"""Fingerprints of the user modules Transform and Trainer load, for the execution cache."""
+"""Fingerprints of the user modules Transform and Trainer load, or of their built-in code, for the execution cache."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
+from typing import Any
 
 
 def module_digest(module_file: str | None, spec_dir: str | None) -> str:
@@ -18,3 +20,15 @@ def module_digest(module_file: str | None, spec_dir: str | None) -> str:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         return f"missing:{module_file}"
+
+
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "builtin"
+
+
+def builtin_digest(params: dict[str, Any]) -> str:
+    """sha256 of the built-in tabular code and the stage's params, so a change to either is a new execution."""
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+    for path in sorted(BUILTIN_DIR.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return "builtin:" + digest.hexdigest()
