@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
 from airflow_provider_mlpipe.protocol import ArtifactRef
 from airflow_provider_mlpipe.runtime.executors import example_gen, example_validator, schema_gen, statistics_gen
@@ -59,7 +59,8 @@ def test_clean_span_is_blessed_with_measured_drift(tmp_path: Path, spans) -> Non
     measured = {(m["split"], m["feature"], m["measure"]) for m in report["measurements"]}
     assert ("train", "island", "L_INFTY") in measured
     assert ("eval", "flipper_length_mm", "JENSEN_SHANNON_DIVERGENCE") in measured
-    assert all(m["value"] < m["threshold"] for m in report["measurements"])
+    configured = [m for m in report["measurements"] if m["threshold"] is not None]
+    assert {m["feature"] for m in configured} == set(DRIFT) and all(m["value"] < m["threshold"] for m in configured)
     for split in ("train", "eval"):
         anomalies = anomalies_pb2.Anomalies.FromString(Path(out.path, f"Split-{split}", "SchemaDiff.pb").read_bytes())
         assert not anomalies.anomaly_info and anomalies.drift_skew_info
@@ -96,8 +97,8 @@ def test_skew_against_serving_statistics(tmp_path: Path, spans) -> None:
     skew = {"serving_statistics": spans["corrupt"].uri, "serving_split": "train", "island": {"threshold": 0.4}}
     _, _, report = validate(tmp_path, spans["day2"], spans["schema"], None, skew=skew)
     assert [(a["split"], a["feature"], a["kind"]) for a in report["anomalies"]] == [("train", "island", "skew")]
-    [measure] = report["measurements"]
-    assert measure["kind"] == "skew" and measure["value"] > 0.4
+    [measure] = [m for m in report["measurements"] if m["threshold"] is not None]
+    assert measure["feature"] == "island" and measure["kind"] == "skew" and measure["value"] > 0.4
 
 
 @pytest.mark.parametrize(
@@ -128,3 +129,59 @@ def test_schema_changes_against_the_previous_schema_become_anomalies():
     ]
     assert "Column dropped since the previous schema" in entries[0]["short_description"]
     assert schema_change_entries(None) == []
+
+
+# ----- drift and skew measured for every feature on every run ---------------------------------------------------
+def schema_features(schema: ArtifactRef) -> dict[str, str]:
+    """feature -> the comparator its drift is measured with (TFDV's defaults: jsd numeric, linf categorical)."""
+    from airflow_provider_mlpipe.runtime.io import example_io
+
+    kinds = {}
+    for feature in example_io.load_schema(schema.uri).feature:
+        categorical = feature.HasField("int_domain") and feature.int_domain.is_categorical
+        kinds[feature.name] = "linf" if feature.type == schema_pb2.BYTES or categorical else "jsd"
+    return kinds
+
+
+def test_every_feature_drift_is_recorded_without_thresholds(tmp_path: Path, spans) -> None:
+    """No drift configured: no drift anomaly, yet every feature's score against the previous span is recorded."""
+    out, summary, report = validate(tmp_path, spans["corrupt"], spans["schema"], spans["day2"])
+    assert {a["kind"] for a in report["anomalies"]} == {"schema"} and summary["kinds"] == ["schema"]
+    expected = schema_features(spans["schema"])
+    for split in ("train", "eval"):
+        drift = {m["feature"]: m for m in report["measurements"] if m["split"] == split and m["kind"] == "drift"}
+        # The corrupt span lacks bill_depth_mm and holds text in body_mass_g: TFDV has no histogram to compare.
+        assert set(drift) == set(expected) - {"bill_depth_mm", "body_mass_g"}
+        assert {f: m["comparator"] for f, m in drift.items()} == {f: expected[f] for f in drift}
+        assert all(m["threshold"] is None and 0 <= m["value"] <= 1 for m in drift.values())
+    scores = out.properties["drift_scores"]
+    assert out.properties["scored_split"] == "train" and "skew_scores" not in out.properties
+    assert scores["island"]["comparator"] == "linf" and scores["island"]["score"] > 0.4
+    assert scores["flipper_length_mm"] == {
+        "comparator": "jsd",
+        "score": next(m["value"] for m in report["measurements"] if m["feature"] == "flipper_length_mm"),
+        "threshold": None,
+    }
+    assert json.loads(json.dumps(out.properties)) == out.properties  # JSON-safe: no Infinity for MLMD or the UI
+
+
+def test_configured_thresholds_keep_raising_and_scores_match(tmp_path: Path, spans) -> None:
+    """A configured feature scores what TFDV scores for it unconfigured, and only it raises an anomaly."""
+    plain, _, _ = validate(tmp_path / "plain", spans["corrupt"], spans["schema"], spans["day2"])
+    drift = {"island": {"threshold": 0.4}}
+    out, _, report = validate(tmp_path / "configured", spans["corrupt"], spans["schema"], spans["day2"], drift=drift)
+    assert {a["feature"] for a in report["anomalies"] if a["kind"] == "drift"} == {"island"}
+    scores, before = out.properties["drift_scores"], plain.properties["drift_scores"]
+    assert scores["island"] == {**before["island"], "threshold": 0.4}
+    assert scores["flipper_length_mm"] == before["flipper_length_mm"]  # JSD 0.5+ but unconfigured: no anomaly
+
+
+def test_skew_is_measured_for_every_feature_where_serving_statistics_are_configured(tmp_path: Path, spans) -> None:
+    skew = {"serving_statistics": spans["day1"].uri, "serving_split": "train", "island": {"threshold": 0.9}}
+    out, _, report = validate(tmp_path, spans["day2"], spans["schema"], spans["day1"], skew=skew)
+    assert report["anomalies"] == []
+    skewed = {m["feature"]: m for m in report["measurements"] if m["kind"] == "skew"}
+    assert {m["split"] for m in skewed.values()} == {"train"} and set(skewed) == set(schema_features(spans["schema"]))
+    assert skewed["island"]["threshold"] == 0.9 and skewed["body_mass_g"]["threshold"] is None
+    assert out.properties["skew_scores"]["body_mass_g"]["comparator"] == "jsd"
+    assert set(out.properties["drift_scores"]) == set(skewed)

@@ -2,12 +2,18 @@
 
 Anomalies never fail the stage: the artifact carries ``blessed`` (1 only when there is no anomaly at all, as in
 TFX) and the severity counts, and the pipeline's gates decide what to do with them.
+
+Every feature's drift (and, with serving statistics, skew) is measured on every run, not only the configured
+ones: TFDV throws a distance away unless a comparator asks for it, so unconfigured features get a comparator that
+only measures. Their scores are recorded (``measurements`` in anomalies.json, ``drift_scores`` on the artifact)
+so drift can be trended before anyone picks a threshold; only configured thresholds raise anomalies.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tempfile
 from typing import TYPE_CHECKING, Any
@@ -32,25 +38,49 @@ _COMPARATORS = {
 }
 
 
-def _comparator_name(config: Comparator, is_numeric: bool) -> str:
-    return _COMPARATORS[config.comparator or ("jsd" if is_numeric else "linf")]
+# The short names the reports use for TFDV's measurement types.
+_MEASURE_NAMES = {"JENSEN_SHANNON_DIVERGENCE": "jsd", "L_INFTY": "linf", "NORMALIZED_ABSOLUTE_DIFFERENCE": "nad"}
+# TFDV's distances lie in [0, 1]; a comparator with this threshold measures and never raises an anomaly.
+MEASURE_ONLY = math.inf
+
+
+def _is_numeric(feature: schema_pb2.Feature) -> bool:
+    """Numeric for drift: INT or FLOAT, unless the schema marks the integers categorical (codes, not amounts)."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    categorical = feature.HasField("int_domain") and feature.int_domain.is_categorical
+    return feature.type in (schema_pb2.INT, schema_pb2.FLOAT) and not categorical
+
+
+def _comparator_name(config: Comparator | None, is_numeric: bool) -> str:
+    # TFDV's and Vertex AI's defaults: Jensen-Shannon for numeric features, L-infinity for categorical ones.
+    chosen = config.comparator if config is not None else None
+    return _COMPARATORS[chosen or ("jsd" if is_numeric else "linf")]
 
 
 def apply_comparators(schema: schema_pb2.Schema, thresholds: dict[str, Comparator], kind: str) -> list[str]:
     """Set ``drift_comparator`` or ``skew_comparator`` on the named schema features."""
-    from tensorflow_metadata.proto.v0 import schema_pb2
-
     features = {f.name: f for f in schema.feature}
     configured = []
     for name, config in thresholds.items():
         if name not in features:
             raise ValueError(f"The {kind} threshold names the feature {name!r}, which the schema does not have.")
         feature = features[name]
-        comparator = _comparator_name(config, feature.type in (schema_pb2.INT, schema_pb2.FLOAT))
         target = feature.drift_comparator if kind == "drift" else feature.skew_comparator
-        getattr(target, comparator).threshold = config.threshold
+        getattr(target, _comparator_name(config, _is_numeric(feature))).threshold = config.threshold
         configured.append(name)
     return configured
+
+
+def measure_unconfigured(schema: schema_pb2.Schema, configured: list[str], kind: str) -> None:
+    """Give every other INT, FLOAT or BYTES feature the default comparator, measuring only."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    for feature in schema.feature:
+        if feature.name in configured or feature.type not in (schema_pb2.INT, schema_pb2.FLOAT, schema_pb2.BYTES):
+            continue
+        target = feature.drift_comparator if kind == "drift" else feature.skew_comparator
+        getattr(target, _comparator_name(None, _is_numeric(feature))).threshold = MEASURE_ONLY
 
 
 def _load_serving_stats(uri: str, split: str | None, tmp_dir: str) -> statistics_pb2.DatasetFeatureStatisticsList:
@@ -151,7 +181,7 @@ def anomaly_entries(split: str, anomalies: anomalies_pb2.Anomalies) -> list[dict
 
 
 def measurements(split: str, anomalies: anomalies_pb2.Anomalies) -> list[dict[str, Any]]:
-    """The measured drift and skew distances, anomalous or not (useful to tune thresholds)."""
+    """Every measured drift and skew distance, anomalous or not; ``threshold`` is None where none is configured."""
     from tensorflow_metadata.proto.v0 import anomalies_pb2
 
     out = []
@@ -159,17 +189,28 @@ def measurements(split: str, anomalies: anomalies_pb2.Anomalies) -> list[dict[st
         feature = ".".join(info.path.step)
         for kind, items in (("drift", info.drift_measurements), ("skew", info.skew_measurements)):
             for m in items:
+                measure = anomalies_pb2.DriftSkewInfo.Measurement.Type.Name(m.type)
                 out.append(
                     {
                         "split": split,
                         "feature": feature,
                         "kind": kind,
-                        "measure": anomalies_pb2.DriftSkewInfo.Measurement.Type.Name(m.type),
+                        "comparator": _MEASURE_NAMES.get(measure, measure.lower()),
+                        "measure": measure,
                         "value": round(m.value, 6),
-                        "threshold": m.threshold,
+                        "threshold": m.threshold if math.isfinite(m.threshold) else None,
                     }
                 )
     return out
+
+
+def score_map(measured: list[dict[str, Any]], kind: str, split: str) -> dict[str, dict[str, Any]]:
+    """feature -> {comparator, score, threshold} of one kind and split: the artifact property the UI trends."""
+    return {
+        m["feature"]: {"comparator": m["comparator"], "score": m["value"], "threshold": m["threshold"]}
+        for m in measured
+        if m["kind"] == kind and m["split"] == split
+    }
 
 
 def execute(ctx: ExecutorContext) -> dict[str, Any]:
@@ -184,6 +225,13 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     serving = None
     if skew is not None:
         serving = _load_serving_stats(skew.serving_statistics, skew.serving_split, ctx.tmp_dir)
+    # A second schema measures every feature. It is validated apart because TFDV also flags a feature missing
+    # from one side of a comparison, and only configured comparators may raise anomalies.
+    measuring = type(schema)()
+    measuring.CopyFrom(schema)
+    measure_unconfigured(measuring, drift_features, "drift")
+    if skew is not None:
+        measure_unconfigured(measuring, skew_features, "skew")
 
     previous = ctx.resolved.get("previous_statistics")
     previous_splits = example_io.artifact_splits(previous.uri, previous.properties) if previous is not None else []
@@ -204,6 +252,12 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
             previous_statistics=prev if drift_features else None,
             serving_statistics=serving_here if skew_features else None,
         )
+        if prev is not None or serving_here is not None:
+            measured_all = tfdv.validate_statistics(
+                stats, measuring, previous_statistics=prev, serving_statistics=serving_here
+            )
+            del anomalies.drift_skew_info[:]
+            anomalies.drift_skew_info.extend(measured_all.drift_skew_info)
         directory = example_io.split_dir(out.path, split)
         os.makedirs(directory, exist_ok=True)
         with open(os.path.join(directory, example_io.ANOMALIES_FILE), "wb") as fh:
@@ -234,6 +288,13 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     )
     if span is not None:
         out.properties["span"] = span
+    # The split drift is trended on: train, as skew is checked on it, else the only one.
+    scored_split = "train" if "train" in splits else splits[0]
+    for kind in ("drift", "skew"):
+        scores = score_map(measured, kind, scored_split)
+        if scores:
+            out.properties[f"{kind}_scores"] = scores
+            out.properties["scored_split"] = scored_split
     if entries:
         log.warning("ExampleValidator: %d anomaly(ies): %s", len(entries), counts)
     return {
