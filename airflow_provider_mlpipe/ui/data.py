@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_mlpipe.hooks.gcp_storage import storage_for
+from airflow_provider_mlpipe.ui import histograms
 from airflow_provider_mlpipe.ui.mlmd_reader import Artifact, Execution, MlmdReader, RunGraph
 from airflow_provider_mlpipe.ui.plots import RunPlots, for_drawing, parse_plots
 
@@ -118,6 +119,12 @@ class RunView:
     blessing: dict[str, Any] = field(default_factory=dict)
     pushed: Artifact | None = None
     push_record: dict[str, Any] = field(default_factory=dict)
+    # The previous span's statistics (the drift baseline), overlaid on this span's histograms.
+    previous_statistics: Artifact | None = None
+    previous_summary: dict[str, Any] = field(default_factory=dict)
+    # A cache hit shows what it reused: artifact id -> the run that made it; execution id -> the original's summary.
+    reused_from: dict[int, str] = field(default_factory=dict)
+    reused_summaries: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def splits(self) -> list[str]:
@@ -125,14 +132,23 @@ class RunView:
         return [n for n in names if isinstance(n, str) and SPLIT_RE.match(n)]
 
     def split_features(self, split: str) -> list[dict[str, Any]]:
-        splits = self.stats_summary.get("splits") or {}
-        if isinstance(splits, list):
-            splits = {s.get("name") or s.get("split"): s for s in splits if isinstance(s, dict)}
-        data = splits.get(split) or {}
-        feats = data.get("features") or []
-        if isinstance(feats, dict):
-            feats = [{"name": k, **v} for k, v in feats.items() if isinstance(v, dict)]
-        return [f for f in feats if isinstance(f, dict)]
+        return summary_features(self.stats_summary, split)
+
+    def feature_chart(self, split: str, feature: str) -> str:
+        """This split's histogram of a feature, the previous span's and the other split's overlaid (inline SVG)."""
+
+        def series(summary: dict[str, Any], artifact: Artifact | None, name: str) -> histograms.Series | None:
+            entry = next((f for f in summary_features(summary, name) if f.get("name") == feature), None)
+            span = artifact.properties.get("span", "?") if artifact else "?"
+            return histograms.series_of(entry, f"{name}, span {span}")
+
+        other = next((s for s in self.splits if s != split), None)
+        return histograms.feature_chart(
+            feature,
+            series(self.stats_summary, self.statistics, split),
+            series(self.previous_summary, self.previous_statistics, split),
+            series(self.stats_summary, self.statistics, other) if other else None,
+        )
 
     def split_examples(self, split: str) -> Any:
         splits = self.stats_summary.get("splits") or {}
@@ -163,6 +179,39 @@ class RunView:
         return bool(value) if value is not None else None
 
 
+def summary_features(summary: dict[str, Any], split: str) -> list[dict[str, Any]]:
+    """One split's feature entries of a ``summary.json`` (a name -> figures mapping, or a list with names)."""
+    splits = summary.get("splits") or {}
+    if isinstance(splits, list):
+        splits = {s.get("name") or s.get("split"): s for s in splits if isinstance(s, dict)}
+    data = splits.get(split) or {}
+    feats = data.get("features") or []
+    if isinstance(feats, dict):
+        feats = [{"name": k, **v} for k, v in feats.items() if isinstance(v, dict)]
+    return [f for f in feats if isinstance(f, dict)]
+
+
+def _span(artifact: Artifact) -> int | None:
+    span = artifact.properties.get("span")
+    return span if isinstance(span, int) and not isinstance(span, bool) else None
+
+
+def previous_statistics(reader: MlmdReader, view: RunView) -> Artifact | None:
+    """The statistics the ExampleValidator compared with, else those of the newest earlier span (its rule)."""
+    baseline = [ev.artifact_id for ev in view.graph.events if ev.kind == "INPUT" and ev.slot == "previous_statistics"]
+    if baseline and baseline[-1] in view.graph.artifacts:
+        return view.graph.artifacts[baseline[-1]]
+    span = _span(view.statistics) if view.statistics else None
+    if span is None:
+        return None
+    earlier = [
+        a
+        for a in reader.pipeline_artifacts(view.pipeline, "ExampleStatistics")
+        if a.state == "LIVE" and (s := _span(a)) is not None and s < span
+    ]
+    return max(earlier, key=lambda a: (_span(a), a.id), default=None)
+
+
 def pipeline_for_run(reader: MlmdReader, dag_id: str, xcoms: dict[str, Any]) -> str:
     """The MLMD pipeline name behind a DAG: read from the executions its tasks reported, else the DAG id."""
     ids = [int(v["execution_id"]) for v in xcoms.values() if isinstance(v, dict) and v.get("execution_id")]
@@ -186,7 +235,30 @@ def build_run_view(reader: MlmdReader, dag_id: str, run_id: str, pipeline: str) 
         view.blessing = dict(view.blessing_artifact.properties)
     view.pushed = graph.latest_output("PushedModel")
     view.push_record = read_json(view.pushed, "push.json") or {}
+    if view.statistics is not None:
+        view.previous_statistics = previous_statistics(reader, view)
+        view.previous_summary = read_json(view.previous_statistics, "summary.json") or {}
+    _find_reused(reader, view)
     return view
+
+
+def _find_reused(reader: MlmdReader, view: RunView) -> None:
+    """Which shown outputs another run made (this run's stage was a cache hit), and the summaries behind the hits."""
+    candidates = (view.statistics, view.schema, view.anomalies_artifact, view.evaluation, view.blessing_artifact)
+    shown = [a for a in (*candidates, view.pushed) if a is not None]
+    producers = reader.producers([a.id for a in shown])
+    view.reused_from = {a.id: run for a in shown if (run := _run_of(producers, a)) and run != view.run_id}
+    sources = {
+        e.id: e.properties["cached_from"]
+        for e in view.graph.executions
+        if e.state == "CACHED" and isinstance(e.properties.get("cached_from"), int)
+    }
+    originals = {e.id: e for e in reader.executions(sorted(set(sources.values())))}
+    view.reused_summaries = {
+        execution_id: summary
+        for execution_id, source in sources.items()
+        if source in originals and isinstance(summary := originals[source].properties.get("summary"), dict)
+    }
 
 
 def artifact_in_run(view: RunView, artifact_id: int) -> Artifact:
@@ -194,6 +266,27 @@ def artifact_in_run(view: RunView, artifact_id: int) -> Artifact:
     if artifact is None:
         raise NotFoundError(f"artifact {artifact_id} is not part of run {view.run_id}")
     return artifact
+
+
+def _run_rows(
+    reader: MlmdReader, producers: dict[int, Execution], row_fields: list[tuple[Artifact, dict[str, Any]]]
+) -> dict[str, dict[str, Any]]:
+    """Each run's row: the figures of what it made, then of what its cache hits reused (``reused``: field -> run)."""
+    by_run: dict[str, dict[str, Any]] = {}
+    for artifact, fields in sorted(row_fields, key=lambda item: item[0].id):
+        by_run.setdefault(_run_of(producers, artifact), {}).update(fields)
+    reusers = reader.reusers([a.id for a, _ in row_fields])
+    for artifact, fields in row_fields:
+        origin = _run_of(producers, artifact)
+        for execution in reusers.get(artifact.id, []):
+            run_id = str(execution.properties.get("run_id", ""))
+            row = by_run.setdefault(run_id, {})
+            if not run_id or run_id == origin:
+                continue
+            fresh = {k: v for k, v in fields.items() if k not in row}
+            row.update(fresh)
+            row.setdefault("reused", {}).update(dict.fromkeys(fresh, origin))
+    return by_run
 
 
 # ----- pipeline view ---------------------------------------------------------------------------------------
@@ -260,36 +353,33 @@ def build_pipeline_view(reader: MlmdReader, dag_id: str, pipeline: str, dag_runs
     pushed = reader.pipeline_artifacts(pipeline, "PushedModel")
     producers = reader.producers([a.id for a in [*evaluations, *anomalies, *blessings, *pushed]])
 
-    metric_points = [
-        SpanPoint(
+    # What each artifact puts in its run's row of the run table.
+    row_fields: list[tuple[Artifact, dict[str, Any]]] = []
+    metric_points = []
+    for a in evaluations:
+        point = SpanPoint(
             _run_of(producers, a), a.properties.get("span", ""), _overall_metrics(read_json(a, "metrics.json") or {})
         )
-        for a in evaluations
-    ]
+        metric_points.append(point)
+        row_fields.append((a, {"span": point.span, "metrics": point.values}))
     anomaly_points = []
     for a in anomalies:
         counts = a.properties.get("severity_counts") or (read_json(a, "anomalies.json") or {}).get("counts") or {}
         values = {str(k): float(v) for k, v in counts.items()} if isinstance(counts, dict) else {}
         values["total"] = float(a.properties.get("anomaly_count", sum(values.values())))
         anomaly_points.append(SpanPoint(_run_of(producers, a), a.properties.get("span", ""), values))
+        row_fields.append((a, {"span": anomaly_points[-1].span, "anomalies": int(values["total"])}))
     metric_points.sort(key=_sort_key)
     anomaly_points.sort(key=_sort_key)
-
-    by_run: dict[str, dict[str, Any]] = {}
-    for point in metric_points:
-        by_run.setdefault(point.run_id, {}).update(span=point.span, metrics=point.values)
-    for point in anomaly_points:
-        by_run.setdefault(point.run_id, {}).update(span=point.span, anomalies=int(point.values.get("total", 0)))
-    for a in blessings:
-        by_run.setdefault(_run_of(producers, a), {})["blessed"] = bool(a.properties.get("blessed"))
+    row_fields += [(a, {"blessed": bool(a.properties.get("blessed"))}) for a in blessings]
+    row_fields += [(a, {"pushed_version": a.properties.get("version")}) for a in pushed]
     pushes = []
     for a in pushed:
-        run_id = _run_of(producers, a)
-        record = {"artifact_id": a.id, "run_id": run_id, "uri": a.uri, **a.properties}
+        record = {"artifact_id": a.id, "run_id": _run_of(producers, a), "uri": a.uri, **a.properties}
         # A pruned version (keep_versions) cannot be rolled back to; gs:// is checked by the command itself.
         record["available"] = a.uri.startswith("gs://") or os.path.isdir(a.uri)
         pushes.append(record)
-        by_run.setdefault(run_id, {})["pushed_version"] = a.properties.get("version")
+    by_run = _run_rows(reader, producers, row_fields)
     runs = []
     for dag_run in dag_runs:
         runs.append({**dag_run, **by_run.get(dag_run["run_id"], {})})

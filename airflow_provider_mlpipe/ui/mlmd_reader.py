@@ -369,6 +369,21 @@ class MlmdReader:
         by_id = {e.id: e for e in self.executions(sorted(set(pairs.values())))}
         return {a: by_id[e] for a, e in pairs.items() if e in by_id}
 
+    def reusers(self, artifact_ids: list[int]) -> dict[int, list[Execution]]:
+        """The cache hits that output each artifact again, oldest first: the runs that reused it."""
+        if not artifact_ids:
+            return {}
+        query = sa.select(self.t.event.c.artifact_id, self.t.event.c.execution_id).where(
+            self.t.event.c.artifact_id.in_(artifact_ids), self.t.event.c.type == EVENT_OUTPUT
+        )
+        pairs = [(r.artifact_id, r.execution_id) for r in self._rows(query)]
+        cached = {e.id: e for e in self.executions(sorted({e for _, e in pairs})) if e.state == "CACHED"}
+        out: dict[int, list[Execution]] = {}
+        for artifact_id, execution_id in sorted(pairs, key=lambda pair: pair[1]):
+            if execution_id in cached:
+                out.setdefault(artifact_id, []).append(cached[execution_id])
+        return out
+
     def pipeline_executions_like(self, pipeline: str, type_part: str) -> list[Execution]:
         """Executions whose type name contains ``type_part`` (e.g. rollbacks) recorded for this pipeline.
 

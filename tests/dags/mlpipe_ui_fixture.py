@@ -70,6 +70,16 @@ def _split(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return {"train": rows[::3] + rows[1::3], "eval": rows[2::3]}
 
 
+def _buckets(values: list[float], count: int = 10) -> list[dict[str, float]]:
+    """Equal-width buckets from min to max, the last one closed, as TFDV's standard histogram."""
+    low, high = min(values), max(values)
+    width = (high - low) / count or 1.0
+    counts = [0] * count
+    for v in values:
+        counts[min(int((v - low) / width), count - 1)] += 1
+    return [{"low": low + i * width, "high": low + (i + 1) * width, "count": n} for i, n in enumerate(counts)]
+
+
 def _feature_stats(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for name in [*NUMERIC, "island", "sex", "species"]:
@@ -80,8 +90,11 @@ def _feature_stats(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             mean = sum(present) / len(present)
             std = math.sqrt(sum((v - mean) ** 2 for v in present) / len(present))
             entry.update(type="FLOAT", mean=round(mean, 3), std_dev=round(std, 3), min=min(present), max=max(present))
+            entry["histogram"] = _buckets(present)
         else:
-            entry.update(type="STRING", unique=len(set(present)))
+            tops = sorted({v: present.count(v) for v in present}.items(), key=lambda item: (-item[1], item[0]))
+            top_values = [{"value": v, "count": n} for v, n in tops]
+            entry.update(type="STRING", unique=len(set(present)), top_values=top_values)
         out.append(entry)
     return out
 

@@ -32,6 +32,7 @@ log = logging.getLogger("mlpipe.runtime")
 
 HTML_FILE = "stats.html"
 SUMMARY_FILE = "summary.json"
+TOP_VALUES = 10  # the UI draws them as bars; the table text shows the first three
 
 
 def _options() -> Any:
@@ -104,6 +105,20 @@ def _num(value: float) -> float | None:
     return None if value != value else round(float(value), 6)  # NaN -> null keeps the JSON valid
 
 
+def _standard_buckets(num: Any) -> list[dict[str, float | None]]:
+    """TFDV's equal-width histogram, so the UI can draw the distribution without reading the protobuf."""
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    standard = statistics_pb2.Histogram.HistogramType.STANDARD
+    for histogram in num.histograms:
+        if histogram.type == standard:
+            return [
+                {"low": _num(b.low_value), "high": _num(b.high_value), "count": _num(b.sample_count)}
+                for b in histogram.buckets
+            ]
+    return []
+
+
 def summarize(stats: statistics_pb2.DatasetFeatureStatisticsList) -> dict[str, Any]:
     """The small per-split figures the UI shows without TFDV."""
     from tensorflow_metadata.proto.v0 import statistics_pb2
@@ -120,12 +135,13 @@ def summarize(stats: statistics_pb2.DatasetFeatureStatisticsList) -> dict[str, A
                 mean=_num(num.mean), std_dev=_num(num.std_dev), min=_num(num.min), max=_num(num.max),
                 median=_num(num.median), zeros=int(num.num_zeros),
             )  # fmt: skip
+            entry["histogram"] = _standard_buckets(num)
         elif kind == "string_stats":
             common = feature.string_stats.common_stats
             entry.update(
                 unique=int(feature.string_stats.unique),
                 top_values=[
-                    {"value": v.value, "count": _num(v.frequency)} for v in feature.string_stats.top_values[:5]
+                    {"value": v.value, "count": _num(v.frequency)} for v in feature.string_stats.top_values[:TOP_VALUES]
                 ],
             )
         else:
