@@ -19,7 +19,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.exc import SQLAlchemyError
 
 from airflow_provider_mlpipe.operators.rollback import last_json_line
-from airflow_provider_mlpipe.ui import plots, svg
+from airflow_provider_mlpipe.ui import drift, plots, svg
 from airflow_provider_mlpipe.ui.backend import UiBackend
 from airflow_provider_mlpipe.ui.data import (
     NotFoundError,
@@ -124,6 +124,7 @@ def create_app(backend: UiBackend | None = None) -> FastAPI:
             stats_href=stats_href,
             plot_slice=shown,
             plot_figures=plots.slice_figures(view.plots.slices[shown], shown) if view.plots and shown else [],
+            top_drift=drift.top_drifting(view.anomalies_artifact, view.anomalies),
             run_action=_url(request, "run").rstrip("?"),
             pipeline_href=_url(request, "pipeline", dag_id=dag_id),
         )
@@ -220,6 +221,7 @@ def create_app(backend: UiBackend | None = None) -> FastAPI:
             view=view,
             metric_charts=metric_charts,
             anomaly_chart=anomaly_chart,
+            drift_trends=drift.drift_trends(reader, pipeline),
             run_href=lambda run_id: _url(request, "run", dag_id=dag_id, run_id=run_id),
             rollback_action=_url(request, "rollback", dag_id=dag_id),
         )

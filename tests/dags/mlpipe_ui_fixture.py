@@ -70,6 +70,23 @@ def _split(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return {"train": rows[::3] + rows[1::3], "eval": rows[2::3]}
 
 
+# The categorical features' drift against the day before's sample, as the ExampleValidator records it.
+DRIFT_THRESHOLDS = {"island": 0.03}
+
+
+def _drift_scores(rows: list[dict[str, Any]], before: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    scores = {}
+    for name in ("island", "sex", "species"):
+        values = {r.get(name) for r in rows + before}
+        share = {
+            v: (sum(r.get(name) == v for r in rows) / len(rows), sum(r.get(name) == v for r in before) / len(before))
+            for v in values
+        }
+        linf = max(abs(now - then) for now, then in share.values())
+        scores[name] = {"comparator": "linf", "score": round(linf, 6), "threshold": DRIFT_THRESHOLDS.get(name)}
+    return scores
+
+
 def _buckets(values: list[float], count: int = 10) -> list[dict[str, float]]:
     """Equal-width buckets from min to max, the last one closed, as TFDV's standard histogram."""
     low, high = min(values), max(values)
@@ -183,6 +200,7 @@ def _execute(stage: str, req: dict[str, Any], out: dict[str, Path]) -> tuple[dic
         }
         Path(out["anomalies"], "anomalies.json").write_text(json.dumps(body))
         props = {"blessed": int(blessed), "anomaly_count": len(anomalies), "span": span, "severity_counts": counts}
+        props["drift_scores"] = _drift_scores(splits["train"], _split(_rows({**req, "span": span - 1}))["train"])
         return {"anomalies": props}, {"anomaly_count": len(anomalies)}
     if stage == "transform":
         Path(out["transform_graph"], "transform_fn").mkdir(parents=True)
