@@ -19,16 +19,6 @@ from tests.unit.test_ui_app import DAG, RUNS, RUNTIME_PYTHON, FakeBackend, Fixtu
 
 RUN1, RUN2, RUN3 = (r for r, _, _ in RUNS)
 CACHED = "r4_all_cached"  # every stage a cache hit of RUN2's (span 20240102, blessed, pushed version 2)
-STAGES = [
-    "example_gen",
-    "statistics_gen",
-    "schema_gen",
-    "example_validator",
-    "transform",
-    "trainer",
-    "evaluator",
-    "pusher",
-]
 
 
 class CachedRunBackend(FakeBackend):
@@ -109,7 +99,7 @@ def test_the_run_view_shows_the_original_summaries_and_outputs(
     page = client.get("/run?" + q(dag_id=DAG, run_id=CACHED)).text
     stages = page.split('id="stages"', 1)[1].split("</table>", 1)[0]
     rows = stages.split("<tr>")[2:]
-    assert len(rows) == len(STAGES) and all('<span class="badge reused">reused</span>' in r for r in rows)
+    assert len(rows) == len(store.results[RUN2]) and all('<span class="badge reused">reused</span>' in r for r in rows)
     evaluator = next(r for r in rows if "evaluator" in r)
     assert f"accuracy={store.results[RUN2]['evaluator']['summary']['accuracy']}" in evaluator
     validator = next(r for r in rows if "example_validator" in r)
