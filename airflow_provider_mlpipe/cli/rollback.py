@@ -54,17 +54,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from airflow_provider_mlpipe.operators.launch import runtime_env
-    from airflow_provider_mlpipe.operators.rollback import last_json_line, rollback_command
-    from airflow_provider_mlpipe.operators.runtime_interpreter import resolve_runtime_python
+    from airflow_provider_mlpipe.operators.rollback import last_json_line, rollback_launch
 
     destination, conn_id, keep = args.destination, args.mlmd_conn_id, args.keep_versions
     if destination is None:
         destination, spec_conn, spec_keep = pusher_destination(args.pipeline, args.specs or dags_folder() / "pipelines")
         conn_id = conn_id or spec_conn
         keep = keep if keep is not None else spec_keep
-    command = rollback_command(resolve_runtime_python(), args.pipeline, destination, args.to, keep)
-    proc = subprocess.run(command, env=runtime_env(conn_id or "mlmd_default"), capture_output=True, text=True)
+    command, env = rollback_launch(args.pipeline, destination, args.to, keep, mlmd_conn_id=conn_id or "mlmd_default")
+    proc = subprocess.run(command, env=env, capture_output=True, text=True)
     summary = last_json_line(proc.stdout) if proc.returncode == 0 else {}
     if proc.returncode != 0 or not summary:
         failures = [line for line in proc.stderr.splitlines() if line.startswith(FAILURE_PREFIX)]

@@ -26,6 +26,24 @@ def rollback_command(
     return command
 
 
+def rollback_launch(
+    pipeline: str,
+    destination: str,
+    to_version: int | None,
+    keep_versions: int | None = None,
+    *,
+    mlmd_conn_id: str | None,
+    runtime_python: str | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """The rollback's argv and environment, for the operator, the CLI and the UI alike.
+
+    The environment is every runtime launch's: the MLMD connection's config and the ``google_cloud_default``
+    connection's credentials, so a ``gs://`` destination is reached the same way from all three.
+    """
+    python = resolve_runtime_python(runtime_python)
+    return rollback_command(python, pipeline, destination, to_version, keep_versions), runtime_env(mlmd_conn_id)
+
+
 def last_json_line(output: str) -> dict[str, Any]:
     """The rollback command prints its summary (new version, rollback_of, ...) as its last JSON line; {} if none."""
     for line in reversed(output.strip().splitlines()):
@@ -72,10 +90,16 @@ class MlpipeRollbackOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         to_version = int(self.to_version) if self.to_version not in (None, "", "None") else None
         keep = int(self.keep_versions) if self.keep_versions not in (None, "", "None") else None
-        python = resolve_runtime_python(self.runtime_python)
-        command = rollback_command(python, self.pipeline, self.destination, to_version, keep)
+        command, env = rollback_launch(
+            self.pipeline,
+            self.destination,
+            to_version,
+            keep,
+            mlmd_conn_id=self.mlmd_conn_id,
+            runtime_python=self.runtime_python,
+        )
         self.log.info("Rolling back %s: %s", self.pipeline, " ".join(command))
-        tail = run_streaming(command, runtime_env(self.mlmd_conn_id), self.log, "The rollback", self._set)
+        tail = run_streaming(command, env, self.log, "The rollback", self._set)
         return last_json_line("\n".join(tail))
 
     def _set(self, process: subprocess.Popen[str] | None) -> None:

@@ -113,23 +113,23 @@ class UiBackend:
             for r in reversed(rows)
         ]
 
-    def rollback_command(self, pipeline: str, version: str, destination: str) -> list[str]:
-        from airflow_provider_mlpipe.operators.rollback import rollback_command
-        from airflow_provider_mlpipe.operators.runtime_interpreter import resolve_runtime_python
+    def rollback_launch(self, pipeline: str, version: str, destination: str) -> tuple[list[str], dict[str, str]]:
+        """The operator's and the CLI's launch (argv, MLMD config, the GCP connection's credentials), for this UI.
 
-        return rollback_command(resolve_runtime_python(), pipeline, destination, int(version))
+        Only two things are the UI's own: MLMD is the store these views read, and the rollback says who asked.
+        """
+        from airflow_provider_mlpipe.operators.rollback import rollback_launch
+        from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV
+
+        command, env = rollback_launch(pipeline, destination, int(version), mlmd_conn_id=self.mlmd_conn_id)
+        env[MLMD_CONFIG_ENV] = json.dumps(self.mlmd_config())
+        env.setdefault("MLPIPE_ROLLBACK_REQUESTED_BY", "airflow-ui")
+        return command, env
 
     def rollback(self, pipeline: str, version: str, destination: str) -> CommandOutcome:
         """Run the rollback command in the runtime venv; it re-points serving and records the rollback in MLMD."""
-        from airflow_provider_mlpipe.operators.launch import runtime_env
-        from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV
-
-        command = self.rollback_command(pipeline, version, destination)
-        # The environment every runtime launch gets (the GCP connection's credentials included), pointed at the
-        # store the views read; secrets travel in the environment, never on a command line.
-        env = runtime_env(self.mlmd_conn_id)
-        env[MLMD_CONFIG_ENV] = json.dumps(self.mlmd_config())
-        env.setdefault("MLPIPE_ROLLBACK_REQUESTED_BY", "airflow-ui")
+        # Secrets travel in the environment, never on a command line.
+        command, env = self.rollback_launch(pipeline, version, destination)
         try:
             proc = subprocess.run(
                 command,

@@ -83,8 +83,9 @@ class FakeBackend(UiBackend):
     def dag_runs(self, dag_id: str, limit: int = 200) -> list[dict[str, Any]]:
         return [{"run_id": r, "state": "success", "logical_date": str(s)} for r, s, _ in RUNS] if dag_id == DAG else []
 
-    def rollback_command(self, pipeline: str, version: str, destination: str) -> list[str]:
-        return [sys.executable, str(self.rollback_script), pipeline, "--to", version, "--destination", destination]
+    def rollback_launch(self, pipeline: str, version: str, destination: str) -> tuple[list[str], dict[str, str]]:
+        _, env = super().rollback_launch(pipeline, version, destination)  # the real environment, a fake command
+        return [sys.executable, str(self.rollback_script), pipeline, "--to", version, "--destination", destination], env
 
 
 @pytest.fixture
