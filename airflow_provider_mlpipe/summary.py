@@ -216,13 +216,16 @@ def _validation_lines(validator: StageResult) -> list[str]:
     for item in (anomalies.get("anomalies") or [])[:10]:
         where = f"{item.get('feature')} ({item['split']} split)" if item.get("split") else item.get("feature")
         lines.append(f"  - [{item.get('severity')}] {where}: {item.get('short_description')}")
+    # Every feature is measured on every run: the most drifting first.
     drift = [m for m in anomalies.get("measurements") or [] if m.get("kind") == "drift"]
+    drift.sort(key=lambda m: -(m.get("value") or 0))
     if drift:
-        lines.append("  Drift against the previous span:")
+        lines.append("  Drift against the previous span (most drifting first):")
     for m in drift[:10]:
+        threshold = m.get("threshold")
         lines.append(
             f"    {m.get('feature')} ({m.get('split')} split): {m.get('measure')} {m.get('value')}"
-            f" (threshold {m.get('threshold')})"
+            f" ({'no threshold' if threshold is None else f'threshold {threshold}'})"
         )
     return lines
 

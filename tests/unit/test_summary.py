@@ -47,3 +47,21 @@ def test_without_a_runtime_line_the_last_exception_is_the_error_and_plain_text_l
     assert error_line(json.dumps(record)) == "AirflowFailException: gate"
     assert error_line(f"[2026-01-01] INFO - {FAILURE_PREFIX}boom\nnext line") == "boom"
     assert error_line("all fine\n") is None
+
+
+def test_drift_lines_put_the_most_drifting_feature_first_and_name_missing_thresholds(tmp_path):
+    from airflow_provider_mlpipe.protocol import ArtifactRef, StageResult
+    from airflow_provider_mlpipe.summary import _validation_lines
+
+    measured = [
+        {"split": "train", "feature": "sex", "kind": "drift", "measure": "L_INFTY", "value": 0.02, "threshold": None},
+        {"split": "train", "feature": "island", "kind": "drift", "measure": "L_INFTY", "value": 0.3, "threshold": 0.2},
+        {"split": "train", "feature": "sex", "kind": "skew", "measure": "L_INFTY", "value": 0.9, "threshold": None},
+    ]
+    (tmp_path / "anomalies.json").write_text(json.dumps({"blessed": True, "counts": {}, "measurements": measured}))
+    result = StageResult("example_validator", 1, False, {"anomalies": [ArtifactRef("ExampleAnomalies", str(tmp_path))]})
+    assert _validation_lines(result)[-3:] == [
+        "  Drift against the previous span (most drifting first):",
+        "    island (train split): L_INFTY 0.3 (threshold 0.2)",
+        "    sex (train split): L_INFTY 0.02 (no threshold)",
+    ]
