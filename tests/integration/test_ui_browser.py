@@ -26,6 +26,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
+from airflow_provider_mlpipe.ui.histograms import MAX_TOP_VALUES
 from airflow_provider_mlpipe.ui.plots import MAX_CALIBRATION_POINTS, MAX_CURVE_POINTS
 from tests.integration.ui_server import USERS, ApiServer, auth_env, start_api_server
 from tests.support import binary_penguins
@@ -369,3 +370,63 @@ def test_run_view_plots_the_candidate_beside_the_baseline_in_chromium(served: Se
 
         page.goto(f"{server.url}/mlpipe/run?{q(dag_id=dag, run_id=run)}")
         page.locator("div.card", has=page.locator("#plots")).screenshot(path=str(SHOTS / "run-view-plots.png"))
+
+
+def figure(value: float) -> str:
+    """A count as the histograms' titles write it."""
+    return str(int(value)) if float(value).is_integer() else f"{value:.4g}"
+
+
+def present(entry: dict[str, Any]) -> float:
+    """The examples with a value: StatisticsGen's ``present``, the UI fixture's ``count``."""
+    return entry.get("present", entry.get("count"))
+
+
+def summary_features(summary: dict[str, Any], split: str) -> dict[str, dict[str, Any]]:
+    features = summary["splits"][split]["features"]
+    return features if isinstance(features, dict) else {f["name"]: f for f in features}
+
+
+def test_run_view_draws_each_features_histogram_over_the_previous_span_in_chromium(served: Served) -> None:
+    from playwright.sync_api import expect
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    server, dag = served.server, served.scenario.dag_id
+    run, before = served.run_ids[-1], served.run_ids[-2]
+    stats, previous = stats_artifact(served, run), stats_artifact(served, before)
+    features = summary_features(json.loads(Path(stats["uri"], "summary.json").read_text()), "train")
+    old = summary_features(json.loads(Path(previous["uri"], "summary.json").read_text()), "train")
+    numeric = next(name for name, f in features.items() if f.get("histogram") and old.get(name, {}).get("histogram"))
+    categorical = next((name for name, f in features.items() if f.get("top_values")), None)
+    with logged_in_page(server) as page:
+        page.goto(f"{server.url}/dags/{dag}/runs/{quote(run, safe='')}/plugin/mlpipe-run")
+        train = page.frame_locator("iframe[title='ML run']").locator("section.split[data-split='train']")
+        chart = train.locator(f"svg.histogram[data-feature='{numeric}']")
+        expect(chart).to_be_visible(timeout=120_000)
+        buckets, entry = features[numeric]["histogram"], features[numeric]
+        bars = chart.locator("rect.bar")
+        expect(bars).to_have_count(len(buckets))
+        assert [float(c) for c in bars.evaluate_all("els => els.map(e => e.dataset.count)")] == [
+            b["count"] for b in buckets
+        ]
+        first_title = bars.first.locator("title").text_content()
+        assert f"{figure(buckets[0]['count'])} of {figure(present(entry))} (" in first_title
+        box = bars.first.bounding_box()  # laid out by Chromium inside the table cell
+        assert box is not None and box["width"] > 2
+        overlay = chart.locator("polyline.previous title").text_content()
+        assert f"train, span {previous['properties']['span']} (dashed)" in overlay
+        assert f"{figure(old[numeric]['histogram'][-1]['count'])} of {figure(present(old[numeric]))}" in overlay
+        if categorical is not None:
+            tops = features[categorical]["top_values"]
+            expect(train.locator(f"svg.histogram[data-feature='{categorical}'] rect.bar")).to_have_count(
+                min(len(tops), MAX_TOP_VALUES)
+            )
+        # The legend and the train split's table, in one picture.
+        page.goto(f"{server.url}/mlpipe/run?{q(dag_id=dag, run_id=run)}")
+        legend, table = page.locator("p.legend"), page.locator("section.split[data-split='train'] table.stats-table")
+        legend.scroll_into_view_if_needed()
+        top, bottom = legend.bounding_box(), table.bounding_box()
+        assert top is not None and bottom is not None
+        height = bottom["y"] + bottom["height"] - top["y"]
+        clip = {"x": top["x"], "y": top["y"], "width": bottom["width"], "height": height}
+        page.screenshot(path=str(SHOTS / "run-view-histograms.png"), clip=clip)
