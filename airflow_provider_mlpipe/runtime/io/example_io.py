@@ -134,6 +134,15 @@ def read_file(path: str, fmt: str, delimiter: str = ",") -> pa.Table:
     table = readers[fmt](path)
     if table.num_rows == 0:
         raise ValueError(f"The input file {path} has no rows (a header without data).")
+    return _temporal_as_text(table)
+
+
+def _temporal_as_text(table: pa.Table) -> pa.Table:
+    """tf.Example and TFDV have no date or time type (StatisticsGen would fail on the column): pyarrow reads
+    ``2024-01-05`` in a CSV as a date, so dates and times are kept as their ISO text."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_date(field.type) or pa.types.is_timestamp(field.type) or pa.types.is_time(field.type):
+            table = table.set_column(i, field.name, pc.cast(table.column(i), pa.string()))
     return table
 
 
