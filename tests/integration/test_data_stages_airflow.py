@@ -170,6 +170,15 @@ def test_corrupt_span_gives_anomalies_and_drift_and_leaves_earlier_spans_alone(w
     )
     drift = {(m["feature"], m["split"]): m["value"] for m in report["measurements"] if m["kind"] == "drift"}
     assert drift[("flipper_length_mm", "train")] > 0.5 and drift[("island", "train")] > 0.4
+    # MLMD holds every feature's train score, configured or not, so the UI trends drift without opening files.
+    [recorded] = [a for a in mlmd_dump(airflow.mlmd_path)["artifacts"] if a["id"] == anomalies["id"]]
+    scores = recorded["properties"]["drift_scores"]
+    assert scores["flipper_length_mm"] == {
+        "comparator": "jsd",
+        "score": drift[("flipper_length_mm", "train")],
+        "threshold": 0.5,
+    }
+    assert scores["species"] == {"comparator": "linf", "score": drift[("species", "train")], "threshold": None}
 
     after = tree_checksums(tmp / "root", in_staging)
     assert {k: after.get(k) for k in before} == before  # every earlier artifact file is byte-identical
