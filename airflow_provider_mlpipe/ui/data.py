@@ -280,9 +280,9 @@ def _run_rows(
         origin = _run_of(producers, artifact)
         for execution in reusers.get(artifact.id, []):
             run_id = str(execution.properties.get("run_id", ""))
-            row = by_run.setdefault(run_id, {})
             if not run_id or run_id == origin:
                 continue
+            row = by_run.setdefault(run_id, {})
             fresh = {k: v for k, v in fields.items() if k not in row}
             row.update(fresh)
             row.setdefault("reused", {}).update(dict.fromkeys(fresh, origin))
