@@ -71,7 +71,7 @@ def test_init_then_dags_test_blesses_pushes_and_serves(tmp_path, make_airflow):
     shutil.copy(REPO / "dags" / "mlpipe_dags.py", dags / "mlpipe_dags.py")
     mlpipe_init(tmp_path, DAG_ID, "--data", "data/churn.csv", "--label", "churned")
     spec = (dags / "pipelines" / f"{DAG_ID}.yaml").read_text()
-    assert "module_file" not in spec and "positive: \"yes\"" in spec
+    assert "module_file" not in spec and 'positive: "yes"' in spec
 
     serving = tmp_path / "serving"
     env = make_airflow(dags, MLPIPE_PIPELINE_ROOT=str(tmp_path / "root"), MLPIPE_SERVING_ROOT=str(serving))
