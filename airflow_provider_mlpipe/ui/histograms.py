@@ -123,7 +123,7 @@ def _bucket_chart(feature: str, current: Series, previous: Series | None, other:
         right = max(left + 1, x(bucket.low + w - (nominal / 2 if bucket.high == bucket.low else 0)) - 0.6)
         body.append(
             f'<rect class="bar" x="{left:.1f}" y="{y(d):.1f}" width="{right - left:.1f}" height="{base - y(d):.1f}" '
-            f'fill="{CURRENT}" fill-opacity="0.55" data-count="{_fmt(bucket.count)}">'
+            f'fill="{CURRENT}" fill-opacity="0.55" data-count="{bucket.count!r}">'
             f"<title>{escape(_bucket_tip(feature, current, bucket))}</title></rect>"
         )
     if previous is not None:
@@ -189,7 +189,7 @@ def _top_values_chart(feature: str, current: Series, previous: Series | None, ot
         tip = "; ".join([f"{feature} = {value} {current.label}: {_share(count, current.total)}", *notes])
         bars.append(
             f'<rect class="bar" x="{left + 1:.1f}" y="{y(share):.1f}" width="{max(slot - 3, 1):.1f}" '
-            f'height="{base - y(share):.1f}" fill="{CURRENT}" fill-opacity="0.55" data-count="{_fmt(count)}">'
+            f'height="{base - y(share):.1f}" fill="{CURRENT}" fill-opacity="0.55" data-count="{count!r}">'
             f"<title>{escape(tip)}</title></rect>"
             f'<text x="{left + slot / 2:.1f}" y="{HEIGHT - 2}" font-size="8" fill="#495057" text-anchor="middle">'
             f"{escape(value[: max(int(slot / 5), 1)])}</text>"
