@@ -127,7 +127,7 @@ def lint_text(text: str, spec_path: Path, dags: Path) -> list[str]:
     from airflow_provider_mlpipe.spec.validate import validate
 
     try:
-        validate(load_spec(spec_path, text=text), dags)
+        validate(load_spec(spec_path, text=text), dags, check_data=True)
     except SpecErrors as exc:
         return [error.format() for error in exc.errors]
     return []

@@ -58,7 +58,7 @@ def lint_paths(paths: Sequence[Path], *, environment: str = "all", base_dir: Pat
         # one load_all per base folder, all names shared, so duplicates across files are found
         for base in dict.fromkeys(b for _, b in specs):
             files = [s for s, b in specs if b == base]
-            _, errors = load_all(files, base_dir=base, environment=env)
+            _, errors = load_all(files, base_dir=base, environment=env, check_data=True)
             for exc in errors:
                 for error in exc.errors:
                     text = error.format()

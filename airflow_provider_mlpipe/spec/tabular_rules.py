@@ -6,7 +6,8 @@
 - The built-in trainer trains on the built-in transform's output, so it needs one; no feature list holds the label.
 - The transform's features and label are columns of the data, and the label's kind fits its values. The columns
   come from the curated schema when SchemaGen has a ``schema_file``, else from a sample of the first local file
-  of ExampleGen's input (``data_sample``); the values from that sample. Remote or absent data is not checked.
+  of ExampleGen's input (``data_sample``); the values from that sample. Remote or absent data is not checked,
+  and the sample is read only by ``mlpipe lint`` and ``mlpipe init``, never while Airflow parses DAGs.
 """
 
 from __future__ import annotations
@@ -108,8 +109,10 @@ def _sample(loaded: LoadedSpec, spec: PipelineSpec, stage_params: dict[str, dict
     return cached_sample(path, fmt, delimiter), shown
 
 
-def _data(loaded: LoadedSpec, spec: PipelineSpec, stage_params: dict[str, dict[str, Any]], base: Path) -> _Data:
-    sample, shown = _sample(loaded, spec, stage_params)
+def _data(
+    loaded: LoadedSpec, spec: PipelineSpec, stage_params: dict[str, dict[str, Any]], base: Path, check_data: bool
+) -> _Data:
+    sample, shown = _sample(loaded, spec, stage_params) if check_data else (None, "")
     where = ""
     if sample is not None:
         where = f"the first {sample.rows} rows of {shown}" if sample.rows >= SAMPLE_ROWS else f"{shown}"
@@ -200,14 +203,18 @@ def _trainer_errors(loaded: LoadedSpec, spec: PipelineSpec, transforms: dict[str
 
 
 def tabular_errors(
-    loaded: LoadedSpec, spec: PipelineSpec, stage_params: dict[str, dict[str, Any]], base: Path
+    loaded: LoadedSpec,
+    spec: PipelineSpec,
+    stage_params: dict[str, dict[str, Any]],
+    base: Path,
+    check_data: bool = False,
 ) -> list[SpecError]:
     """Every problem of the built-in transform and trainer: their pairing, and the features and label against
-    the data."""
+    a curated schema, and (``check_data``) against a sample of the data."""
     transforms = _builtin_transforms(spec)
     errors = _trainer_errors(loaded, spec, transforms)
     if transforms:
-        data = _data(loaded, spec, stage_params, base)
+        data = _data(loaded, spec, stage_params, base, check_data)
         for name, params in transforms.items():
             errors += _transform_errors(loaded, name, params, data)
     return errors

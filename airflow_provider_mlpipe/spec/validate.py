@@ -307,8 +307,11 @@ def default_pipeline_root() -> str:
     return os.environ.get("MLPIPE_PIPELINE_ROOT") or os.path.join(default_airflow_home(), "mlpipe", "pipelines")
 
 
-def validate(loaded: LoadedSpec, base_dir: str | Path) -> Pipeline:
-    """Raises SpecErrors with every problem pydantic finds, or the first later one."""
+def validate(loaded: LoadedSpec, base_dir: str | Path, *, check_data: bool = False) -> Pipeline:
+    """Raises SpecErrors with every problem pydantic finds, or the first later one.
+
+    ``check_data`` (``mlpipe lint``, ``mlpipe init``) also reads a sample of the input data to check the built-in
+    transform's features and label; DAG parsing does not, so a DAG never depends on today's data files."""
     base = Path(base_dir).resolve()
     try:
         kinds = _stage_kinds(loaded)
@@ -319,7 +322,9 @@ def validate(loaded: LoadedSpec, base_dir: str | Path) -> Pipeline:
         _semantic(loaded, spec)
         apply_evaluator_defaults(loaded, spec)
         params = _stage_params(loaded, spec, base)
-        if problems := stage_errors(loaded, spec, params, base) + tabular_errors(loaded, spec, params, base):
+        if problems := stage_errors(loaded, spec, params, base) + tabular_errors(
+            loaded, spec, params, base, check_data
+        ):
             raise SpecErrors(problems)
         try:
             graph = build_graph(spec)
@@ -350,7 +355,12 @@ def discover(folder: str | Path) -> list[Path]:
 
 
 def load_all(
-    paths: list[Path], *, base_dir: str | Path, environment: str | None, only: str | None = None
+    paths: list[Path],
+    *,
+    base_dir: str | Path,
+    environment: str | None,
+    only: str | None = None,
+    check_data: bool = False,
 ) -> tuple[list[Pipeline], list[SpecErrors]]:
     """Every spec validated on its own; a pipeline name seen twice is an error on the second file.
 
@@ -371,7 +381,7 @@ def load_all(
                 owners[name] = loaded.display
             if only is not None and name != only:
                 continue
-            pipelines.append(validate(loaded, base_dir))
+            pipelines.append(validate(loaded, base_dir, check_data=check_data))
         except SpecErrors as exc:
             exc.path = path
             errors.append(exc)

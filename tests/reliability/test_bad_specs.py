@@ -27,10 +27,10 @@ VALID = {
 
 def expectations(path: Path) -> dict[str, str | int]:
     text = path.read_text()
-    header = dict(re.findall(r"^# expect-([a-z]+): (.+)$", text, flags=re.MULTILINE))
+    header = dict(re.findall(r"^# expect-([a-z-]+): (.+)$", text, flags=re.MULTILINE))
     marked = [i + 1 for i, line in enumerate(text.splitlines()) if line.rstrip().endswith("# <-")]
     line = int(header["line"]) if "line" in header else marked[0]
-    return {"field": header["field"], "message": header["message"], "line": line}
+    return {"field": header["field"], "message": header["message"], "line": line, "lint_only": "lint-only" in header}
 
 
 BAD = sorted(p.name for p in SPECS.glob("*.yaml") if p.name not in VALID)
@@ -41,7 +41,7 @@ def results(tmp_path_factory):
     import os
 
     os.environ.pop("MLPIPE_RELIABILITY_UNSET", None)
-    pipelines, errors = load_all(discover(SPECS), base_dir=HERE, environment=None)
+    pipelines, errors = load_all(discover(SPECS), base_dir=HERE, environment=None, check_data=True)
     return {p.loaded.path.name: p for p in pipelines}, {e.path.name: e for e in errors}
 
 
@@ -120,9 +120,12 @@ def test_corpus_through_airflow_dagbag(tmp_path):
         f"load_pipelines({str(SPECS)!r}, globals())\n"
     )
     bag = DagBag(dag_folder=str(dags), bundle_path=dags, bundle_name="corpus")
-    assert sorted(bag.dag_ids) == sorted(VALID.values())
+    # data checks belong to mlpipe lint: parsing never reads the data, so those specs load as DAGs
+    lint_only = {n: n.removesuffix(".yaml") for n in BAD if expectations(SPECS / n)["lint_only"]}
+    assert len(lint_only) >= 5
+    assert sorted(bag.dag_ids) == sorted([*VALID.values(), *lint_only.values()])
     keyed = {Path(key).name: message for key, message in bag.import_errors.items()}
-    assert sorted(keyed) == BAD
+    assert sorted(keyed) == sorted(set(BAD) - set(lint_only))
     for name, message in keyed.items():
         expected = expectations(SPECS / name)
         assert f"{name}:{expected['line']}: {expected['field']}: " in message

@@ -271,7 +271,7 @@ def _builtin(tmp_path, features="{numeric: [bill_length_mm], categorical: [islan
     if data is not None:
         (dags / "data").mkdir(exist_ok=True)
         (dags / "data" / "penguins.csv").write_text(data)
-    return validate(load_spec(dags / "pipelines" / "b.yaml"), dags)
+    return validate(load_spec(dags / "pipelines" / "b.yaml"), dags, check_data=True)
 
 
 def _builtin_errors(tmp_path, **fields) -> list[tuple[str, str]]:
