@@ -44,8 +44,8 @@ def _builtin_transforms(spec: PipelineSpec) -> dict[str, TransformParams]:
 
 
 def apply_evaluator_defaults(loaded: LoadedSpec, spec: PipelineSpec) -> None:
-    """Fill each Evaluator's ``label_key`` and ``metrics`` from the built-in transform's label; raises a SpecError
-    for an Evaluator without ``label_key`` that nothing implies it for."""
+    """Fill each Evaluator's ``label_key``, ``metrics`` and ``label_column`` from the built-in transform's label;
+    raises a SpecError for an Evaluator without ``label_key`` that nothing implies it for."""
     labels: dict[str, LabelSpec] = {}
     for params in _builtin_transforms(spec).values():
         if params.label is not None:
@@ -61,6 +61,8 @@ def apply_evaluator_defaults(loaded: LoadedSpec, spec: PipelineSpec) -> None:
         label = labels.get(params.label_key) or (next(iter(labels.values())) if len(labels) == 1 else None)
         if label is not None and "metrics" not in params.model_fields_set:
             params.metrics = [MetricSpec.model_validate(metric) for metric in DEFAULT_METRICS[label.kind]]
+        if label is not None and params.label_key == label.transformed_name and params.label_column is None:
+            params.label_column = label.name  # eval rows without a label are left out, not scored against -1
 
 
 def _label_key_missing(labels: dict[str, LabelSpec]) -> str:

@@ -270,6 +270,11 @@ class EvaluatorParams(StageParams):
     engine: Literal["auto", "fast", "tfma"] = "auto"
     eval_split: str = "eval"
     prediction_key: str | None = Field(None, description="The model output to evaluate, when it has several.")
+    label_column: str | None = Field(
+        None,
+        description="The raw column the label comes from: eval rows without it are left out, since they have no "
+        "truth to judge a prediction against (set for the built-in transform's label).",
+    )
     example_weight_key: str | None = Field(
         None, description="A raw or transformed feature that weights each example, as TFMA's example_weight_key."
     )

@@ -202,6 +202,20 @@ def test_regression_metrics_agree(tmp_path: Path, built: dict[str, Any]) -> None
     assert fast["plots"]["kind"] == "regression" and fast["plots"]["candidate"] == {}
 
 
+def test_rows_without_a_label_are_left_out_by_both_engines(tmp_path: Path, built: dict[str, Any]) -> None:
+    table = _table()
+    mass = table.column("mass_kg").to_pylist()
+    unlabeled = pa.array([None if i % 5 == 0 else m for i, m in enumerate(mass)], pa.float32())
+    table = table.set_column(table.schema.get_field_index("mass_kg"), "mass_kg", unlabeled)
+    examples = write_examples(tmp_path / "examples", table)
+    fast, _ = _both_engines(
+        tmp_path, examples, built["regression"], built["regression_baseline"],
+        label_key="mass_kg", label_column="mass_kg", slices=SLICES[:2], metrics=REGRESSION_METRICS[:3],
+    )  # fmt: skip
+    labeled = sum(1 for i in range(table.num_rows) if i % 3 == 0 and i % 5 != 0)  # write_examples: every 3rd row
+    assert fast["metrics"]["slices"][0]["metrics"]["example_count"] == labeled
+
+
 def test_multiclass_metrics_and_confusion_matrix_agree(
     tmp_path: Path,
     penguins_inputs: dict[str, ArtifactRef],

@@ -103,6 +103,9 @@ def predict(
     weights: list[np.ndarray] = []
     slice_values: dict[str, list[Any]] = {f: [] for f in slice_features}
     for batch in schema_tables.iter_batches(files, batch_size, [f.name for f in schema.feature]):
+        batch = schema_tables.labeled_rows(batch, spec.label_column)
+        if not batch.num_rows:
+            continue
         list_batch = schema_tables.to_list_batch(batch, schema, strict=False)
         examples = tf.constant(schema_tables.encode_examples(list_batch))
         scores = np.asarray(_pick_output(serve(**{input_name: examples}), spec.prediction_key).numpy())

@@ -34,6 +34,7 @@ class EvalSpec:
     engine: str = "auto"
     example_weight_key: str | None = None
     plots: bool = True
+    label_column: str | None = None
 
     @property
     def kind(self) -> str:
@@ -57,6 +58,7 @@ def eval_spec(params: EvaluatorParams) -> EvalSpec:
         engine=params.engine,
         example_weight_key=params.example_weight_key,
         plots=params.plots,
+        label_column=params.label_column,
     )
 
 

@@ -98,8 +98,9 @@ class EncodeWithCandidateSlices(beam.DoFn):
     """Parquet batches -> serialized ``tf.Example``s, each carrying the candidate's value of every transformed
     slice feature as an extra raw feature (``slicing.private_name``)."""
 
-    def __init__(self, schema: Any, model_dir: str | None, features: list[str]) -> None:
+    def __init__(self, schema: Any, model_dir: str | None, features: list[str], label_column: str | None) -> None:
         self._schema = schema
+        self._label_column = label_column
         self._model_dir = model_dir
         self._features = features
         self._transform: Any = None
@@ -115,6 +116,9 @@ class EncodeWithCandidateSlices(beam.DoFn):
         [self._input_name] = list(self._transform.structured_input_signature[1])
 
     def process(self, batch: pa.Table | pa.RecordBatch) -> Any:
+        batch = schema_tables.labeled_rows(batch, self._label_column)
+        if not batch.num_rows:
+            return
         list_batch = schema_tables.to_list_batch(batch, self._schema, strict=False)
         examples = schema_tables.encode_examples(list_batch)
         if not self._features:
@@ -144,12 +148,14 @@ def encode_eval_examples(
     beam_args: list[str],
     model_dir: str | None = None,
     slice_features: list[str] | None = None,
+    label_column: str | None = None,
 ) -> str:
     """Write the Parquet rows of ``files`` as ``tf.Example`` TFRecords under ``prefix``; returns their pattern.
 
-    ``slice_features``: transformed features of the candidate at ``model_dir`` to add under their private names.
+    ``slice_features``: transformed features of the candidate at ``model_dir`` to add under their private names;
+    ``label_column``: rows without it are left out, as the fast engine leaves them out.
     """
-    encode = EncodeWithCandidateSlices(schema, model_dir, slice_features or [])
+    encode = EncodeWithCandidateSlices(schema, model_dir, slice_features or [], label_column)
     with beam.Pipeline(options=pipeline_options(beam_args, "Evaluator (encoding eval examples)")) as pipeline:
         _ = (
             pipeline
@@ -181,7 +187,9 @@ def evaluate(
         spec, slicing.signature_outputs(model_dir, TRANSFORM_SIGNATURE) or []
     )
     if data_location is None:
-        data_location = encode_eval_examples(files, schema, temp_uri, beam_args, model_dir, transformed)
+        data_location = encode_eval_examples(
+            files, schema, temp_uri, beam_args, model_dir, transformed, spec.label_column
+        )
     # TFMA slices on the candidate's values under their private names, never on a model's own transform.
     private = {feature: slicing.private_name(feature) for feature in transformed}
     tfma_spec = dataclasses.replace(spec, slices=[[private.get(f, f) for f in s] for s in spec.slices])

@@ -126,6 +126,17 @@ def iter_batches(files: list[str], batch_size: int, columns: list[str] | None = 
             yield from pq.ParquetFile(fh).iter_batches(batch_size=batch_size, columns=columns)
 
 
+def labeled_rows(batch: pa.RecordBatch | pa.Table, column: str | None) -> pa.RecordBatch | pa.Table:
+    """The rows whose ``column`` holds a value (not null, not NaN); all rows when ``column`` is None or absent."""
+    if column is None or column not in batch.schema.names:
+        return batch
+    values = batch.column(column)
+    present = pc.is_valid(values)
+    if pa.types.is_floating(values.type):
+        present = pc.and_(present, pc.invert(pc.fill_null(pc.is_nan(values), True)))
+    return batch.filter(present)
+
+
 def encode_examples(batch: pa.RecordBatch) -> list[bytes]:
     """Serialized ``tf.Example``s of a list-column batch (tfx_bsl's C++ encoder)."""
     from tfx_bsl.coders import example_coder
