@@ -14,6 +14,7 @@ from typing import Any
 from airflow_provider_mlpipe.ui import svg
 from airflow_provider_mlpipe.ui.data import read_json
 from airflow_provider_mlpipe.ui.mlmd_reader import Artifact, MlmdReader
+from airflow_provider_mlpipe.ui.plots import finite_number
 
 KINDS = ("drift", "skew")
 TOP_FEATURES = 10
@@ -32,16 +33,12 @@ class DriftScore:
         return self.threshold is not None and self.score > self.threshold
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
 def _from_map(kind: str, scores: Any) -> list[DriftScore]:
     out = []
     for feature, entry in (scores if isinstance(scores, dict) else {}).items():
-        score = _number(entry.get("score")) if isinstance(entry, dict) else None
+        score = finite_number(entry.get("score")) if isinstance(entry, dict) else None
         if score is not None:
-            threshold = _number(entry.get("threshold"))
+            threshold = finite_number(entry.get("threshold"))
             out.append(DriftScore(str(feature), kind, str(entry.get("comparator", "")), score, threshold))
     return out
 
@@ -53,10 +50,11 @@ def _from_measurements(document: dict[str, Any]) -> list[DriftScore]:
     split = "train" if "train" in splits else (sorted(map(str, splits))[0] if splits else None)
     out = []
     for m in measured:
-        score = _number(m.get("value"))
+        score = finite_number(m.get("value"))
         if m.get("split") == split and m.get("kind") in KINDS and score is not None:
             comparator = str(m.get("comparator") or m.get("measure", "")).lower()
-            out.append(DriftScore(str(m.get("feature")), m["kind"], comparator, score, _number(m.get("threshold"))))
+            threshold = finite_number(m.get("threshold"))
+            out.append(DriftScore(str(m.get("feature")), m["kind"], comparator, score, threshold))
     return out
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from airflow_provider_mlpipe.ui.plots import _number as _finite  # one rule for numbers read from files
+from airflow_provider_mlpipe.ui.plots import finite_number
 
 WIDTH, HEIGHT, PAD_X, PAD_TOP, PAD_BOTTOM = 190, 58, 2, 4, 12
 CURRENT, PREVIOUS, OTHER = "#1f6feb", "#d9480f", "#495057"
@@ -44,17 +44,17 @@ def series_of(entry: dict[str, Any] | None, label: str) -> Series | None:
     buckets = []
     for raw in entry.get("histogram") or []:
         if isinstance(raw, dict):
-            low, high, count = (_finite(raw.get(k)) for k in ("low", "high", "count"))
+            low, high, count = (finite_number(raw.get(k)) for k in ("low", "high", "count"))
             if low is not None and high is not None and count is not None and high >= low:
                 buckets.append(Bucket(low, high, count))
     tops = []
     for raw in entry.get("top_values") or []:
-        count = _finite(raw.get("count")) if isinstance(raw, dict) else None
+        count = finite_number(raw.get("count")) if isinstance(raw, dict) else None
         if count is not None:
             tops.append((str(raw.get("value")), count))
     if not buckets and not tops:
         return None
-    present = _finite(entry.get("present", entry.get("count")))
+    present = finite_number(entry.get("present", entry.get("count")))
     total = present if present else (sum(b.count for b in buckets) or sum(c for _, c in tops))
     return Series(label, buckets, tops, total)
 

@@ -70,7 +70,8 @@ class RunPlots:
 
 
 # ----- plots.json -> RunPlots ---------------------------------------------------------------------------------
-def _number(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
+    """A finite number read from a JSON file, else None (one rule for every drawing)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
@@ -80,7 +81,7 @@ def _points(xs: Any, ys: Any) -> list[Point]:
     """Pairs of finite numbers (a precision of 0/0 is NaN in the file and is not drawn)."""
     if not isinstance(xs, list) or not isinstance(ys, list):
         return []
-    pairs = ((_number(x), _number(y)) for x, y in zip(xs, ys, strict=False))
+    pairs = ((finite_number(x), finite_number(y)) for x, y in zip(xs, ys, strict=False))
     return [(x, y) for x, y in pairs if x is not None and y is not None]
 
 
@@ -143,8 +144,8 @@ def _buckets(items: Any) -> list[Bucket]:
     for item in items if isinstance(items, list) else []:
         if not isinstance(item, dict):
             continue
-        prediction, label = _number(item.get("mean_prediction")), _number(item.get("mean_label"))
-        weight = _number(item.get("weight"))
+        prediction, label = finite_number(item.get("mean_prediction")), finite_number(item.get("mean_label"))
+        weight = finite_number(item.get("weight"))
         if prediction is not None and label is not None:
             out.append(Bucket(prediction, label, 1.0 if weight is None else weight))
     return out
@@ -153,14 +154,14 @@ def _buckets(items: Any) -> list[Bucket]:
 def _confusion(matrix: Any) -> Confusion | None:
     if not isinstance(matrix, dict) or not isinstance(matrix.get("counts"), list):
         return None
-    rows = [[_number(v) or 0.0 for v in row] for row in matrix["counts"] if isinstance(row, list)]
+    rows = [[finite_number(v) or 0.0 for v in row] for row in matrix["counts"] if isinstance(row, list)]
     if not rows:
         return None
     labels = matrix.get("labels")
     names = [str(v) for v in labels] if isinstance(labels, list) else []
     if len(names) != len(rows):
         names = [str(i) for i in range(len(rows))]
-    return Confusion(names, rows, _number(matrix.get("threshold")))
+    return Confusion(names, rows, finite_number(matrix.get("threshold")))
 
 
 def _slice(plots: SlicePlots, model: str, data: Any) -> None:
