@@ -130,6 +130,7 @@ class UiBackend:
         """Run the rollback command in the runtime venv; it re-points serving and records the rollback in MLMD."""
         # Secrets travel in the environment, never on a command line.
         command, env = self.rollback_launch(pipeline, version, destination)
+        home = os.environ.get("AIRFLOW_HOME")
         try:
             proc = subprocess.run(
                 command,
@@ -137,7 +138,7 @@ class UiBackend:
                 capture_output=True,
                 text=True,
                 timeout=ROLLBACK_TIMEOUT_S,
-                cwd=os.environ.get("AIRFLOW_HOME") or None,
+                cwd=home if home and os.path.isdir(home) else None,  # relative paths as Airflow's; it may not exist
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             return CommandOutcome(command, 1, f"{type(exc).__name__}: {exc}")
