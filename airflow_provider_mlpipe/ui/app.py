@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from airflow_provider_mlpipe.operators.rollback import last_json_line
 from airflow_provider_mlpipe.ui import drift, plots, svg
 from airflow_provider_mlpipe.ui.backend import UiBackend
+from airflow_provider_mlpipe.ui.compare import build_comparison
 from airflow_provider_mlpipe.ui.data import (
     NotFoundError,
     artifact_in_run,
@@ -129,6 +130,21 @@ def create_app(backend: UiBackend | None = None) -> FastAPI:
             pipeline_href=_url(request, "pipeline", dag_id=dag_id),
         )
 
+    @app.get("/compare", response_class=HTMLResponse, dependencies=[Depends(read_access)])
+    def compare_page(request: Request, backend: BackendDep, dag_id: DagId, a: RunId, b: RunId) -> HTMLResponse:
+        """Two runs of the pipeline side by side, B against A."""
+        views = [run_view(backend, dag_id, run_id) for run_id in (a, b)]
+        for view in views:
+            if not view.graph.executions:
+                missing = f"Run {view.run_id} of {dag_id} recorded nothing in ML Metadata"
+                raise HTTPException(status_code=404, detail=f"{missing}; pick one from the pipeline's run table.")
+        return _page(
+            "compare.html",
+            comparison=build_comparison(*views),
+            run_href=lambda run_id: _url(request, "run", dag_id=dag_id, run_id=run_id),
+            pipeline_href=_url(request, "pipeline", dag_id=dag_id),
+        )
+
     @app.get("/stats", dependencies=[Depends(read_access)])
     def stats_page(
         backend: BackendDep, dag_id: DagId, run_id: RunId, artifact_id: int, split: Annotated[str, Query(max_length=64)]
@@ -224,6 +240,7 @@ def create_app(backend: UiBackend | None = None) -> FastAPI:
             drift_trends=drift.drift_trends(reader, pipeline),
             run_href=lambda run_id: _url(request, "run", dag_id=dag_id, run_id=run_id),
             rollback_action=_url(request, "rollback", dag_id=dag_id),
+            compare_action=_url(request, "compare").rstrip("?"),
         )
 
     @app.post("/rollback", response_class=HTMLResponse, dependencies=[Depends(rollback_access)])
