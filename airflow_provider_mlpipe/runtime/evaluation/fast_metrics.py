@@ -18,7 +18,6 @@ TFMA is pinned (0.47), and ``tests/runtime/test_metric_names.py`` (every fast me
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -339,7 +338,3 @@ def as_number(value: Any) -> float | None:
     if isinstance(value, np.ndarray) and value.size == 1:
         return float(value.reshape(-1)[0])
     return None
-
-
-def isclose(a: float, b: float, tolerance: float = 1e-6) -> bool:
-    return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= tolerance

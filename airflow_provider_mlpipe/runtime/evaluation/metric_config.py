@@ -184,15 +184,21 @@ def validate(
     return failed
 
 
-def judges(metric: MetricSpec, slice_key: str, examples: float | None) -> bool:
-    """Whether the metric's threshold judges this slice: named in its ``slices`` (or none named), and with at
-    least ``min_examples`` examples."""
+def _applies(metric: MetricSpec, slice_key: str) -> bool:
+    """The metric has a threshold, and it names this slice in its ``slices`` (or names none)."""
     threshold = metric.threshold
-    if threshold is None:
-        return False
-    if threshold.slices and slice_key not in threshold.slices:
-        return False
-    return not (threshold.min_examples and examples is not None and examples < threshold.min_examples)
+    return threshold is not None and (not threshold.slices or slice_key in threshold.slices)
+
+
+def _too_small(metric: MetricSpec, examples: float | None) -> bool:
+    minimum = metric.threshold.min_examples if metric.threshold else 0
+    return bool(minimum) and examples is not None and examples < minimum
+
+
+def judges(metric: MetricSpec, slice_key: str, examples: float | None) -> bool:
+    """Whether the metric's threshold judges this slice: it applies there, and the slice has at least
+    ``min_examples`` examples."""
+    return _applies(metric, slice_key) and not _too_small(metric, examples)
 
 
 def unjudged(spec: EvalSpec, candidate: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
@@ -201,20 +207,10 @@ def unjudged(spec: EvalSpec, candidate: dict[str, dict[str, float]]) -> list[dic
     for slice_key, values in candidate.items():
         examples = spec.example_count(values)
         for metric in spec.metrics:
-            threshold = metric.threshold
-            if threshold is None or not threshold.min_examples or examples is None:
-                continue
-            if threshold.slices and slice_key not in threshold.slices:
-                continue
-            if examples < threshold.min_examples:
-                skipped.append(
-                    {
-                        "metric": metric.name,
-                        "slice": slice_key,
-                        "examples": examples,
-                        "min_examples": threshold.min_examples,
-                    }
-                )
+            if _applies(metric, slice_key) and _too_small(metric, examples):
+                assert metric.threshold is not None  # _applies
+                entry = {"metric": metric.name, "slice": slice_key, "examples": examples}
+                skipped.append({**entry, "min_examples": metric.threshold.min_examples})
     return skipped
 
 

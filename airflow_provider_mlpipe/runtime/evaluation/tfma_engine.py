@@ -42,45 +42,43 @@ def _slice_pairs(slice_key: Any) -> list[tuple[str, Any]]:
     return pairs
 
 
-def read_metrics(output_path: str, spec: EvalSpec | None = None) -> dict[str, SliceMetrics]:
-    """``{model name: {slice name: {metric: value}}}`` from TFMA's metrics output (diff keys are dropped).
+def read_output(
+    output_path: str, spec: EvalSpec | None = None
+) -> tuple[dict[str, SliceMetrics], dict[str, dict[str, dict[str, Any]]]]:
+    """TFMA's metrics and plots output, each read once: ``{model: {slice: {metric: value}}}`` and
+    ``{model: {slice: {plot or matrix name: proto}}}`` (diff keys are dropped).
 
     Slice names use feature names (not the private names the TFMA engine slices on), crosses in ``spec``'s order.
     """
     import tensorflow_model_analysis as tfma
 
-    result: dict[str, SliceMetrics] = {}
+    metrics: dict[str, SliceMetrics] = {}
+    protos: dict[str, dict[str, dict[str, Any]]] = {}
     for record in tfma.load_metrics(output_path):
         name = slicing.ordered_slice_name(spec, _slice_pairs(record.slice_key))
         for item in record.metric_keys_and_values:
-            if item.key.is_diff or item.key.name in plots.PLOT_NAMES:
+            if item.key.is_diff:
                 continue
-            values = result.setdefault(item.key.model_name or CANDIDATE, {}).setdefault(name, {})
+            model = item.key.model_name or CANDIDATE
+            if item.key.name in plots.PLOT_NAMES:  # the confusion matrix at 0.5 the run view draws
+                protos.setdefault(model, {}).setdefault(name, {})[item.key.name] = _plot_proto(item.value)
+                continue
+            values = metrics.setdefault(model, {}).setdefault(name, {})
             if item.value.HasField("double_value"):
                 values[item.key.name] = float(item.value.double_value.value)
             elif item.value.HasField("confusion_matrix_at_thresholds"):
                 values.update(plots.matrix_numbers(item.key.name, item.value.confusion_matrix_at_thresholds))
-    return result
-
-
-def read_plots(output_path: str, spec: EvalSpec | None = None) -> dict[str, dict[str, Any]]:
-    """``{model name: {slice name: plot data}}`` from TFMA's plots output and the private confusion matrix
-    metric, in the layout ``plots.py`` gives the fast engine's values."""
-    import tensorflow_model_analysis as tfma
-
-    named: dict[str, dict[str, dict[str, Any]]] = {}
     for record in tfma.load_plots(output_path):
         name = slicing.ordered_slice_name(spec, _slice_pairs(record.slice_key))
         for item in record.plot_keys_and_values:
-            proto = _plot_proto(item.value)
-            named.setdefault(item.key.model_name or CANDIDATE, {}).setdefault(name, {})[item.key.name] = proto
-    for record in tfma.load_metrics(output_path):
-        name = slicing.ordered_slice_name(spec, _slice_pairs(record.slice_key))
-        for item in record.metric_keys_and_values:
-            if item.key.name == plots.BINARY_MATRIX and not item.key.is_diff:
-                slot = named.setdefault(item.key.model_name or CANDIDATE, {}).setdefault(name, {})
-                slot[item.key.name] = item.value.confusion_matrix_at_thresholds
-    return {model: {s: plots.from_plot_protos(p) for s, p in by_slice.items()} for model, by_slice in named.items()}
+            model = item.key.model_name or CANDIDATE
+            protos.setdefault(model, {}).setdefault(name, {})[item.key.name] = _plot_proto(item.value)
+    return metrics, protos
+
+
+def read_metrics(output_path: str, spec: EvalSpec | None = None) -> dict[str, SliceMetrics]:
+    """Only the metrics of ``read_output``."""
+    return read_output(output_path, spec)[0]
 
 
 def _plot_proto(value: Any) -> Any:
@@ -204,10 +202,13 @@ def evaluate(
         output_path=output_path,
         pipeline_options=pipeline_options(beam_args, "Evaluator (TFMA)"),
     )
-    metrics = read_metrics(output_path, spec)
+    metrics, protos = read_output(output_path, spec)
     plot_data: dict[str, Any] | None = None
     if spec.plots:
-        by_model = read_plots(output_path, spec)
+        by_model = {
+            model: {name: plots.from_plot_protos(named) for name, named in by_slice.items()}
+            for model, by_slice in protos.items()
+        }
         plot_data = {
             "candidate": by_model.get(CANDIDATE, {}),
             "baseline": by_model.get(BASELINE, {}) if baseline_dir else None,
