@@ -11,7 +11,7 @@ Output and loss by kind: binary one sigmoid unit and binary cross-entropy; multi
 classes and sparse categorical cross-entropy; regression one linear unit and mean squared error. Training runs for
 up to ``epochs`` passes over the training files (``train_steps`` batches per epoch when the spec sets it), stops
 early when the eval split's loss has not improved for ``early_stopping_patience`` epochs and keeps the best
-weights. Rows without a usable label (multiclass -1, regression NaN) are skipped.
+weights. Rows without a usable label (multiclass -1, binary and regression NaN) are skipped.
 
 The SavedModel's ``serving_default`` takes serialized raw ``tf.Example``s (the label may be absent), applies the
 transform graph and returns ``{"outputs": ...}``; ``transform_features`` returns the transformed features,
@@ -69,11 +69,10 @@ def _dataset(
         features = tf.io.parse_example(serialized, spec)
         label = tf.reshape(features[config.transformed_label], [-1])
         model_features = _model_features(features, inputs)
-        if config.kind == "binary":
-            return model_features, tf.reshape(label, [-1, 1])
         usable = label >= 0 if config.kind == "multiclass" else tf.math.is_finite(label)
         kept = {name: tf.boolean_mask(value, usable) for name, value in model_features.items()}
-        return kept, tf.boolean_mask(label, usable)
+        label = tf.boolean_mask(label, usable)
+        return kept, tf.reshape(label, [-1, 1]) if config.kind == "binary" else label
 
     return data.map(parse).prefetch(2)
 

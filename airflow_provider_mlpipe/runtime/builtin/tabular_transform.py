@@ -10,9 +10,9 @@ tabular columns hold one value. Outputs, one value per row:
 - bucketized ``<name>_bucket_xf`` (int64): the imputed value in ``n`` quantile buckets;
 - crosses ``<a>_X_<b>_xf`` (int64): the string forms of the categorical values and bucket ids, hashed into
   ``cross_buckets``;
-- the label ``<label>_xf``: binary 1.0 when it is a positive value, else 0.0 (a missing label too); multiclass its
-  index in the vocabulary ``<label>_vocab`` (-1 when missing or unseen; the trainer skips such rows); regression
-  float32 (NaN when missing; skipped by the trainer too).
+- the label ``<label>_xf``: binary 1.0 when it is a positive value, else 0.0 (NaN when missing); multiclass its
+  index in the vocabulary ``<label>_vocab`` (-1 when missing or unseen); regression float32 (NaN when missing).
+  A missing label is no label, whatever the kind: the trainer skips such rows, the Evaluator leaves them out.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def _encoded_label(config: TabularConfig, value: tf.Tensor | tf.SparseTensor) ->
         is_positive = tf.zeros_like(present)
         for positive in config.positive:
             is_positive = tf.logical_or(is_positive, tf.equal(values, tf.constant(positive, values.dtype)))
-        return tf.cast(tf.logical_and(present, is_positive), tf.float32)
+        return tf.where(present, tf.cast(is_positive, tf.float32), tf.fill(tf.shape(present), float("nan")))
     values, present = _strings(value)
     # The vocabulary holds the classes seen in the analysis data; a missing label is no class.
     vocabulary = tft.vocabulary(
