@@ -3,7 +3,8 @@
 The same generated customer CSV as the Airflow test of the binary case (``tests/support/tabular_data.py``):
 ``mlpipe init --kind multiclass`` on the ``plan`` column and ``--kind regression`` on ``income``, the spec loaded
 as Airflow loads it, then ExampleGen to Pusher through the runner with MLMD, as ``test_model_e2e.py`` runs the
-penguins spec. The Evaluator gets its label key and metrics from the built-in transform's label.
+penguins spec (``tests/support/spec_runs.py``). The Evaluator gets its label key and metrics from the built-in
+transform's label.
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_mlpipe.protocol import StageRequest
-from airflow_provider_mlpipe.runtime.runner import run_stage
 from airflow_provider_mlpipe.runtime.serving import model_versions
 from airflow_provider_mlpipe.spec.validate import load_pipeline
 from airflow_provider_mlpipe.stages.tabular import DEFAULT_METRICS
 from tests.support.mlmd import sqlite_client
 from tests.support.paths import REPO
+from tests.support.spec_runs import day_runner, run_every_stage
 from tests.support.tabular_data import write_churn_csv
 
 pytestmark = pytest.mark.runtime
@@ -51,38 +51,12 @@ def test_an_init_spec_runs_every_stage(tmp_path: Path, label: str, kind: str) ->
     assert params["evaluator"]["label_key"] == f"{label}_xf"
     client = sqlite_client(tmp_path)
 
-    def run(stage: str, **inputs):
-        request = StageRequest(
-            pipeline=name,
-            pipeline_root=str(tmp_path / "root"),
-            stage=stage,
-            node_id=stage,
-            run_id="scheduled__2024-01-01",
-            params=params[stage],
-            inputs={slot: [ref] for slot, ref in inputs.items()},
-            spec_dir=str(pipeline.base_dir),
-            data_interval_start="2024-01-01T00:00:00+00:00",
-            logical_date="2024-01-01T00:00:00+00:00",
-        )
-        return run_stage(request, client)
-
-    examples = run("example_gen").artifact("examples")
-    statistics = run("statistics_gen", examples=examples).artifact("statistics")
-    schema = run("schema_gen", statistics=statistics).artifact("schema")
-    transform = run("transform", examples=examples, schema=schema)
-    model = run(
-        "trainer",
-        examples=transform.artifact("transformed_examples"),
-        schema=schema,
-        transform_graph=transform.artifact("transform_graph"),
-    ).artifact("model")
-    evaluation = run("evaluator", examples=examples, model=model)
-    blessing = evaluation.artifact("blessing")
-    assert blessing.properties["blessed"] == 1, blessing.properties["reason"]
-    pushed = run("pusher", model=model, blessing=blessing).artifact("pushed_model")
-    assert pushed.properties["version"] == 1
+    stage = day_runner(client, name, params, root=tmp_path / "root", spec_dir=str(pipeline.base_dir), day=1)
+    results = run_every_stage(stage)  # asserts the model blessed before its push
+    assert results["pusher"].artifact("pushed_model").properties["version"] == 1
     assert model_versions.list_versions(str(tmp_path / "serving")) == [1]
 
+    evaluation = results["evaluator"]
     metrics = json.loads(Path(evaluation.artifact("evaluation").uri, "metrics.json").read_text())
     overall = next(s["metrics"] for s in metrics["slices"] if s["slice"] == "Overall")
     expected = {m.get("name") or m["class_name"] for m in DEFAULT_METRICS[kind]}

@@ -11,12 +11,11 @@ import os
 
 import pytest
 
-from airflow_provider_mlpipe.protocol import StageRequest
-from airflow_provider_mlpipe.runtime.runner import run_stage
 from airflow_provider_mlpipe.runtime.serving import model_versions
 from airflow_provider_mlpipe.spec.validate import load_pipeline
 from tests.support.mlmd import sqlite_client
 from tests.support.paths import REPO
+from tests.support.spec_runs import day_runner, run_every_stage
 
 pytestmark = pytest.mark.runtime
 
@@ -28,41 +27,13 @@ def test_two_spans_of_the_penguins_spec(tmp_path):
     params["trainer"]["train_steps"] = 100
     client = sqlite_client(tmp_path)
 
-    def run(stage: str, day: int, **inputs):
-        request = StageRequest(
-            pipeline="penguins",
-            pipeline_root=str(tmp_path / "root"),
-            stage=stage,
-            node_id=stage,
-            run_id=f"scheduled__2024-01-0{day}",
-            params=params[stage],
-            inputs={slot: [ref] for slot, ref in inputs.items()},
-            spec_dir=str(pipeline.base_dir),
-            data_interval_start=f"2024-01-0{day}T00:00:00+00:00",
-            logical_date=f"2024-01-0{day}T00:00:00+00:00",
-        )
-        return run_stage(request, client)
-
     blessings = []
     for day in (1, 2):
-        examples = run("example_gen", day).artifact("examples")
-        statistics = run("statistics_gen", day, examples=examples).artifact("statistics")
-        schema = run("schema_gen", day, statistics=statistics).artifact("schema")
-        transform = run("transform", day, examples=examples, schema=schema)
-        model = run(
-            "trainer",
-            day,
-            examples=transform.artifact("transformed_examples"),
-            schema=schema,
-            transform_graph=transform.artifact("transform_graph"),
-        ).artifact("model")
-        assert model.properties["span"] == 20240100 + day
-        evaluation = run("evaluator", day, examples=examples, model=model)
-        blessing = evaluation.artifact("blessing")
-        blessings.append(blessing)
-        assert blessing.properties["blessed"] == 1, blessing.properties["reason"]
-        pushed = run("pusher", day, model=model, blessing=blessing).artifact("pushed_model")
-        assert pushed.properties["version"] == day
+        stage = day_runner(client, "penguins", params, root=tmp_path / "root", spec_dir=str(pipeline.base_dir), day=day)
+        results = run_every_stage(stage)  # asserts each model blessed before its push
+        assert results["trainer"].artifact("model").properties["span"] == 20240100 + day
+        blessings.append(results["evaluator"].artifact("blessing"))
+        assert results["pusher"].artifact("pushed_model").properties["version"] == day
 
     assert "baseline_model_id" not in blessings[0].properties
     assert blessings[1].properties["baseline_model_id"] == blessings[0].properties["current_model_id"]

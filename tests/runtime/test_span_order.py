@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from airflow_provider_mlpipe.protocol import ArtifactRef, StageRequest, StageResult
+from airflow_provider_mlpipe.protocol import ArtifactRef, StageResult
 from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient, properties_of
-from airflow_provider_mlpipe.runtime.runner import run_stage
 from airflow_provider_mlpipe.runtime.serving import model_versions
 from airflow_provider_mlpipe.spec.validate import load_pipeline
 from tests.runtime.model_fixtures import REPO, tree_digest
+from tests.support.spec_runs import day_runner, run_every_stage
 
 pytestmark = pytest.mark.runtime
 DATA_STAGES = ("example_gen", "statistics_gen", "schema_gen", "example_validator")
@@ -52,39 +52,11 @@ class SpanPipeline:
 
     def run(self, day: int, run_id: str | None = None, conf: dict[str, Any] | None = None) -> dict[str, StageResult]:
         run_id = run_id or f"scheduled__2024-01-0{day}"
-        results: dict[str, StageResult] = {}
-
-        def stage(name: str, **inputs: ArtifactRef) -> ArtifactRef | StageResult:
-            request = StageRequest(
-                pipeline="penguins",
-                pipeline_root=str(self.root / "root"),
-                stage=name,
-                node_id=name,
-                run_id=run_id,
-                params=self.params[name],
-                inputs={slot: [ref] for slot, ref in inputs.items()},
-                conf=conf or {},
-                spec_dir=self.spec_dir,
-                data_interval_start=f"2024-01-0{day}T00:00:00+00:00",
-                logical_date=f"2024-01-0{day}T00:00:00+00:00",
-            )
-            results[name] = run_stage(request, self.client)
-            return results[name]
-
-        examples = stage("example_gen").artifact("examples")
-        statistics = stage("statistics_gen", examples=examples).artifact("statistics")
-        schema = stage("schema_gen", statistics=statistics).artifact("schema")
-        stage("example_validator", statistics=statistics, schema=schema)
-        transform = stage("transform", examples=examples, schema=schema)
-        model = stage(
-            "trainer",
-            examples=transform.artifact("transformed_examples"),
-            schema=schema,
-            transform_graph=transform.artifact("transform_graph"),
-        ).artifact("model")
-        blessing = stage("evaluator", examples=examples, model=model).artifact("blessing")
-        assert blessing.properties["blessed"] == 1, blessing.properties["reason"]
-        stage("pusher", model=model, blessing=blessing)
+        stage = day_runner(
+            self.client, "penguins", self.params, root=self.root / "root", spec_dir=self.spec_dir, day=day,
+            run_id=run_id, conf=conf,
+        )  # fmt: skip
+        results = run_every_stage(stage)
         self.runs[run_id] = results
         self.digests[run_id] = tree_digest(self.destination)
         return results
