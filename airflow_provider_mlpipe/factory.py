@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_mlpipe.notifications.notifier import deadline_alert, event_notifiers
 from airflow_provider_mlpipe.operators.stages import operator_for
 from airflow_provider_mlpipe.spec.errors import SpecError, SpecErrors
 from airflow_provider_mlpipe.spec.graph import Gate
@@ -154,8 +155,12 @@ def build_dag(pipeline: Pipeline) -> Any:
     if spec.execution_timeout is not None:
         default_args["execution_timeout"] = spec.execution_timeout
     callbacks = {
-        key: _import(getattr(spec, key)) for key in ("on_failure_callback", "on_success_callback") if getattr(spec, key)
+        key: [_import(getattr(spec, key))]
+        for key in ("on_failure_callback", "on_success_callback")
+        if getattr(spec, key)
     }
+    if run_failed := event_notifiers(spec.notify, "run_failed"):
+        callbacks["on_failure_callback"] = [*callbacks.get("on_failure_callback", []), *run_failed]
     dag = DAG(
         dag_id=spec.name,
         description=spec.description or None,
@@ -169,6 +174,7 @@ def build_dag(pipeline: Pipeline) -> Any:
         tags=sorted({*spec.tags, "mlpipe"}),
         params=_params(pipeline),
         default_args=default_args,
+        deadline=deadline_alert(spec.name, spec.deadline, spec.notify) if spec.deadline is not None else None,
         **callbacks,
     )
     tasks: dict[str, BaseOperator] = {}
@@ -200,6 +206,9 @@ def build_dag(pipeline: Pipeline) -> Any:
         if stage.queue or spec.queue:
             kwargs["queue"] = stage.queue or spec.queue
         if node.kind == "pusher":
+            # pushed, or withheld by the span order: each notifier sends only when its event happened
+            if outcome := [*event_notifiers(spec.notify, "pushed"), *event_notifiers(spec.notify, "push_withheld")]:
+                kwargs["on_success_callback"] = outcome
             name = f"mlpipe/{spec.name}/pushed_model" if node_id == "pusher" else f"mlpipe/{spec.name}/{node_id}"
             uri = _asset_uri(pipeline.stage_params[node_id]["destination"])
             kwargs["outlets"] = [Asset(uri=uri, name=name)]
@@ -239,6 +248,10 @@ def _gate_sensor(pipeline: Pipeline, gate: Gate, dag: Any) -> BaseOperator:
     # Unset, the sensor follows Airflow's [operators] default_deferrable; asking to reschedule means not deferring.
     if config.deferrable is not None or config.mode == "reschedule":
         kwargs["deferrable"] = bool(config.deferrable)
+    if gate_failed := event_notifiers(spec.notify, "gate_failed"):
+        kwargs["on_failure_callback"] = gate_failed
+    if withheld := event_notifiers(spec.notify, "push_withheld"):
+        kwargs["on_skipped_callback"] = withheld
     if gate.gate == "data_validation":
         kwargs.update(ignore_features=list(config.ignore_features), min_severity=config.min_severity)
         return DataValidationSensor(**kwargs)

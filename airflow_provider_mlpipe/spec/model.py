@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
 )
 
+from airflow_provider_mlpipe.notifications.events import EVENTS
 from airflow_provider_mlpipe.spec.errors import DATE_HELP
 from airflow_provider_mlpipe.stages import all_stages
 
@@ -340,6 +341,38 @@ def _param_shorthand(value: Any) -> Any:
     return value
 
 
+# ----- notifications ----------------------------------------------------------------------------------------
+class NotifierSpec(_Model):
+    """One Airflow notifier: its class and the arguments of its constructor."""
+
+    notifier: str = Field(
+        description="SmtpNotifier, SlackWebhookNotifier, SlackNotifier, or the dotted path of a BaseNotifier class."
+    )
+    args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Constructor arguments. Strings are Jinja templates rendered with the task context and "
+        "`mlpipe` (event, pipeline, run_id, decision, reason, url, subject, text, html). "
+        "The message arguments (subject, html_content, text, message) default to mlpipe's message.",
+    )
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, dict) else value
+
+
+Notifiers = Annotated[list[NotifierSpec], BeforeValidator(_one_or_many)]
+NotifySpec = type(
+    "NotifySpec",
+    (_Model,),
+    {
+        "__doc__": "Event -> the notifiers it sends to (one notifier or a list).",
+        "__module__": __name__,
+        "__annotations__": dict.fromkeys(EVENTS, Notifiers),
+        **{event: Field(default_factory=list, description=meaning) for event, meaning in EVENTS.items()},
+    },
+)
+
+
 # ----- the pipeline ------------------------------------------------------------------------------------------
 class PipelineSpec(_Model):
     """One ML pipeline; becomes one Airflow DAG whose id is ``name``."""
@@ -373,3 +406,7 @@ class PipelineSpec(_Model):
     enable_cache: bool = True
     stages: dict[str, StageSpec] = Field(min_length=1)
     gates: GatesSpec = Field(default_factory=GatesSpec)
+    notify: NotifySpec = Field(default_factory=NotifySpec)  # type: ignore[valid-type]
+    deadline: Duration | None = Field(
+        None, description="A run not done this long after it was queued sends deadline_missed (DeadlineAlert)."
+    )

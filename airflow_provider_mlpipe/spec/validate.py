@@ -1,7 +1,8 @@
 """From loaded YAML to a checked pipeline: pydantic validation, file checks and wiring, all as SpecErrors.
 
 Nothing here imports user code: user modules are checked with ``ast`` (they import TensorFlow) and callbacks are
-located with ``importlib.util.find_spec`` and read with ``ast`` as well.
+located with ``importlib.util.find_spec`` and read with ``ast`` as well. Notifier classes are imported
+(spec/notify_rules.py): they are Airflow-side by definition, and their constructors are what is checked.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from airflow_provider_mlpipe.spec.errors import FieldPath, SpecError, SpecErrors
 from airflow_provider_mlpipe.spec.graph import PipelineGraph, WiringError, build_graph
 from airflow_provider_mlpipe.spec.loader import LoadedSpec, default_airflow_home, load_spec
 from airflow_provider_mlpipe.spec.model import STAGE_MODELS, USER_MODULES, PipelineSpec
+from airflow_provider_mlpipe.spec.notify_rules import notify_errors
 from airflow_provider_mlpipe.spec.stage_rules import stage_errors
 from airflow_provider_mlpipe.spec.tabular_rules import apply_evaluator_defaults, tabular_errors
 
@@ -322,8 +324,10 @@ def validate(loaded: LoadedSpec, base_dir: str | Path, *, check_data: bool = Fal
         _semantic(loaded, spec)
         apply_evaluator_defaults(loaded, spec)
         params = _stage_params(loaded, spec, base)
-        if problems := stage_errors(loaded, spec, params, base) + tabular_errors(
-            loaded, spec, params, base, check_data
+        if (
+            problems := stage_errors(loaded, spec, params, base)
+            + notify_errors(loaded, spec)
+            + tabular_errors(loaded, spec, params, base, check_data)
         ):
             raise SpecErrors(problems)
         try:

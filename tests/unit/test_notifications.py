@@ -1,0 +1,146 @@
+"""The notify block and deadline become Airflow callbacks, notifiers and a DeadlineAlert; messages say why.
+
+Delivery itself (a real SMTP server, a Slack webhook receiver, the scheduler's deadline loop) is tested under
+real Airflow in tests/integration/test_notifications_airflow.py.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_mlpipe.factory import build_dag
+from airflow_provider_mlpipe.notifications.message import describe
+from airflow_provider_mlpipe.notifications.notifier import (
+    MlpipeNotifier,
+    build_notifier,
+    constructor_arguments,
+    notifier_class,
+)
+from airflow_provider_mlpipe.spec.validate import load_pipeline
+from tests.support.spec_fixtures import full_spec, make_dags_folder
+
+SLACK = '{notifier: SlackWebhookNotifier, args: {slack_webhook_conn_id: slack, text: "v{{ mlpipe.details.version }}"}}'
+SMTP = "{notifier: SmtpNotifier, args: {to: ml@example.com, from_email: mlpipe@example.com}}"
+NOTIFY = f"""\
+gates:
+  data_validation: {{policy: fail}}
+  blessing: {{policy: skip}}
+deadline: 2h
+notify:
+  gate_failed: {SMTP}
+  push_withheld: [{SMTP}]
+  pushed: {SLACK}
+  run_failed: {SMTP}
+  deadline_missed: {SMTP}
+"""
+
+
+def build(tmp_path: Path, extra: str):
+    dags = make_dags_folder(tmp_path, {"p": full_spec(extra=extra)}, dag_file=False)
+    return build_dag(load_pipeline(dags / "pipelines" / "p.yaml"))
+
+
+def events(callbacks: Any) -> list[str]:
+    return [c.event for c in callbacks or [] if isinstance(c, MlpipeNotifier)]
+
+
+def test_each_event_is_wired_to_the_task_or_dag_where_it_is_decided(tmp_path):
+    dag = build(tmp_path, NOTIFY)
+    assert events(dag.on_failure_callback) == ["run_failed"]
+    for gate in ("data_validation_gate", "blessing_gate"):
+        task = dag.get_task(gate)
+        assert events(task.on_failure_callback) == ["gate_failed"]
+        assert events(task.on_skipped_callback) == ["push_withheld"]
+    assert events(dag.get_task("pusher").on_success_callback) == ["pushed", "push_withheld"]
+    assert not dag.get_task("trainer").on_failure_callback
+
+
+def test_the_deadline_is_a_serializable_deadline_alert_whose_callback_the_triggerer_runs(tmp_path):
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    dag = build(tmp_path, NOTIFY)
+    (alert,) = dag.deadline
+    assert alert.interval == timedelta(hours=2)
+    assert alert.callback.path == "airflow_provider_mlpipe.notifications.notifier.deadline_missed"
+    assert alert.callback.kwargs["notifiers"] == [
+        {"notifier": "SmtpNotifier", "args": {"to": "ml@example.com", "from_email": "mlpipe@example.com"}}
+    ]
+    serialized = DagSerialization.to_dict(dag)["dag"]["deadline"][0]
+    assert serialized["reference"]["reference_type"] == "DagRunQueuedAtDeadline"
+
+
+def test_without_a_notify_block_nothing_is_added(tmp_path):
+    dag = build(tmp_path, "gates:\n  data_validation: {policy: fail}\n")
+    assert not dag.on_failure_callback and not dag.deadline
+    assert not dag.get_task("data_validation_gate").on_failure_callback
+
+
+def test_a_user_callback_and_run_failed_notifiers_both_run(tmp_path):
+    extra = f"on_failure_callback: json.dumps\nnotify:\n  run_failed: {SMTP}\n"
+    callbacks = build(tmp_path, extra).on_failure_callback
+    assert callbacks[0].__name__ == "dumps" and events(callbacks) == ["run_failed"]
+
+
+def test_message_arguments_default_to_mlpipes_message_and_spec_arguments_win():
+    smtp = build_notifier({"notifier": "SmtpNotifier", "args": {"to": "a@example.com", "subject": "mine"}})
+    assert smtp.subject == "mine" and smtp.html_content == "{{ mlpipe.html }}"
+    slack = build_notifier({"notifier": "SlackWebhookNotifier", "args": {}})
+    assert slack.text == "{{ mlpipe.text }}"
+
+
+def test_constructor_arguments_follow_kwargs_up_to_base_notifier():
+    accepted, required = constructor_arguments(notifier_class("SmtpNotifier"))
+    assert {"to", "subject", "smtp_conn_id"} <= accepted and "context" not in accepted
+    assert required == {"to"}
+
+
+class _TaskInstance:
+    """What a callback context's ``ti`` offers a describer: its task id, state and its XComs."""
+
+    def __init__(self, task_id: str, xcoms: dict[str, Any], state: str = "failed") -> None:
+        self.task_id, self.xcoms, self.state = task_id, xcoms, state
+
+    def xcom_pull(self, *, task_ids: str, key: str = "return_value") -> Any:
+        assert task_ids == self.task_id
+        return self.xcoms.get(key)
+
+
+class _DagRun:
+    dag_id, run_id = "penguins", "manual__1"
+
+
+def test_a_failed_gate_message_names_pipeline_run_decision_and_the_anomaly():
+    decision = {"gate": "data_validation", "decision": "fail", "reason": "1 anomaly: body_mass_g [ERROR]"}
+    ti = _TaskInstance("data_validation_gate", {"gate_decision": decision})
+    message = describe("gate_failed", {"ti": ti, "dag_run": _DagRun()})
+    assert message is not None
+    assert (message.pipeline, message.run_id, message.decision) == ("penguins", "manual__1", "fail")
+    assert "body_mass_g" in message.text and message.url.endswith("/dags/penguins/runs/manual__1/plugin/mlpipe-run")
+
+
+def test_pushed_and_withheld_each_speak_only_for_what_the_pusher_did():
+    pushed = {"summary": {"pushed": True, "version": 3, "destination": "/serving"}}
+    ti = _TaskInstance("pusher", {"return_value": pushed}, state="success")
+    assert describe("push_withheld", {"ti": ti, "dag_run": _DagRun()}) is None
+    message = describe("pushed", {"ti": ti, "dag_run": _DagRun()})
+    assert message is not None and "Version 3" in message.reason
+    withheld = {"summary": {"pushed": False, "push_withheld": True, "reason": "older span"}}
+    ti = _TaskInstance("pusher", {"return_value": withheld}, state="success")
+    assert describe("pushed", {"ti": ti, "dag_run": _DagRun()}) is None
+    assert describe("push_withheld", {"ti": ti, "dag_run": _DagRun()}).reason == "older span"
+
+
+def test_a_deadline_message_reads_the_schedulers_simple_context():
+    context = {"dag_run": {"dag_id": "penguins", "run_id": "r1", "state": "running"}, "deadline": {"id": "x"}}
+    message = describe("deadline_missed", context)
+    assert message is not None and message.run_id == "r1" and "still running" in message.reason
+
+
+@pytest.mark.parametrize("name", ["Nope", "collections.OrderedDict", "no_such_module.Notifier"])
+def test_an_unusable_notifier_class_is_refused_with_a_reason(name):
+    with pytest.raises((ImportError, TypeError), match=r"notifier|BaseNotifier"):
+        notifier_class(name)
