@@ -4,7 +4,8 @@
   other ``{...}`` stays in the glob and matches no file.
 - Evaluator: every metric class is one the Evaluator computes (``stages/evaluator.py``), with a "did you mean";
   ``engine: fast`` only with metrics the fast engine computes; and, when a curated schema is all the Evaluator
-  can see (no Transform stage adds features), the slice features and the label are features of that schema.
+  can see (no Transform stage adds features), the slice features and the label are features of that schema;
+  every declared KPI is a key that ``kpis()`` in the ``kpi_module`` returns, when its returns are dict literals.
 
 Every check returns all the problems it finds, so one lint run lists them all. Nothing here imports the ML stack:
 a curated ``schema.pbtxt`` is read as protobuf text with a small tokenizer.
@@ -12,6 +13,7 @@ a curated ``schema.pbtxt`` is read as protobuf text with a small tokenizer.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,6 +25,7 @@ from airflow_provider_mlpipe.spec.model import PipelineSpec
 from airflow_provider_mlpipe.stages.evaluator import (
     EVALUATOR_METRICS,
     FAST_ENGINE_METRICS,
+    KPI_FUNCTION,
     UNAVAILABLE_METRICS,
     EvaluatorParams,
 )
@@ -147,6 +150,39 @@ def _metric_errors(loaded: LoadedSpec, name: str, params: EvaluatorParams) -> li
     return errors
 
 
+def returned_keys(path: Path, function: str) -> set[str] | None:
+    """The keys ``function`` in the module at ``path`` returns, when every ``return`` in it is a dict literal with
+    string keys (e.g. ``return {"cost": cost}``); None when they cannot be known without running it."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function]
+    returns = [n for n in ast.walk(found[0]) if isinstance(n, ast.Return)] if found else []
+    keys: set[str] = set()
+    for node in returns:
+        literal = node.value
+        if not isinstance(literal, ast.Dict):
+            return None
+        for key in literal.keys:
+            if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
+                return None
+            keys.add(key.value)
+    return keys if returns else None
+
+
+def _kpi_errors(loaded: LoadedSpec, name: str, params: EvaluatorParams, module: Path) -> list[SpecError]:
+    """A declared KPI (the only kind a threshold can judge) that ``kpis()`` visibly never returns."""
+    keys = returned_keys(module, KPI_FUNCTION)
+    if keys is None:
+        return []
+    return [
+        loaded.error(
+            ("stages", name, "params", "kpis", i, "name"),
+            f"{module.name} returns the KPIs {sorted(keys)} from kpis(), not {kpi.name!r}.{suggest(kpi.name, keys)}",
+        )
+        for i, kpi in enumerate(params.kpis)
+        if kpi.name not in keys
+    ]
+
+
 def curated_schema(spec: PipelineSpec, stage_params: dict[str, dict[str, Any]], base: Path) -> tuple[str, set[str]]:
     """(the schema file as written, its feature names) of the one enabled SchemaGen with a ``schema_file``;
     ("", empty) when there is none or it cannot be read."""
@@ -199,6 +235,8 @@ def stage_errors(
             errors += _pattern_errors(loaded, name, stage.params)
         if isinstance(stage.params, EvaluatorParams):
             errors += _metric_errors(loaded, name, stage.params)
+            if stage.params.kpi_module:
+                errors += _kpi_errors(loaded, name, stage.params, base / stage_params[name]["kpi_module"])
             if features:
                 errors += _feature_errors(loaded, name, stage.params, schema_file, features)
     return errors

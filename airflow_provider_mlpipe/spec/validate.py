@@ -26,6 +26,7 @@ from airflow_provider_mlpipe.spec.model import STAGE_MODELS, USER_MODULES, Pipel
 from airflow_provider_mlpipe.spec.notify_rules import notify_errors
 from airflow_provider_mlpipe.spec.stage_rules import stage_errors
 from airflow_provider_mlpipe.spec.tabular_rules import apply_evaluator_defaults, tabular_errors
+from airflow_provider_mlpipe.stages.evaluator import KPI_FUNCTION
 
 _TYPE_WORDS = {
     "int": "an integer",
@@ -247,6 +248,19 @@ def _spec_file(loaded: LoadedSpec, base: Path, field: FieldPath, value: str) -> 
     return path, path.relative_to(base).as_posix()
 
 
+def _user_module(loaded: LoadedSpec, base: Path, field: FieldPath, value: str, function: str) -> str:
+    """A user module the runtime loads: inside the pipeline folder and defining ``function`` (read with ``ast``).
+    Returns its path relative to spec_dir."""
+    path, relative = _spec_file(loaded, base, field, value)
+    try:
+        names = top_level_names(path)
+    except SyntaxError as exc:
+        raise loaded.error(field, f"{path.name} has a syntax error on line {exc.lineno}.")
+    if function not in names:
+        raise loaded.error(field, f"{path.name} defines no top-level function {function!r}.")
+    return relative
+
+
 def _stage_params(loaded: LoadedSpec, spec: PipelineSpec, base: Path) -> dict[str, dict[str, Any]]:
     folder = loaded.path.resolve().parent
     out: dict[str, dict[str, Any]] = {}
@@ -254,14 +268,13 @@ def _stage_params(loaded: LoadedSpec, spec: PipelineSpec, base: Path) -> dict[st
         params = stage.params.model_dump(mode="json", exclude_none=True)
         prefix: FieldPath = ("stages", name, "params")
         if stage.kind in USER_MODULES and getattr(stage.params, "module_file", None):  # none: a built-in
-            function = USER_MODULES[stage.kind]
-            path, params["module_file"] = _spec_file(loaded, base, (*prefix, "module_file"), stage.params.module_file)
-            try:
-                names = top_level_names(path)
-            except SyntaxError as exc:
-                raise loaded.error((*prefix, "module_file"), f"{path.name} has a syntax error on line {exc.lineno}.")
-            if function not in names:
-                raise loaded.error((*prefix, "module_file"), f"{path.name} defines no top-level function {function!r}.")
+            field = (*prefix, "module_file")
+            params["module_file"] = _user_module(
+                loaded, base, field, stage.params.module_file, USER_MODULES[stage.kind]
+            )
+        if stage.kind == "evaluator" and stage.params.kpi_module:
+            module = stage.params.kpi_module
+            params["kpi_module"] = _user_module(loaded, base, (*prefix, "kpi_module"), module, KPI_FUNCTION)
         if stage.kind == "schema_gen" and stage.params.schema_file:
             _, params["schema_file"] = _spec_file(loaded, base, (*prefix, "schema_file"), stage.params.schema_file)
         if stage.kind == "example_gen":

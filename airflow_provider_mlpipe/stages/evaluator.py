@@ -20,6 +20,7 @@ from airflow_provider_mlpipe.stages.description import (
 )
 
 EXAMPLE_COUNT = "example_count"
+KPI_FUNCTION = "kpis"  # what a kpi_module defines: kpis(features, labels, predictions) -> dict[str, float]
 
 # The metric classes the Evaluator computes, by the ``class_name`` TFMA 0.47 resolves (its registered metrics
 # first, then tf_keras metrics by name): each one builds from a name alone and reports one number per slice.
@@ -201,7 +202,31 @@ class MetricThreshold(StageParams):
         return self
 
 
-class MetricSpec(StageParams):
+class ThresholdViews:
+    """Flat views of a ``threshold`` field, which the engines and the validation read (metrics and KPIs alike)."""
+
+    @property
+    def lower_bound(self) -> float | None:
+        return self.threshold.lower_bound if self.threshold else None
+
+    @property
+    def upper_bound(self) -> float | None:
+        return self.threshold.upper_bound if self.threshold else None
+
+    @property
+    def change(self) -> ChangeThreshold | None:
+        return self.threshold.change if self.threshold else None
+
+    @property
+    def has_value_threshold(self) -> bool:
+        return self.lower_bound is not None or self.upper_bound is not None
+
+    @property
+    def has_change_threshold(self) -> bool:
+        return self.change is not None and (self.change.absolute is not None or self.change.relative is not None)
+
+
+class MetricSpec(ThresholdViews, StageParams):
     """A metric: ``class_name`` is the Keras/TFMA class; ``name`` defaults to its snake_case form."""
 
     name: str | None = None
@@ -234,26 +259,15 @@ class MetricSpec(StageParams):
             )
         return self
 
-    # Flat views of the threshold, which the engines and the validation read.
-    @property
-    def lower_bound(self) -> float | None:
-        return self.threshold.lower_bound if self.threshold else None
 
-    @property
-    def upper_bound(self) -> float | None:
-        return self.threshold.upper_bound if self.threshold else None
+class KpiSpec(ThresholdViews, StageParams):
+    """A business KPI the ``kpi_module`` returns, declared so that the lint knows it and a threshold can judge it."""
 
-    @property
-    def change(self) -> ChangeThreshold | None:
-        return self.threshold.change if self.threshold else None
-
-    @property
-    def has_value_threshold(self) -> bool:
-        return self.lower_bound is not None or self.upper_bound is not None
-
-    @property
-    def has_change_threshold(self) -> bool:
-        return self.change is not None and (self.change.absolute is not None or self.change.relative is not None)
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", description="A key of the dict kpis() returns.")
+    description: str | None = Field(None, description="What the number means, e.g. 'cost of errors in dollars'.")
+    threshold: MetricThreshold | None = Field(
+        None, description="Judged per slice like a metric's threshold; a failure withholds the blessing."
+    )
 
 
 class EvaluatorParams(StageParams):
@@ -279,12 +293,33 @@ class EvaluatorParams(StageParams):
         None, description="A raw or transformed feature that weights each example, as TFMA's example_weight_key."
     )
     plots: bool = Field(True, description="Write ROC, PR, calibration and confusion-matrix data for the run view.")
+    kpi_module: str | None = Field(
+        None,
+        description="A Python file in the pipeline folder defining kpis(features, labels, predictions) -> "
+        "dict[str, float]: business KPIs computed per slice for the candidate and the baseline.",
+    )
+    kpis: list[KpiSpec] = Field(
+        default_factory=list,
+        description="KPIs of kpi_module to declare, each with an optional threshold; kpis() must return every "
+        "declared name (it may return more, which are reported only).",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> EvaluatorParams:
         names = [m.name for m in self.all_metrics()]
         if len(set(names)) != len(names):
             raise ValueError(f"The evaluator's metric names must be unique: {names}.")
+        kpi_names = [k.name for k in self.kpis]
+        if len(set(kpi_names)) != len(kpi_names):
+            raise ValueError(f"The evaluator's KPI names must be unique: {kpi_names}.")
+        if clash := sorted(set(names) & set(kpi_names)):
+            # one threshold check reads both per slice, so a name must say which one it is
+            raise ValueError(f"{clash} name both a metric and a KPI; rename the KPI.")
+        if self.kpis and not self.kpi_module:
+            raise ValueError(
+                f"KPIs {kpi_names} are declared but no kpi_module computes them; set kpi_module to a Python "
+                "file defining kpis(features, labels, predictions)."
+            )
         return self
 
     def all_metrics(self) -> list[MetricSpec]:

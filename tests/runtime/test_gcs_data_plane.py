@@ -207,7 +207,7 @@ def test_evaluator_tfma_path_reads_and_writes_only_gcs(emulator, penguins_inputs
     spec = metric_config.eval_spec(EvaluatorParams.model_validate(params))
     files = schema_tables.split_files(penguins_inputs["examples"].uri, "eval")
     local_schema = schema_tables.load_schema(penguins_inputs["schema"].uri)
-    local, _, _ = fast_engine.evaluate(spec, join(penguins_model.uri, SERVING_DIR), None, files, local_schema)
+    local, _, _, _ = fast_engine.evaluate(spec, join(penguins_model.uri, SERVING_DIR), None, files, local_schema)
     assert set(on_gcs_metrics) == set(local)
     for name, values in local.items():
         for metric, value in values.items():

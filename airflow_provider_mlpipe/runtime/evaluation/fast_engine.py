@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from airflow_provider_mlpipe.runtime.evaluation import fast_metrics, plots
 from airflow_provider_mlpipe.runtime.evaluation.fast_metrics import SliceInputs, Unsupported
+from airflow_provider_mlpipe.runtime.evaluation.kpis import KpiModule
 from airflow_provider_mlpipe.runtime.evaluation.metric_config import (
     OVERALL,
     TRANSFORM_SIGNATURE,
@@ -48,6 +49,7 @@ class Scored:
 
     inputs: SliceInputs
     slice_values: dict[str, list[Any]] = field(default_factory=dict)
+    features: dict[str, np.ndarray] = field(default_factory=dict)  # raw columns, when asked for (KPIs read them)
 
 
 def _pick_output(outputs: dict[str, Any], prediction_key: str | None) -> Any:
@@ -85,9 +87,16 @@ def _lookup(name: str, role: str, transformed: dict[str, Any], list_batch: pa.Re
 
 
 def predict(
-    model_dir: str, files: list[str], schema: Any, spec: EvalSpec, with_slices: bool = True, batch_size: int = 32768
+    model_dir: str,
+    files: list[str],
+    schema: Any,
+    spec: EvalSpec,
+    with_slices: bool = True,
+    batch_size: int = 32768,
+    with_features: bool = False,
 ) -> Scored:
-    """Score every eval example; ``with_slices`` also reads the slice features (the candidate's view)."""
+    """Score every eval example; ``with_slices`` also reads the slice features (the candidate's view),
+    ``with_features`` every raw column as a numpy array (row for row with the predictions)."""
     import tensorflow as tf
 
     model = tf.saved_model.load(model_dir)
@@ -102,6 +111,7 @@ def predict(
     outputs: list[np.ndarray] = []
     weights: list[np.ndarray] = []
     slice_values: dict[str, list[Any]] = {f: [] for f in slice_features}
+    raw_columns: dict[str, list[np.ndarray]] = {}
     for batch in schema_tables.iter_batches(files, batch_size, [f.name for f in schema.feature]):
         batch = schema_tables.labeled_rows(batch, spec.label_column)
         if not batch.num_rows:
@@ -110,6 +120,9 @@ def predict(
         examples = tf.constant(schema_tables.encode_examples(list_batch))
         scores = np.asarray(_pick_output(serve(**{input_name: examples}), spec.prediction_key).numpy())
         outputs.append(scores.reshape(len(list_batch), -1))
+        if with_features:
+            for name in batch.schema.names:
+                raw_columns.setdefault(name, []).append(batch.column(name).to_numpy(zero_copy_only=False))
         transformed = transform(**{input_name: examples}) if need_transform else {}
         labels.append(_lookup(spec.label_key, "label", transformed, list_batch))
         if spec.example_weight_key:
@@ -127,7 +140,8 @@ def predict(
         predictions=np.concatenate(outputs) if outputs else np.zeros((0, 1), dtype=np.float32),
         weights=np.concatenate(weights).astype(np.float32) if weights else None,
     )
-    return Scored(inputs, slice_values)
+    features = {name: np.concatenate(parts) for name, parts in raw_columns.items()}
+    return Scored(inputs, slice_values, features)
 
 
 def groups(spec: EvalSpec, slices: dict[str, list[Any]], size: int) -> list[tuple[str, np.ndarray]]:
@@ -165,18 +179,28 @@ def compute(
 
 
 def evaluate(
-    spec: EvalSpec, model_dir: str, baseline_dir: str | None, files: list[str], schema: Any
-) -> tuple[SliceMetrics, SliceMetrics | None, dict[str, SlicePlots | None]]:
-    """Candidate and baseline metrics on the candidate's slices, and their plot data; ``Unsupported`` when a
-    configured metric needs a computation the fast engine does not mirror."""
+    spec: EvalSpec,
+    model_dir: str,
+    baseline_dir: str | None,
+    files: list[str],
+    schema: Any,
+    kpis: KpiModule | None = None,
+) -> tuple[SliceMetrics, SliceMetrics | None, dict[str, SlicePlots | None], tuple[SliceMetrics, SliceMetrics | None]]:
+    """Candidate and baseline metrics on the candidate's slices, their plot data, and the candidate's and the
+    baseline's KPIs (empty without ``kpis``); ``Unsupported`` when a configured metric needs a computation the
+    fast engine does not mirror."""
     missing = unsupported(spec)
     if missing:
         raise Unsupported(f"The fast engine does not compute {missing}; use engine: tfma or auto.")
-    candidate = predict(model_dir, files, schema, spec)
+    with_features = kpis is not None
+    candidate = predict(model_dir, files, schema, spec, with_features=with_features)
     slice_groups = groups(spec, candidate.slice_values, len(candidate.inputs.labels))
     candidate_metrics, candidate_plots = compute(spec, candidate.inputs, slice_groups)
+    candidate_kpis = kpis.by_slice(candidate, slice_groups) if kpis else {}
     if not baseline_dir:
-        return candidate_metrics, None, {"candidate": candidate_plots, "baseline": None}
-    baseline = predict(baseline_dir, files, schema, spec, with_slices=False)
+        return candidate_metrics, None, {"candidate": candidate_plots, "baseline": None}, (candidate_kpis, None)
+    baseline = predict(baseline_dir, files, schema, spec, with_slices=False, with_features=with_features)
     baseline_metrics, baseline_plots = compute(spec, baseline.inputs, slice_groups)
-    return candidate_metrics, baseline_metrics, {"candidate": candidate_plots, "baseline": baseline_plots}
+    baseline_kpis = kpis.by_slice(baseline, slice_groups) if kpis else None
+    plot_data = {"candidate": candidate_plots, "baseline": baseline_plots}
+    return candidate_metrics, baseline_metrics, plot_data, (candidate_kpis, baseline_kpis)

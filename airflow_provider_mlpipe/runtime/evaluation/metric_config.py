@@ -5,22 +5,25 @@ threshold passes when ``lower_bound <= value <= upper_bound``; a change threshol
 ``diff = candidate - baseline`` with ``absolute`` (``diff >= absolute`` when higher is better, ``<=`` when lower
 is better) and ``diff / baseline`` with ``relative``. A threshold applies to every slice unless it names
 ``slices`` (TFMA's ``per_slice_thresholds``); a slice with fewer than its ``min_examples`` examples is reported
-but not judged. Without a baseline, change thresholds are skipped (as in TFX).
+but not judged. Without a baseline, change thresholds are skipped (as in TFX). A KPI's threshold
+(``evaluation/kpis.py``) is judged by the same rules, against the KPI's value for the slice, and its failures
+carry ``"kpi": true``.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_provider_mlpipe.stages.evaluator import EvaluatorParams, MetricSpec, plot_kind
+from airflow_provider_mlpipe.stages.evaluator import EvaluatorParams, KpiSpec, MetricSpec, ThresholdViews, plot_kind
 
 OVERALL = "Overall"
 CANDIDATE = "candidate"
 BASELINE = "baseline"
 TRANSFORM_SIGNATURE = "transform_features"
+SliceValues = dict[str, dict[str, float]]  # {slice: {metric or KPI name: value}}
 
 
 @dataclass
@@ -35,6 +38,13 @@ class EvalSpec:
     example_weight_key: str | None = None
     plots: bool = True
     label_column: str | None = None
+    kpis: list[KpiSpec] = field(default_factory=list)
+    kpi_module: str | None = None
+
+    @property
+    def judged(self) -> list[MetricSpec | KpiSpec]:
+        """What thresholds may judge: the metrics, then the KPIs."""
+        return [*self.metrics, *self.kpis]
 
     @property
     def kind(self) -> str:
@@ -59,6 +69,8 @@ def eval_spec(params: EvaluatorParams) -> EvalSpec:
         example_weight_key=params.example_weight_key,
         plots=params.plots,
         label_column=params.label_column,
+        kpis=list(params.kpis),
+        kpi_module=params.kpi_module,
     )
 
 
@@ -142,10 +154,13 @@ def validate(
     candidate: dict[str, dict[str, float]],
     baseline: dict[str, dict[str, float]] | None,
 ) -> list[dict[str, Any]]:
-    """Failed thresholds, per slice and metric, with TFMA's rules; an empty list means blessed."""
+    """Failed thresholds, per slice and metric or KPI, with TFMA's rules; an empty list means blessed.
+
+    ``candidate`` and ``baseline`` hold each slice's metrics and KPIs in one dict (``with_kpis``)."""
     failed: list[dict[str, Any]] = []
     for slice_key, values in candidate.items():
-        for metric in spec.metrics:
+        for metric in spec.judged:
+            kind = {"kpi": True} if isinstance(metric, KpiSpec) else {}
             value = values.get(metric.name)
             if value is None or not judges(metric, slice_key, spec.example_count(values)):
                 continue
@@ -154,7 +169,9 @@ def validate(
                 upper = math.inf if metric.upper_bound is None else metric.upper_bound
                 if not (lower <= value <= upper):
                     bound = f"lower_bound {lower}" if value < lower else f"upper_bound {upper}"
-                    failed.append({"metric": metric.name, "slice": slice_key, "value": value, "threshold": bound})
+                    failed.append(
+                        {"metric": metric.name, **kind, "slice": slice_key, "value": value, "threshold": bound}
+                    )
             base = (baseline or {}).get(slice_key, {}).get(metric.name)
             change = metric.change
             if base is None or change is None or not metric.has_change_threshold:
@@ -174,6 +191,7 @@ def validate(
                     failed.append(
                         {
                             "metric": metric.name,
+                            **kind,
                             "slice": slice_key,
                             "value": value,
                             "baseline": base,
@@ -184,18 +202,23 @@ def validate(
     return failed
 
 
-def _applies(metric: MetricSpec, slice_key: str) -> bool:
+def with_kpis(metrics: SliceValues, kpis: SliceValues | None) -> SliceValues:
+    """Each slice's metrics and KPIs in one dict, as ``validate`` reads them (their names never clash)."""
+    return {name: {**values, **(kpis or {}).get(name, {})} for name, values in metrics.items()}
+
+
+def _applies(metric: ThresholdViews, slice_key: str) -> bool:
     """The metric has a threshold, and it names this slice in its ``slices`` (or names none)."""
     threshold = metric.threshold
     return threshold is not None and (not threshold.slices or slice_key in threshold.slices)
 
 
-def _too_small(metric: MetricSpec, examples: float | None) -> bool:
+def _too_small(metric: ThresholdViews, examples: float | None) -> bool:
     minimum = metric.threshold.min_examples if metric.threshold else 0
     return bool(minimum) and examples is not None and examples < minimum
 
 
-def judges(metric: MetricSpec, slice_key: str, examples: float | None) -> bool:
+def judges(metric: ThresholdViews, slice_key: str, examples: float | None) -> bool:
     """Whether the metric's threshold judges this slice: it applies there, and the slice has at least
     ``min_examples`` examples."""
     return _applies(metric, slice_key) and not _too_small(metric, examples)
@@ -206,7 +229,7 @@ def unjudged(spec: EvalSpec, candidate: dict[str, dict[str, float]]) -> list[dic
     skipped = []
     for slice_key, values in candidate.items():
         examples = spec.example_count(values)
-        for metric in spec.metrics:
+        for metric in spec.judged:
             if _applies(metric, slice_key) and _too_small(metric, examples):
                 assert metric.threshold is not None  # _applies
                 entry = {"metric": metric.name, "slice": slice_key, "examples": examples}
@@ -225,12 +248,13 @@ def reason(failed: list[dict[str, Any]], with_baseline: bool, skipped: list[dict
         return f"All value thresholds {against} passed.{note}"
     parts = []
     for item in failed[:5]:
+        what = f"KPI {item['metric']}" if item.get("kpi") else item["metric"]
         if "diff" in item:
             parts.append(
-                f"{item['metric']} on {item['slice']}: {item['value']:.4f} vs baseline {item['baseline']:.4f} "
+                f"{what} on {item['slice']}: {item['value']:.4f} vs baseline {item['baseline']:.4f} "
                 f"(diff {item['diff']:+.4f}) fails {item['threshold']}"
             )
         else:
-            parts.append(f"{item['metric']} on {item['slice']}: {item['value']:.4f} fails {item['threshold']}")
+            parts.append(f"{what} on {item['slice']}: {item['value']:.4f} fails {item['threshold']}")
     more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
     return "; ".join(parts) + more + note

@@ -10,6 +10,9 @@ root; TensorFlow loads a SavedModel from there itself), and TFMA's Beam pipeline
 metric). Both engines give identical metric values, and the blessing is decided by one rule set
 (``metric_config.validate``, TFMA's semantics).
 
+``kpi_module``: business KPIs per slice for the candidate and the baseline (``evaluation/kpis.py``), judged by
+their thresholds with the metrics and written to ``metrics.json`` under ``kpis``, in the metrics' own shape.
+
 Outputs: ``evaluation`` (``metrics.json``) and ``blessing`` (``BLESSED`` or ``NOT_BLESSED`` holding the reason,
 ``blessing.json``).
 """
@@ -21,16 +24,23 @@ import logging
 import time
 from typing import Any
 
+from airflow_provider_mlpipe.protocol import StageRequest
 from airflow_provider_mlpipe.runtime.context import ExecutorContext
-from airflow_provider_mlpipe.runtime.evaluation import metric_config, slicing
-from airflow_provider_mlpipe.runtime.evaluation.metric_config import OVERALL, EvalSpec
+from airflow_provider_mlpipe.runtime.evaluation import kpis, metric_config, slicing
+from airflow_provider_mlpipe.runtime.evaluation.metric_config import OVERALL, EvalSpec, SliceValues
 from airflow_provider_mlpipe.runtime.io import schema_tables
+from airflow_provider_mlpipe.runtime.training.user_modules import module_digest
 from airflow_provider_mlpipe.stages.evaluator import EvaluatorParams
 from airflow_provider_mlpipe.storage import default_storage, join
 
 log = logging.getLogger("mlpipe.runtime.evaluator")
 
 SERVING_DIR = "Format-Serving"
+
+
+def fingerprint(request: StageRequest, params: EvaluatorParams) -> str:
+    """A changed KPI module is a new evaluation, not a cache hit."""
+    return module_digest(params.kpi_module, request.spec_dir) if params.kpi_module else ""
 
 
 def _serving_dir(model_uri: str) -> str:
@@ -66,16 +76,20 @@ def choose_engine(spec: EvalSpec) -> str:
 
 def _run_engine(
     ctx: ExecutorContext, spec: EvalSpec, model_dir: str, baseline_dir: str | None, files: list[str], schema: Any
-) -> tuple[str, dict, dict | None, dict | None, bool | None]:
-    """(engine, candidate metrics, baseline metrics, plot data, TFMA's own validation verdict or None)."""
+) -> tuple[str, dict, dict | None, dict | None, bool | None, tuple[SliceValues, SliceValues | None]]:
+    """(engine, candidate metrics, baseline metrics, plot data, TFMA's own validation verdict or None, candidate
+    and baseline KPIs)."""
     engine = choose_engine(spec)
+    kpi_module = kpis.load(spec.kpi_module, ctx.spec_dir, [k.name for k in spec.kpis]) if spec.kpi_module else None
     if engine == "fast":
         from airflow_provider_mlpipe.runtime.evaluation import fast_engine
         from airflow_provider_mlpipe.runtime.evaluation.fast_metrics import Unsupported
 
         try:
-            candidate, base, plot_data = fast_engine.evaluate(spec, model_dir, baseline_dir, files, schema)
-            return engine, candidate, base, plot_data, None
+            candidate, base, plot_data, kpi_values = fast_engine.evaluate(
+                spec, model_dir, baseline_dir, files, schema, kpi_module
+            )
+            return engine, candidate, base, plot_data, None, kpi_values
         except Unsupported as exc:
             if spec.engine == "fast":
                 raise ValueError(f"engine: fast cannot evaluate this model: {exc}. Use engine: tfma or auto.") from exc
@@ -94,12 +108,28 @@ def _run_engine(
         beam_args=ctx.beam_args,
         has_transform=_has_signature(model_dir, metric_config.TRANSFORM_SIGNATURE),
     )
-    return engine, candidate, base, plot_data, tfma_ok
+    kpi_values: tuple[SliceValues, SliceValues | None] = ({}, None)
+    if kpi_module is not None:
+        kpi_values = kpis.evaluate(kpi_module, spec, model_dir, baseline_dir, files, schema)
+    return engine, candidate, base, plot_data, tfma_ok, kpi_values
 
 
 def _ordered(metrics: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
     names = sorted(metrics, key=lambda n: (n != OVERALL, n))
     return [{"slice": name, "metrics": metrics[name]} for name in names]
+
+
+def _by_slice(candidate: SliceValues, base: SliceValues | None, baseline_id: int | None) -> dict[str, Any]:
+    """``slices`` and ``baseline`` (its slices and candidate-minus-baseline diffs) as metrics.json holds them."""
+    doc: dict[str, Any] = {"slices": _ordered(candidate), "baseline": None}
+    if base is not None:
+        diffs = {
+            s: {k: v - base[s][k] for k, v in vals.items() if k in base.get(s, {})}
+            for s, vals in candidate.items()
+            if s in base
+        }
+        doc["baseline"] = {"model_id": baseline_id, "slices": _ordered(base), "diff": _ordered(diffs)}
+    return doc
 
 
 def execute(ctx: ExecutorContext) -> dict[str, Any]:
@@ -118,9 +148,12 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     _check_features(spec, schema, model_dir)
     baseline_dir = _serving_dir(baseline.uri) if baseline is not None else None
     started = time.monotonic()
-    engine, candidate, base, plot_data, tfma_ok = _run_engine(ctx, spec, model_dir, baseline_dir, files, schema)
+    engine, candidate, base, plot_data, tfma_ok, (candidate_kpis, base_kpis) = _run_engine(
+        ctx, spec, model_dir, baseline_dir, files, schema
+    )
     seconds = round(time.monotonic() - started, 3)
-    failed = metric_config.validate(spec, candidate, base)
+    judged_base = metric_config.with_kpis(base, base_kpis) if base is not None else None
+    failed = metric_config.validate(spec, metric_config.with_kpis(candidate, candidate_kpis), judged_base)
     skipped = metric_config.unjudged(spec, candidate)
     blessed = not failed
     if tfma_ok is not None and tfma_ok != blessed:
@@ -129,6 +162,7 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     thresholds = [
         {
             "metric": m.name,
+            **({"kpi": True} if m in spec.kpis else {}),
             "lower_bound": m.lower_bound,
             "upper_bound": m.upper_bound,
             "change": m.change.model_dump() if m.change is not None and m.has_change_threshold else None,
@@ -136,7 +170,7 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
             "slices": m.threshold.slices if m.threshold else None,
             "min_examples": m.threshold.min_examples if m.threshold else 0,
         }
-        for m in spec.metrics
+        for m in spec.judged
         if m.has_value_threshold or m.has_change_threshold
     ]
     metrics_doc: dict[str, Any] = {
@@ -144,18 +178,17 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
         "seconds": seconds,
         "label_key": spec.label_key,
         "model_id": model.id,
-        "slices": _ordered(candidate),
+        **_by_slice(candidate, base, baseline.id if baseline is not None else None),
         "thresholds": thresholds,
         "not_judged": skipped,
-        "baseline": None,
     }
-    if base is not None:
-        diffs = {
-            s: {k: v - base[s][k] for k, v in vals.items() if k in base.get(s, {})}
-            for s, vals in candidate.items()
-            if s in base
+    if spec.kpi_module:
+        # the metrics' shape (slices[].metrics holds the KPI values), so one reader serves both
+        metrics_doc["kpis"] = {
+            "module": spec.kpi_module,
+            "declared": [k.name for k in spec.kpis],
+            **_by_slice(candidate_kpis, base_kpis, baseline.id if baseline is not None else None),
         }
-        metrics_doc["baseline"] = {"model_id": baseline.id, "slices": _ordered(base), "diff": _ordered(diffs)}
     if tfma_ok is not None:
         metrics_doc["tfma_validation_ok"] = tfma_ok
     storage = default_storage()
@@ -187,11 +220,15 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
         eval_props["baseline_model_id"] = blessing_props["baseline_model_id"] = baseline.id
     if span is not None:
         eval_props["span"] = blessing_props["span"] = span
+    overall_kpis = kpis.overall(candidate_kpis, OVERALL)
+    if overall_kpis:
+        eval_props["kpis"] = overall_kpis
     ctx.output("evaluation").properties.update(eval_props)
     ctx.output("blessing").properties.update(blessing_props)
     overall = candidate.get(OVERALL, {})
     log.info("%s: %s", "BLESSED" if blessed else "NOT_BLESSED", reason)
-    return {"blessed": blessed, "reason": reason, "engine": engine, "seconds": seconds, "overall": overall}
+    summary = {"blessed": blessed, "reason": reason, "engine": engine, "seconds": seconds, "overall": overall}
+    return {**summary, "kpis": overall_kpis} if spec.kpi_module else summary
 
 
 def _schema(schema_uri: str | None, model_uri: str, files: list[str]) -> Any:

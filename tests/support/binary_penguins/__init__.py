@@ -18,16 +18,18 @@ DAG_ID = "binary_penguins"
 LABEL_KEY = "is_adelie_xf"
 TRANSFORM_MODULE = "modules/binary_transform.py"
 TRAINER_MODULE = "modules/binary_trainer.py"
+KPI_MODULE = "modules/binary_kpis.py"
 DATA_PATTERN = "../../../../dags/data/penguins/"  # from the spec's folder to the bundled penguin spans
 
 
 def stage_params(stage: str) -> dict[str, Any]:
-    """A stage's params as the spec sets them, with ``module_file`` relative to ``SPEC_DIR`` as the runner gets it."""
+    """A stage's params as the spec sets them, with ``module_file`` and ``kpi_module`` relative to ``SPEC_DIR`` as the runner gets it."""
     import yaml
 
     params = dict(yaml.safe_load(SPEC.read_text())["stages"][stage]["params"])
-    if "module_file" in params:
-        params["module_file"] = (SPEC.parent / params["module_file"]).resolve().relative_to(SPEC_DIR).as_posix()
+    for key in ("module_file", "kpi_module"):
+        if key in params:
+            params[key] = (SPEC.parent / params[key]).resolve().relative_to(SPEC_DIR).as_posix()
     return params
 
 
@@ -36,5 +38,5 @@ def add_to_dags(dags: Path) -> None:
     text = SPEC.read_text()
     assert DATA_PATTERN in text, DATA_PATTERN
     (dags / "pipelines" / SPEC.name).write_text(text.replace(DATA_PATTERN, "../data/penguins/"))
-    for module in (TRANSFORM_MODULE, TRAINER_MODULE):
+    for module in (TRANSFORM_MODULE, TRAINER_MODULE, KPI_MODULE):
         shutil.copy(SPEC_DIR / module, dags / module)
