@@ -23,7 +23,8 @@ DATA_PATTERN = "../../../../dags/data/penguins/"  # from the spec's folder to th
 
 
 def stage_params(stage: str) -> dict[str, Any]:
-    """A stage's params as the spec sets them, with ``module_file`` and ``kpi_module`` relative to ``SPEC_DIR`` as the runner gets it."""
+    """A stage's params as the spec sets them, with ``module_file`` and ``kpi_module`` relative to ``SPEC_DIR`` as
+    the runner gets them."""
     import yaml
 
     params = dict(yaml.safe_load(SPEC.read_text())["stages"][stage]["params"])
