@@ -38,7 +38,7 @@ $(STAMPS)/runtime: requirements/runtime.lock setup.cfg $(STAMPS)/venv
 	$(UV) pip install -q --python $(RUNTIME)/bin/python --no-deps -e .
 	touch $@
 
-# Debian packages the tests need: a PostgreSQL server and headless Chromium.
+# Debian packages the tests need: PostgreSQL, MariaDB and Redis servers, strace and headless Chromium.
 $(STAMPS)/system: scripts/system-deps.sh | $(STAMPS)
 	bash scripts/system-deps.sh
 	touch $@

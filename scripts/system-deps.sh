@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite needs when they are missing: PostgreSQL, Redis (the Celery broker)
-# and headless Chromium. The tests start private servers of their own; none of the packages' services is used.
+# Installs the Debian packages the test suite needs when they are missing: PostgreSQL, MariaDB (the MySQL backend
+# of MLMD), Redis (the Celery broker) and headless Chromium. The tests start private servers of their own; none of the packages' services is used.
 set -euo pipefail
 need=()
 command -v pg_ctlcluster >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+[ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null 2>&1 || need+=(mariadb-server)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # strace: the gs:// data-plane test records every file a stage opens.

@@ -51,6 +51,18 @@ def postgres():
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def mysql():
+    """A real MySQL-protocol server (Debian's MariaDB, private data dir) with user mlpipe."""
+    from tests.support.mysql import start_mysql
+
+    server = start_mysql()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def mlmd_client(tmp_path: Path):
     """A client of a fresh MLMD SQLite store in the test's folder (runtime venv)."""
@@ -62,9 +74,13 @@ def mlmd_client(tmp_path: Path):
 _mlmd_databases = itertools.count()
 
 
-@pytest.fixture
-def pg_mlmd_config(postgres) -> dict[str, object]:
-    """An empty database on the session's PostgreSQL server as an MLMD config: MLMD creates its schema anew."""
+@pytest.fixture(
+    params=[pytest.param("postgres", marks=pytest.mark.postgres), pytest.param("mysql", marks=pytest.mark.mysql)]
+)
+def server_mlmd_config(request: pytest.FixtureRequest) -> dict[str, object]:
+    """An empty database on the session's PostgreSQL, then MariaDB, server as an MLMD config: MLMD creates its
+    schema anew. Tests using it run once per server backend the ``mlmd`` connection offers."""
+    server = request.getfixturevalue(request.param)
     name = f"mlmd_rt_{next(_mlmd_databases)}"
-    postgres.create_database(name)
-    return postgres.mlmd_config(name)
+    server.create_database(name)
+    return server.mlmd_config(name)

@@ -1,34 +1,35 @@
-"""Secrets from connections never appear in logs, XCom or request files; MLMD on PostgreSQL through Airflow.
+"""Secrets from connections never appear in logs, XCom or request files; MLMD on a database server through Airflow.
 
-Injects: an `mlmd` connection to a real PostgreSQL server whose password is a distinctive string.
-Must hold: the stage runs and records lineage in PostgreSQL, and the password is nowhere in the task's output,
+Injects: an `mlmd` connection to a real PostgreSQL, then MariaDB (MySQL protocol), server whose password is a
+distinctive string.
+Must hold: the stage runs and records lineage on that server, and the password is nowhere in the task's output,
 in Airflow's log files, or in XCom.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.support.airflow_env import mlmd_dump
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+pytestmark = pytest.mark.integration
 DAGS = Path(__file__).resolve().parents[1] / "dags"
 PASSWORD = "Zq9-s3cr3t-mlmd-pw"
 
 
-def test_mlmd_password_stays_secret(make_airflow, postgres, tmp_path):
-    psql = ["psql", "-h", postgres.host, "-p", str(postgres.port), "-U", "postgres", "-qAt", "-c"]
-    subprocess.run([*psql, f"CREATE ROLE vault LOGIN PASSWORD '{PASSWORD}'"], check=True)
-    subprocess.run([*psql, "CREATE DATABASE mlmd_secret OWNER vault"], check=True)
+@pytest.mark.parametrize(
+    "server", [pytest.param("postgres", marks=pytest.mark.postgres), pytest.param("mysql", marks=pytest.mark.mysql)]
+)
+def test_mlmd_password_stays_secret(make_airflow, server, request, tmp_path):
+    config = request.getfixturevalue(server).create_owner("vault", PASSWORD, "mlmd_secret")
     conn = {
         "conn_type": "mlmd",
-        "schema": "postgresql",
-        "host": postgres.host,
-        "port": postgres.port,
+        "schema": config["backend"],
+        "host": config["host"],
+        "port": config["port"],
         "login": "vault",
         "password": PASSWORD,
         "extra": {"database": "mlmd_secret"},
@@ -46,6 +47,6 @@ def test_mlmd_password_stays_secret(make_airflow, postgres, tmp_path):
     result = airflow.xcom("mlpipe_probe", "probe")
     assert PASSWORD not in json.dumps(result)
 
-    dump = mlmd_dump(config={**postgres.mlmd_config("mlmd_secret"), "user": "vault", "password": PASSWORD})
+    dump = mlmd_dump(config=config)
     assert [e["state"] for e in dump["executions"]] == ["COMPLETE"]
     assert dump["artifacts"][0]["id"] == result["outputs"]["probe"][0]["id"]

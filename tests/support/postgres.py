@@ -41,12 +41,21 @@ class PostgresServer:
             "database": database,
         }
 
-    def create_database(self, name: str) -> None:
+    def sql(self, statement: str) -> None:
+        """Runs ``statement`` as the server's superuser."""
         subprocess.run(
-            ["psql", "-h", self.host, "-p", str(self.port), "-U", "postgres", "-qAt", "-c",
-             f"CREATE DATABASE {name} OWNER {self.user}"],
+            ["psql", "-h", self.host, "-p", str(self.port), "-U", "postgres", "-qAt", "-c", statement],
             check=True, capture_output=True, env={**os.environ, "PGPASSWORD": ""},
         )  # fmt: skip
+
+    def create_database(self, name: str, owner: str | None = None) -> None:
+        self.sql(f"CREATE DATABASE {name} OWNER {owner or self.user}")
+
+    def create_owner(self, user: str, password: str, database: str) -> dict[str, object]:
+        """A login ``user`` owning a new ``database``; returns that database's MLMD config as ``user``."""
+        self.sql(f"CREATE ROLE {user} LOGIN PASSWORD '{password}'")
+        self.create_database(database, owner=user)
+        return {**self.mlmd_config(database), "user": user, "password": password}
 
     def stop(self) -> None:
         subprocess.run(["bash", str(SCRIPT), "stop", self.data_dir], check=False, capture_output=True)

@@ -1,6 +1,7 @@
-"""ML Metadata on a real PostgreSQL server (ml-metadata 1.17.1): schema creation, lineage, cache, failures.
+"""ML Metadata on real database servers (ml-metadata 1.17.1): schema creation, lineage, cache, failures.
 
-Each test gets its own database on the session's server, so MLMD creates its schema from scratch every time.
+Every test runs on PostgreSQL and on MariaDB (MySQL protocol), the two server backends of the ``mlmd``
+connection. Each gets its own database on the session's server, so MLMD creates its schema from scratch.
 """
 
 from __future__ import annotations
@@ -21,20 +22,20 @@ from airflow_provider_mlpipe.runtime.metadata.client import (
 from airflow_provider_mlpipe.runtime.runner import run_stage
 from tests.support.mlmd import probe_request
 
-pytestmark = pytest.mark.postgres
-
 
 @pytest.fixture
-def client(pg_mlmd_config: dict[str, object]) -> MetadataClient:
-    return MetadataClient(pg_mlmd_config)
+def client(server_mlmd_config: dict[str, object]) -> MetadataClient:
+    return MetadataClient(server_mlmd_config)
 
 
 def probe(root: Path, run_id: str, **params: object) -> StageRequest:
     return probe_request(root, run_id, pipeline="penguins", **params)
 
 
-def test_stage_run_records_contexts_execution_events(client: MetadataClient, tmp_path: Path) -> None:
-    assert client.config.WhichOneof("config") == "postgresql"
+def test_stage_run_records_contexts_execution_events(
+    client: MetadataClient, server_mlmd_config: dict[str, object], tmp_path: Path
+) -> None:
+    assert client.config.WhichOneof("config") == server_mlmd_config["backend"]
     result = run_stage(probe(tmp_path / "root", "manual__1"), client)
     store = client.store
 
@@ -114,9 +115,9 @@ def run_stage_failure(client: MetadataClient, tmp_path: Path) -> pb.Execution:
     return execution
 
 
-def test_a_second_client_sees_the_same_store(pg_mlmd_config: dict[str, object], tmp_path: Path) -> None:
+def test_a_second_client_sees_the_same_store(server_mlmd_config: dict[str, object], tmp_path: Path) -> None:
     """Two processes' worth of clients on one database: the schema is created once and shared."""
-    first = run_stage(probe(tmp_path / "root", "run-1"), MetadataClient(pg_mlmd_config))
-    other = MetadataClient(pg_mlmd_config)
+    first = run_stage(probe(tmp_path / "root", "run-1"), MetadataClient(server_mlmd_config))
+    other = MetadataClient(server_mlmd_config)
     again = run_stage(probe(tmp_path / "root", "run-2"), other)
     assert again.cached and again.artifact("probe").id == first.artifact("probe").id
