@@ -9,15 +9,13 @@ once, and the pushed versions are distinct.
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.support.airflow_env import AirflowEnv, mlmd_dump
-from tests.support.airflow_stack import AirflowStack, running_stack, stack_env, wait_for
+from tests.support.airflow_stack import AirflowStack, rest_api, rest_api_env, running_stack, stack_env, wait_for
 from tests.support.penguins_stack import (
     PENGUINS_CONF,
     TRIGGERED_DAY,
@@ -40,8 +38,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, postgres: Any) -> Iterator[A
     postgres.create_database("airflow_topology")
     postgres.create_database("mlmd_topology")
     home = tmp_path_factory.mktemp("airflow")
-    passwords = home / "passwords.json"
-    passwords.write_text(json.dumps({"admin": ADMIN_PASSWORD}))
     port = free_port()
     env = AirflowEnv(
         home,
@@ -51,9 +47,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, postgres: Any) -> Iterator[A
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres.url("airflow_topology"),
             "AIRFLOW__CORE__PARALLELISM": "4",
             "AIRFLOW_CONN_MLMD_DEFAULT": mlmd_connection(postgres, "mlmd_topology"),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+            **rest_api_env(home, port, ADMIN_PASSWORD),
             "MLPIPE_PIPELINE_ROOT": str(tmp_path_factory.mktemp("pipeline-root")),
             "MLPIPE_SERVING_DIR": str(tmp_path_factory.mktemp("serving") / "penguins"),
         },
@@ -63,23 +57,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, postgres: Any) -> Iterator[A
 
 
 def api(stack: AirflowStack, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    base = f"http://127.0.0.1:{stack.port}"
-    login = urllib.request.Request(
-        f"{base}/auth/token",
-        data=json.dumps({"username": "admin", "password": ADMIN_PASSWORD}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(login, timeout=60) as resp:
-        token = json.loads(resp.read())["access_token"]
-    request = urllib.request.Request(
-        f"{base}{path}",
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
-        method=method,
-    )
-    with urllib.request.urlopen(request, timeout=60) as resp:
-        return json.loads(resp.read())
+    return rest_api(stack, ADMIN_PASSWORD, method, path, body)
 
 
 def test_penguins_on_postgres_through_the_rest_api_and_a_concurrent_backfill(stack: AirflowStack) -> None:

@@ -9,11 +9,13 @@ Every process runs in its own session so the stack can be ended completely, and 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -87,6 +89,40 @@ class AirflowStack:
 
 
 StackT = TypeVar("StackT", bound=AirflowStack)
+
+
+def rest_api(
+    stack: AirflowStack, password: str, method: str, path: str, body: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A call of the stack's REST API (``apps="all"``) as the simple auth manager's ``admin`` with ``password``."""
+    base = f"http://127.0.0.1:{stack.port}"
+    login = urllib.request.Request(
+        f"{base}/auth/token",
+        data=json.dumps({"username": "admin", "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(login, timeout=60) as resp:
+        token = json.loads(resp.read())["access_token"]
+    request = urllib.request.Request(
+        f"{base}{path}",
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        method=method,
+    )
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        return json.loads(resp.read())
+
+
+def rest_api_env(home: Path, port: int, password: str) -> dict[str, str]:
+    """The settings that let ``rest_api`` log in as ``admin`` with ``password`` (a passwords file in ``home``)."""
+    passwords = home / "passwords.json"
+    passwords.write_text(json.dumps({"admin": password}))
+    return {
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+    }
 
 
 def query(env: AirflowEnv, sql: str, *args: Any) -> list[tuple[Any, ...]]:
