@@ -1,6 +1,8 @@
-"""Backfills through a real scheduler (LocalExecutor), on one running stack shared by the module's tests.
+"""Backfills through a real scheduler (LocalExecutor) on the local setup's SQLite databases.
 
-- A three-day backfill of a data-only spec ingests the span of each run's own data interval.
+That each run ingests the span of its own data interval, once, is shown at scale by the 30-day backfill on
+PostgreSQL (test_backfill_30_days.py).
+
 - A four-day backfill of the penguins pipeline with four active runs at once records the same baselines, the same
   drift and schema comparisons (each span against the span before it) and serves the same final version as the
   same four days run one after another, because the stages that read earlier spans take them in order
@@ -18,27 +20,12 @@ import pytest
 
 from tests.support.airflow_env import AirflowEnv, mlmd_dump
 from tests.support.airflow_stack import AirflowStack, query, running_stack, stack_env, wait_for
-from tests.support.penguins_variants import PENGUINS_DATA, copy_penguins_modules, penguins_variant
+from tests.support.penguins_variants import copy_penguins_modules, penguins_variant
 from tests.support.postgres import free_port
 from tests.support.spec_fixtures import make_dags_folder
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SPANS_SPEC = """\
-name: spans
-schedule: "@daily"
-start_date: 2024-01-01
-end_date: 2024-01-03  # no scheduled run for today: only the backfill runs
-catchup: false
-max_active_runs: 1
-pipeline_root: {root}
-stages:
-  example_gen:
-    params:
-      input: {{pattern: "{data}/span-{{YYYY}}-{{MM}}-{{DD}}.csv", format: csv}}
-  statistics_gen:
-    params: {{mode: arrow}}
-"""
 CONCURRENT, SEQUENTIAL = "penguins_concurrent", "penguins_sequential"
 ORDERED_NODES = ("schema_gen", "example_validator", "evaluator", "pusher")
 
@@ -47,10 +34,7 @@ ORDERED_NODES = ("schema_gen", "example_validator", "evaluator", "pusher")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
     root = tmp_path_factory.mktemp("backfill-root")
     serving = tmp_path_factory.mktemp("backfill-serving")
-    specs = {
-        "spans": SPANS_SPEC.format(root=root, data=PENGUINS_DATA),
-        **{name: penguins_variant(name, root, serving / name) for name in (CONCURRENT, SEQUENTIAL)},
-    }
+    specs = {name: penguins_variant(name, root, serving / name) for name in (CONCURRENT, SEQUENTIAL)}
     dags = make_dags_folder(tmp_path_factory.mktemp("backfill-dags"), specs)
     copy_penguins_modules(dags)
     port = free_port()
@@ -80,33 +64,6 @@ def wait_backfill_runs(stack: AirflowStack, dag_id: str, count: int, timeout: fl
         return len(rows) == count and all(state == "success" for _, state in rows)
 
     wait_for(f"{count} successful {dag_id} backfill runs", done, timeout=timeout, interval=3)
-
-
-def test_backfill_of_three_days_records_three_spans(stack: AirflowStack) -> None:
-    env = stack.env
-    wait_parsed(stack, "spans")
-    env.run("backfill", "create", "--dag-id", "spans", "--from-date", "2024-01-01", "--to-date", "2024-01-03")
-    wait_backfill_runs(stack, "spans", 3, timeout=900)
-    intervals = query(
-        env, "select data_interval_start from dag_run where dag_id='spans' and run_type='backfill' order by 1"
-    )
-    assert [str(start)[:10] for (start,) in intervals] == ["2024-01-01", "2024-01-02", "2024-01-03"]
-
-    store = mlmd_dump(env.mlmd_path)
-    executions = {e["id"]: e for e in store["executions"] if e["properties"].get("pipeline") == "spans"}
-    produced = {
-        ev["artifact_id"] for ev in store["events"] if ev["type"] == "OUTPUT" and ev["execution_id"] in executions
-    }
-    spans = {
-        kind: sorted(
-            a["properties"]["span"]
-            for a in store["artifacts"]
-            if a["id"] in produced and a["type"] == kind and a["state"] == "LIVE"
-        )
-        for kind in ("Examples", "ExampleStatistics")
-    }
-    assert spans == {"Examples": [20240101, 20240102, 20240103], "ExampleStatistics": [20240101, 20240102, 20240103]}
-    assert len({e["properties"]["run_id"] for e in executions.values()}) == 3
 
 
 # ----- four days with four active runs == four days one after another ----------------------------------------------
