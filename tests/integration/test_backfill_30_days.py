@@ -256,7 +256,8 @@ def test_a_cancelled_backfill_leaves_nothing_half_published(stack: AirflowStack)
 
     rows = wait_until_settled(stack, backfill_id, len(CANCELLED_DAYS), all_succeed=False)
     states = Counter(row[1] for row in rows)
-    assert states["failed"] >= len(CANCELLED_DAYS) - 3 and states["success"] >= 1, states  # cut short mid-way
+    # Cut short mid-way: the runs that had started finished, the rest never ran.
+    assert states["success"] >= 1 and states["failed"] >= 1 and sum(states.values()) == len(CANCELLED_DAYS), states
     # The failed runs are the ones Airflow failed while queued: none of their tasks ever started.
     started = backfill_tasks(stack, backfill_id, "dr.state = 'failed' and ti.start_date is not null")
     assert not started, started
