@@ -221,6 +221,11 @@ def create_app(backend: UiBackend | None = None) -> FastAPI:
             svg.trend_svg(name, labels, {name: [p.values.get(name) for p in view.metric_points]})
             for name in view.metric_names
         ]
+        kpi_labels = [str(p.span) for p in view.kpi_points]
+        kpi_charts = [
+            svg.trend_svg(f"KPI {name}", kpi_labels, {name: [p.values.get(name) for p in view.kpi_points]})
+            for name in view.kpi_names
+        ]
         anomaly_labels = [str(p.span) for p in view.anomaly_points]
         severities = [s for s in view.severities if s != "total"]
         # One line per severity, plus a dashed total when there is more than one severity.
@@ -236,6 +241,7 @@ def create_app(backend: UiBackend | None = None) -> FastAPI:
             "pipeline.html",
             view=view,
             metric_charts=metric_charts,
+            kpi_charts=kpi_charts,
             anomaly_chart=anomaly_chart,
             drift_trends=drift.drift_trends(reader, pipeline),
             run_href=lambda run_id: _url(request, "run", dag_id=dag_id, run_id=run_id),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from airflow_provider_mlpipe.ui import drift
 from airflow_provider_mlpipe.ui.data import RunView, read_bytes
@@ -66,6 +67,7 @@ class RunComparison:
     a: RunView
     b: RunView
     metrics: list[MetricRow] = field(default_factory=list)
+    kpis: list[MetricRow] = field(default_factory=list)  # business KPIs, by slice like the metrics
     features: list[FeatureRow] = field(default_factory=list)
     schema_changes: list[SchemaChange] = field(default_factory=list)
     drift: list[drift.DriftScore] = field(default_factory=list)
@@ -82,18 +84,19 @@ class RunComparison:
         return [f for f in FIGURES if any(f in row.figures for row in self.features)]
 
 
-def _slices(view: RunView) -> dict[str, dict[str, float]]:
+def _slices(doc: dict[str, Any]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
-    for entry in view.metrics.get("slices") or []:
+    for entry in doc.get("slices") or []:
         if isinstance(entry, dict) and isinstance(entry.get("metrics"), dict):
             name = str(entry.get("slice") or "Overall")
             out[name] = {k: n for k, v in entry["metrics"].items() if (n := finite_number(v)) is not None}
     return out
 
 
-def compare_metrics(a: RunView, b: RunView) -> list[MetricRow]:
-    """Every metric of every slice either run evaluated; Overall first, then slices in A's order, then B's new ones."""
-    slices_a, slices_b = _slices(a), _slices(b)
+def compare_metrics(a: RunView, b: RunView, kpis: bool = False) -> list[MetricRow]:
+    """Every metric (or, with ``kpis``, business KPI) of every slice either run evaluated; Overall first, then slices
+    in A's order, then B's new ones."""
+    slices_a, slices_b = (_slices(a.kpis), _slices(b.kpis)) if kpis else (_slices(a.metrics), _slices(b.metrics))
     names = list(dict.fromkeys([*slices_a, *slices_b]))
     names.sort(key=lambda s: s != "Overall")
     rows = []
@@ -223,6 +226,7 @@ def drift_between(a: RunView, b: RunView) -> tuple[list[drift.DriftScore], str]:
 def build_comparison(a: RunView, b: RunView) -> RunComparison:
     comparison = RunComparison(a, b)
     comparison.metrics = compare_metrics(a, b)
+    comparison.kpis = compare_metrics(a, b, kpis=True)
     comparison.features = compare_features(a, b)
     comparison.schema_changes = compare_schemas(a, b)
     comparison.drift, comparison.drift_note = drift_between(a, b)

@@ -168,8 +168,17 @@ class RunView:
 
     @property
     def baseline_by_slice(self) -> dict[str, dict[str, Any]]:
-        base = self.metrics.get("baseline") or {}
-        return {s.get("slice"): s.get("metrics") or {} for s in base.get("slices") or [] if isinstance(s, dict)}
+        return baseline_values(self.metrics)
+
+    @property
+    def kpis(self) -> dict[str, Any]:
+        """The business KPIs (metrics.json's ``kpis``, in the metrics' shape), or an empty dict."""
+        kpis = self.metrics.get("kpis")
+        return kpis if isinstance(kpis, dict) else {}
+
+    @property
+    def kpi_baseline_by_slice(self) -> dict[str, dict[str, Any]]:
+        return baseline_values(self.kpis)
 
     @property
     def blessed(self) -> bool | None:
@@ -177,6 +186,12 @@ class RunView:
             return None
         value = self.blessing.get("blessed", self.blessing_artifact.properties.get("blessed"))
         return bool(value) if value is not None else None
+
+
+def baseline_values(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{slice: values}`` of the baseline in a metrics.json document (or its ``kpis`` part)."""
+    base = doc.get("baseline") or {}
+    return {s.get("slice"): s.get("metrics") or {} for s in base.get("slices") or [] if isinstance(s, dict)}
 
 
 def summary_features(summary: dict[str, Any], split: str) -> list[dict[str, Any]]:
@@ -306,10 +321,15 @@ class PipelineView:
     anomaly_points: list[SpanPoint]
     pushes: list[dict[str, Any]]
     rollbacks: list[Execution]
+    kpi_points: list[SpanPoint] = field(default_factory=list)  # overall business KPIs, per evaluation
 
     @property
     def metric_names(self) -> list[str]:
         return sorted({k for p in self.metric_points for k in p.values})
+
+    @property
+    def kpi_names(self) -> list[str]:
+        return sorted({k for p in self.kpi_points for k in p.values})
 
     @property
     def severities(self) -> list[str]:
@@ -355,12 +375,13 @@ def build_pipeline_view(reader: MlmdReader, dag_id: str, pipeline: str, dag_runs
 
     # What each artifact puts in its run's row of the run table.
     row_fields: list[tuple[Artifact, dict[str, Any]]] = []
-    metric_points = []
+    metric_points, kpi_points = [], []
     for a in evaluations:
-        point = SpanPoint(
-            _run_of(producers, a), a.properties.get("span", ""), _overall_metrics(read_json(a, "metrics.json") or {})
-        )
+        doc = read_json(a, "metrics.json") or {}
+        point = SpanPoint(_run_of(producers, a), a.properties.get("span", ""), _overall_metrics(doc))
         metric_points.append(point)
+        if isinstance(doc.get("kpis"), dict):
+            kpi_points.append(SpanPoint(point.run_id, point.span, _overall_metrics(doc["kpis"])))
         row_fields.append((a, {"span": point.span, "metrics": point.values}))
     anomaly_points = []
     for a in anomalies:
@@ -370,6 +391,7 @@ def build_pipeline_view(reader: MlmdReader, dag_id: str, pipeline: str, dag_runs
         anomaly_points.append(SpanPoint(_run_of(producers, a), a.properties.get("span", ""), values))
         row_fields.append((a, {"span": anomaly_points[-1].span, "anomalies": int(values["total"])}))
     metric_points.sort(key=_sort_key)
+    kpi_points.sort(key=_sort_key)
     anomaly_points.sort(key=_sort_key)
     row_fields += [(a, {"blessed": bool(a.properties.get("blessed"))}) for a in blessings]
     row_fields += [(a, {"pushed_version": a.properties.get("version")}) for a in pushed]
@@ -384,4 +406,4 @@ def build_pipeline_view(reader: MlmdReader, dag_id: str, pipeline: str, dag_runs
     for dag_run in dag_runs:
         runs.append({**dag_run, **by_run.get(dag_run["run_id"], {})})
     rollbacks = reader.pipeline_executions_like(pipeline, "Rollback")
-    return PipelineView(dag_id, pipeline, runs, metric_points, anomaly_points, pushes, rollbacks)
+    return PipelineView(dag_id, pipeline, runs, metric_points, anomaly_points, pushes, rollbacks, kpi_points)

@@ -116,6 +116,10 @@ def _feature_stats(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _error_cost(model: dict[str, Any], rows: list[dict[str, Any]]) -> float:
+    return 10.0 * round((1 - _accuracy(model, rows)) * len(rows))
+
+
 def _accuracy(model: dict[str, Any], rows: list[dict[str, Any]]) -> float:
     hits = 0
     for row in rows:
@@ -269,8 +273,14 @@ def _execute(stage: str, req: dict[str, Any], out: dict[str, Path]) -> tuple[dic
             if baseline
             else None
         )
+        # Business KPIs in the Evaluator's shape: a wrong species costs 10.
+        kpis: dict[str, Any] = {"module": "kpis.py", "declared": ["error_cost"], "baseline": None}
+        kpis["slices"] = [{"slice": n, "metrics": {"error_cost": _error_cost(model, p)}} for n, p in parts.items()]
+        if base_model:
+            base_kpis = [{"slice": n, "metrics": {"error_cost": _error_cost(base_model, p)}} for n, p in parts.items()]
+            kpis["baseline"] = {"model_id": baseline["model_id"], "slices": base_kpis}
         Path(out["evaluation"], "metrics.json").write_text(
-            json.dumps({"slices": slices, "thresholds": thresholds, "baseline": base_block})
+            json.dumps({"slices": slices, "thresholds": thresholds, "baseline": base_block, "kpis": kpis})
         )
         model_id = inputs["model"][0]["id"]
         bless = {

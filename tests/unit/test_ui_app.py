@@ -308,3 +308,23 @@ def test_a_pruned_version_offers_no_rollback(client: TestClient, store: FixtureS
     finally:
         hidden.rename(version_dir)
     assert "pruned" in html and 'name="version" value="1"' not in html
+
+
+def _kpis(store: FixtureStore, run_id: str) -> dict[str, Any]:
+    evaluation = store.artifact(run_id, "evaluator", "evaluation")
+    return json.loads(Path(evaluation["uri"], "metrics.json").read_text())["kpis"]
+
+
+def test_business_kpis_in_the_run_view_and_their_trend_in_the_pipeline_view(
+    client: TestClient, store: FixtureStore
+) -> None:
+    run_html = client.get(f"/run?{q(dag_id=DAG, run_id=RUN2)}").text
+    table = run_html[run_html.index('id="kpis-table"') :].split("</table>", 1)[0]
+    kpis, base = _kpis(store, RUN2), {s["slice"]: s["metrics"] for s in _kpis(store, RUN2)["baseline"]["slices"]}
+    shown = re.findall(r'data-kpi="error_cost">([0-9.]+) <span class="muted">vs ([0-9.]+)</span>', table)
+    expected = [(s["metrics"]["error_cost"], base[s["slice"]]["error_cost"]) for s in kpis["slices"]]
+    assert [(float(a), float(b)) for a, b in shown] == expected
+    html = client.get(f"/pipeline?{q(dag_id=DAG)}").text
+    chart = html[html.index('aria-label="KPI error_cost"') :].split("</svg>", 1)[0]
+    plotted = [float(v) for v in re.findall(r'data-value="([0-9.e-]+)"', chart)]
+    assert plotted == [_kpis(store, run_id)["slices"][0]["metrics"]["error_cost"] for run_id, _, _ in RUNS]

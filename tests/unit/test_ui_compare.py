@@ -169,3 +169,14 @@ def test_the_pipeline_run_table_picks_two_runs_to_compare(client: TestClient) ->
     params = {"dag_id": DAG, "a": chosen["a"].group(1), "b": chosen["b"].group(1)}
     assert params["a"] == RUN2 and params["b"] == RUN3
     assert client.get(f"/compare?{q(**params)}").status_code == 200
+
+
+def test_business_kpis_by_slice_of_both_runs(client: TestClient, store: FixtureStore) -> None:
+    html = client.get(f"/compare?{q(dag_id=DAG, a=RUN2, b=RUN3)}").text
+    a, b = (document(store, run, "evaluator", "evaluation", "metrics.json")["kpis"]["slices"] for run in (RUN2, RUN3))
+    assert len(a) > 1
+    for slice_a, slice_b in zip(a, b, strict=True):
+        name, cost_a, cost_b = slice_a["slice"], slice_a["metrics"]["error_cost"], slice_b["metrics"]["error_cost"]
+        row = cells(html, f'class="kpi" data-slice="{name}" data-metric="error_cost"')
+        assert row[:4] == [name, "error_cost", f"{cost_a:g}", f"{cost_b:g}"]
+        assert row[4].startswith(f"{cost_b - cost_a:+g}")
