@@ -9,12 +9,14 @@ This module imports neither Airflow nor the ML libraries; see ``docs/storage.md`
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import glob
 import json
 import os
 import posixpath
 import re
+import shutil
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -175,6 +177,28 @@ class Storage:
         keys = (name.split("/", 1)[1] for name in names)
         return sorted(f"{GCS_SCHEME}{bucket}/{k}" for k in keys if fnmatch.fnmatchcase(k, key_pattern))
 
+    def usage(self, uri: str) -> tuple[int, float | None]:
+        """Bytes under ``uri`` (a file or a folder/prefix) and the newest change time (epoch s); (0, None) if none."""
+        if is_gcs(uri):
+            try:
+                found = self.gcs().find(uri.rstrip("/"), detail=True)
+            except FileNotFoundError:
+                return 0, None
+            times = [_gcs_time(info) for info in found.values()]
+            return sum(int(info.get("size") or 0) for info in found.values()), max(times, default=None)
+        if os.path.isfile(uri):
+            return os.path.getsize(uri), os.path.getmtime(uri)
+        size, newest = 0, None
+        for folder, _, names in os.walk(uri):
+            stamps = [os.path.getmtime(folder)]
+            for name in names:
+                with contextlib.suppress(OSError):  # a file removed while we walk
+                    stat = os.stat(os.path.join(folder, name))
+                    size += stat.st_size
+                    stamps.append(stat.st_mtime)
+            newest = max([*stamps, newest] if newest is not None else stamps)
+        return size, newest
+
     # ----- writing -------------------------------------------------------------------------------------------
     def write_text(self, uri: str, text: str) -> None:
         """Write a small file atomically: a rename locally; a single object write on GCS is atomic already."""
@@ -264,6 +288,25 @@ class Storage:
         for name in ordered:
             self.delete(f"{base}/{name}")
         self.delete(f"{base}/")  # the folder's own placeholder object, which TensorFlow's makedirs creates
+
+    def delete_tree(self, uri: str) -> None:
+        """Delete a local folder or every object under a ``gs://`` prefix; a missing one is not an error."""
+        if is_gcs(uri):
+            self.delete_prefix(uri)
+        else:
+            shutil.rmtree(uri, ignore_errors=True)
+
+
+def _gcs_time(info: Mapping[str, Any]) -> float | None:
+    """An object's last change (epoch seconds) from gcsfs's listing details."""
+    import datetime as dt
+
+    stamp = info.get("updated") or info.get("timeCreated")
+    if not stamp:
+        return None
+    if isinstance(stamp, dt.datetime):
+        return stamp.timestamp()
+    return dt.datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
 
 
 def default_storage() -> Storage:

@@ -5,6 +5,8 @@
   --result /airflow/xcom/return.json``) or from stdin (``run -``).
 - ``rollback <pipeline> --destination DIR [--to VERSION]`` serves an earlier pushed version again; prints a JSON
   summary as its last line.
+- ``gc <pipeline> --pipeline-root ROOT [--dry-run] ...`` applies the retention policy (runtime/retention/); prints
+  what it deleted and kept, then the plan as its last JSON line.
 - ``gate-record '<decision json>'`` records a gate sensor's decision in MLMD.
 - ``serve --socket PATH`` is the warm runtime: the stack imported once, a forked child per stage (warm_server.py).
 
@@ -55,6 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep-versions", type=int, default=None, help="Prune to this many versions, never the served or target."
     )
     back.set_defaults(handler=rollback_command)
+
+    gc_help = "Delete what the retention policy no longer keeps (never a served model's or baseline's lineage)."
+    gc = sub.add_parser("gc", help=gc_help, description=gc_help)
+    gc.add_argument("pipeline")
+    gc.add_argument("--pipeline-root", required=True, help="The pipeline root the stages write under.")
+    gc.add_argument("--destination", action="append", default=[], help="A Pusher's serving directory (repeatable).")
+    gc.add_argument("--keep-spans", type=int, default=None, help="Keep the artifacts of the newest N spans.")
+    gc.add_argument("--keep-days", type=float, default=None, help="Keep artifacts written in the last D days.")
+    gc.add_argument("--keep-versions", type=int, default=None, help="Prune serving to the newest K versions.")
+    gc.add_argument(
+        "--min-age", type=float, default=86400.0, help="Seconds; nothing younger is touched (the longest timeout)."
+    )
+    gc.add_argument("--dry-run", action="store_true", help="Only print what would be deleted and what is kept.")
+    gc.set_defaults(handler=gc_command)
 
     gate_help = "Record a gate decision in MLMD."
     gate = sub.add_parser("gate-record", help=gate_help, description=gate_help)
@@ -140,6 +156,33 @@ def rollback_command(args: argparse.Namespace) -> int:
     except Exception as exc:
         return _report_failure(exc, with_traceback=False)  # its errors are for people: no traceback
     print(json.dumps(summary, sort_keys=True, default=str), flush=True)
+    return 0
+
+
+def gc_command(args: argparse.Namespace) -> int:
+    _configure_logging()
+    try:
+        import datetime as dt
+
+        from airflow_provider_mlpipe.runtime.io.credentials import materialize_gcp_keyfile
+        from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient
+        from airflow_provider_mlpipe.runtime.retention.gc import collect, report
+        from airflow_provider_mlpipe.runtime.retention.plan import RetentionPolicy
+
+        materialize_gcp_keyfile()
+        policy = RetentionPolicy(
+            keep_spans=args.keep_spans,
+            keep_for=dt.timedelta(days=args.keep_days) if args.keep_days is not None else None,
+            keep_versions=args.keep_versions,
+            min_age=dt.timedelta(seconds=args.min_age),
+        )
+        plan = collect(
+            MetadataClient(), args.pipeline, args.pipeline_root, args.destination, policy, dry_run=args.dry_run
+        )
+    except Exception as exc:
+        return _report_failure(exc)
+    print(report(plan, args.dry_run), flush=True)
+    print(json.dumps(plan.to_dict(), sort_keys=True, default=str), flush=True)
     return 0
 
 

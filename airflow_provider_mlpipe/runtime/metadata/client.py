@@ -261,6 +261,15 @@ class MetadataClient:
                 count += 1
         return count
 
+    def set_artifact_state(self, artifact_id: int, state: int, properties: dict[str, Any] | None = None) -> None:
+        """Move an artifact to another MLMD state (a garbage collection's MARKED_FOR_DELETION, then DELETED)."""
+        [artifact] = self.store.get_artifacts_by_id([artifact_id])
+        artifact.state = state
+        for key, value in (properties or {}).items():
+            _set_value(artifact.custom_properties[key], value)
+        with self.write_lock():
+            self.store.put_artifacts([artifact])
+
     # ----- lookups -----------------------------------------------------------------------------------
     def artifact_ref(self, artifact: pb.Artifact, name: str = "") -> ArtifactRef:
         [atype] = self.store.get_artifact_types_by_id([artifact.type_id])
