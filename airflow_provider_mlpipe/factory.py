@@ -220,7 +220,31 @@ def build_dag(pipeline: Pipeline) -> Any:
             tasks[upstream] >> tasks[node_id]
     for gate in pipeline.graph.gates:
         tasks[gate.upstream] >> tasks[gate.task_id]
+    if spec.retention is not None and spec.retention.cleanup_task:
+        _gc_task(pipeline, dag) << list(tasks.values())
     return dag
+
+
+def _gc_task(pipeline: Pipeline, dag: Any) -> BaseOperator:
+    """The run's last task: after every stage and gate, whatever their outcome, so it never overlaps them."""
+    from airflow_provider_mlpipe.operators.gc import GC_TASK_ID, GcTarget, MlpipeGcOperator
+
+    target = GcTarget.of(pipeline)
+    return MlpipeGcOperator(
+        task_id=GC_TASK_ID,
+        pipeline=target.pipeline,
+        pipeline_root=target.pipeline_root,
+        destinations=target.destinations,
+        keep_spans=target.keep_spans,
+        keep_days=target.keep_days,
+        keep_versions=target.keep_versions,
+        min_age=target.min_age,
+        runtime_python=pipeline.spec.runtime.python,
+        mlmd_conn_id=pipeline.spec.mlmd_conn_id,
+        queue=pipeline.spec.queue,
+        trigger_rule="all_done",
+        dag=dag,
+    )
 
 
 def _gate_sensor(pipeline: Pipeline, gate: Gate, dag: Any) -> BaseOperator:

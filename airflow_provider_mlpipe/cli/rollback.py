@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
-from airflow_provider_mlpipe.cli.subcommand import Subcommand
-from airflow_provider_mlpipe.protocol import FAILURE_PREFIX
+from airflow_provider_mlpipe.cli.subcommand import Subcommand, report_runtime_failure
 
 
 def dags_folder() -> Path:
@@ -25,19 +24,25 @@ def dags_folder() -> Path:
     return Path(folder)
 
 
-def pusher_destination(pipeline: str, specs: Path) -> tuple[str, str, int | None]:
-    """The serving directory, MLMD connection and ``keep_versions`` of a pipeline, read from its spec."""
+def named_pipeline(pipeline: str, specs: Path) -> Any:
+    """The validated ``spec.validate.Pipeline`` called ``pipeline`` under the spec folder ``specs``."""
     from airflow_provider_mlpipe.spec.loader import selected_environment
     from airflow_provider_mlpipe.spec.validate import discover, load_all
 
     pipelines, _ = load_all(discover(specs), base_dir=specs.resolve().parent, environment=selected_environment())
     for item in pipelines:
         if item.name == pipeline:
-            params = item.stage_params.get("pusher") or {}
-            if not params.get("destination"):
-                raise SystemExit(f"The pipeline {pipeline!r} has no pusher destination in its spec.")
-            return str(params["destination"]), item.spec.mlmd_conn_id, params.get("keep_versions")
+            return item
     raise SystemExit(f"No valid spec under {specs} defines the pipeline {pipeline!r}.")
+
+
+def pusher_destination(pipeline: str, specs: Path) -> tuple[str, str, int | None]:
+    """The serving directory, MLMD connection and ``keep_versions`` of a pipeline, read from its spec."""
+    item = named_pipeline(pipeline, specs)
+    params = item.stage_params.get("pusher") or {}
+    if not params.get("destination"):
+        raise SystemExit(f"The pipeline {pipeline!r} has no pusher destination in its spec.")
+    return str(params["destination"]), item.spec.mlmd_conn_id, params.get("keep_versions")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,12 +70,7 @@ def run(args: argparse.Namespace) -> int:
     proc = subprocess.run(command, env=env, capture_output=True, text=True)
     summary = last_json_line(proc.stdout) if proc.returncode == 0 else {}
     if proc.returncode != 0 or not summary:
-        failures = [line for line in proc.stderr.splitlines() if line.startswith(FAILURE_PREFIX)]
-        if failures:  # the runtime's own sentence, without the stage-protocol prefix meant for Airflow
-            print(f"mlpipe rollback: {failures[-1][len(FAILURE_PREFIX) :]}", file=sys.stderr)
-        else:
-            sys.stderr.write(proc.stderr[-4000:] or proc.stdout[-4000:])
-        return proc.returncode or 1
+        return report_runtime_failure("rollback", proc)
     pruned = f"; pruned versions {', '.join(map(str, summary['pruned']))}" if summary.get("pruned") else ""
     print(
         f"Rolled back {args.pipeline}: version {summary['version']} now serves a copy of version "

@@ -373,6 +373,21 @@ NotifySpec = type(
 )
 
 
+class RetentionSpec(_Model):
+    """How long intermediate artifacts and pushed versions stay; ``mlpipe gc`` and ``cleanup_task`` apply it."""
+
+    keep_spans: int | None = Field(
+        None, ge=1, description="Keep the intermediate artifacts of the newest N spans (and older ones still needed)."
+    )
+    keep_days: int | None = Field(None, ge=1, description="Keep the intermediate artifacts written in the last D days.")
+    keep_versions: int | None = Field(
+        None, ge=1, description="Keep the newest K pushed versions in serving; the Pusher's keep_versions default."
+    )
+    cleanup_task: bool = Field(
+        False, description="End every run with a retention_gc task that applies this policy (after every stage)."
+    )
+
+
 # ----- the pipeline ------------------------------------------------------------------------------------------
 class PipelineSpec(_Model):
     """One ML pipeline; becomes one Airflow DAG whose id is ``name``."""
@@ -410,3 +425,4 @@ class PipelineSpec(_Model):
     deadline: Duration | None = Field(
         None, description="A run not done this long after it was queued sends deadline_missed (DeadlineAlert)."
     )
+    retention: RetentionSpec | None = None

@@ -14,6 +14,7 @@ import sys
 import types
 import typing
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from airflow_provider_mlpipe.spec.stage_rules import stage_errors
 from airflow_provider_mlpipe.spec.tabular_rules import apply_evaluator_defaults, tabular_errors
 from airflow_provider_mlpipe.stages.evaluator import KPI_FUNCTION
 
+# How long gc assumes a stage without execution_timeout may still be writing its staging.
+UNBOUNDED_STAGE_TIME = timedelta(days=1)
 _TYPE_WORDS = {
     "int": "an integer",
     "float": "a number",
@@ -62,6 +65,13 @@ class Pipeline:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def longest_stage_timeout(self) -> timedelta:
+        """The longest a stage may run; a day for a stage without ``execution_timeout`` (gc's leftover age)."""
+        spec = self.spec
+        timeouts = [stage.execution_timeout or spec.execution_timeout for stage in spec.stages.values()]
+        return max((t if t is not None else UNBOUNDED_STAGE_TIME for t in timeouts), default=UNBOUNDED_STAGE_TIME)
 
     @property
     def beam_args(self) -> list[str]:
@@ -287,10 +297,27 @@ def _stage_params(loaded: LoadedSpec, spec: PipelineSpec, base: Path) -> dict[st
                 source["splits"] = {k: resolve_local(v, folder) for k, v in source["splits"].items()}
         if stage.kind == "pusher":
             params["destination"] = resolve_local(params["destination"], folder)
+            params = _retention_keep_versions(loaded, spec, name, params)
         if stage.kind == "example_validator" and "skew" in params:
             params["skew"]["serving_statistics"] = resolve_local(params["skew"]["serving_statistics"], folder)
         out[name] = params
     return out
+
+
+def _retention_keep_versions(
+    loaded: LoadedSpec, spec: PipelineSpec, name: str, params: dict[str, Any]
+) -> dict[str, Any]:
+    """``retention.keep_versions`` is every Pusher's ``keep_versions`` unless it sets the same one itself."""
+    keep = spec.retention.keep_versions if spec.retention else None
+    if keep is None:
+        return params
+    if params.get("keep_versions") not in (None, keep):
+        raise loaded.error(
+            ("stages", name, "params", "keep_versions"),
+            f"keep_versions is {params['keep_versions']} here but retention.keep_versions is {keep}; "
+            "set it in one place (retention.keep_versions applies to every pusher).",
+        )
+    return {**params, "keep_versions": keep}
 
 
 def _semantic(loaded: LoadedSpec, spec: PipelineSpec) -> None:
@@ -306,6 +333,12 @@ def _semantic(loaded: LoadedSpec, spec: PipelineSpec) -> None:
             raise loaded.error((key,), reason)
     if not spec.runtime.image and (pod := spec.runtime.pod_keys()):
         raise loaded.error(("runtime", pod[0]), f"runtime.{pod[0]} applies to pods only; set runtime.image too.")
+    if spec.retention and spec.retention.cleanup_task and spec.runtime.image:
+        raise loaded.error(
+            ("retention", "cleanup_task"),
+            "cleanup_task runs the local runtime and cannot run in runtime.image's pods yet; run `mlpipe gc "
+            f"{spec.name}` from a host with the runtime instead.",
+        )
     if spec.beam.runner and any(a.startswith("--runner") for a in spec.beam.args):
         raise loaded.error(("beam", "args"), "The runner is set twice: in beam.runner and in beam.args.")
     for gate in ("data_validation", "blessing"):

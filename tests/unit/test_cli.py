@@ -134,10 +134,10 @@ def test_a_subcommand_is_a_module_with_one_registration():
         print(f"collected {args.pipeline}")
         return 3
 
-    toy = Subcommand(name="gc", help="Collect garbage.", run=run, add_arguments=add_arguments)
+    toy = Subcommand(name="collect", help="Collect garbage.", run=run, add_arguments=add_arguments)
     with pytest.raises(SystemExit):
-        main(["gc", "penguins"])  # not registered: unknown to the default parser
-    assert main(["gc", "penguins"], subcommands=[*SUBCOMMANDS, toy]) == 3
+        main(["collect", "penguins"])  # not registered: unknown to the default parser
+    assert main(["collect", "penguins"], subcommands=[*SUBCOMMANDS, toy]) == 3
 
 
 def test_every_subcommand_module_is_registered(capsys):
