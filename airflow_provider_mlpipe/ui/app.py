@@ -28,6 +28,7 @@ from airflow_provider_mlpipe.ui.data import (
     build_pipeline_view,
     build_run_view,
     checked_split,
+    is_deleted,
     list_files,
     pipeline_for_run,
     read_bytes,
@@ -154,6 +155,8 @@ def create_app(backend: UiBackend | None = None) -> FastAPI:
             artifact = artifact_in_run(view, artifact_id)
             if artifact.type != "ExampleStatistics":
                 raise NotFoundError(f"artifact {artifact_id} is not an ExampleStatistics artifact")
+            if is_deleted(artifact):
+                raise HTTPException(status_code=410, detail=f"statistics #{artifact_id} were deleted by retention")
             body = read_bytes(artifact.uri, f"Split-{checked_split(artifact, split)}", "stats.html")
         except NotFoundError as exc:
             raise _not_found(exc)

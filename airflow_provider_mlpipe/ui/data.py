@@ -24,6 +24,8 @@ MAX_FILE_BYTES = 20 * 1024 * 1024
 # Curves at TFMA's thousands of thresholds, for every slice and both models, outgrow the other files.
 MAX_PLOTS_BYTES = 200 * 1024 * 1024
 PLOTS_FILE = "plots.json"
+# MLMD artifact states of what a garbage collection deleted, or was deleting when it stopped.
+DELETED_STATES = ("MARKED_FOR_DELETION", "DELETED")
 
 
 class NotFoundError(LookupError):
@@ -100,6 +102,11 @@ def checked_split(artifact: Artifact, split: str) -> str:
     return split
 
 
+def is_deleted(artifact: Artifact | None) -> bool:
+    """Deleted by retention (``mlpipe gc``), or being deleted: MLMD keeps the record, the files are gone."""
+    return artifact is not None and artifact.state in DELETED_STATES
+
+
 # ----- run view --------------------------------------------------------------------------------------------
 @dataclass
 class RunView:
@@ -125,6 +132,11 @@ class RunView:
     # A cache hit shows what it reused: artifact id -> the run that made it; execution id -> the original's summary.
     reused_from: dict[int, str] = field(default_factory=dict)
     reused_summaries: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def deleted(self) -> list[Artifact]:
+        """This run's artifacts that a garbage collection deleted (their lineage stays, their files are gone)."""
+        return [a for _, a in sorted(self.graph.artifacts.items()) if is_deleted(a)]
 
     @property
     def splits(self) -> list[str]:

@@ -100,10 +100,17 @@ def lineage_svg(graph: RunGraph, artifact_href: Callable[[int], str]) -> str:
         detail = ", ".join(
             f"{k}={artifact.properties[k]}" for k in ("span", "version", "blessed") if k in artifact.properties
         )
+        # A deleted artifact stays in the lineage, drawn grey and dashed, with its state in place of its details.
+        gone = artifact.state in ("DELETED", "MARKED_FOR_DELETION")
+        if gone:
+            detail = "deleted"
+        fill, stroke = ("#f1f3f5", "#868e96") if gone else ("#f3f0ff", "#7950f2")
+        dash = ' stroke-dasharray="4 3"' if gone else ""
         parts.append(
-            f'<a href="{escape(artifact_href(artifact_id))}"><g class="node artifact" data-id="{artifact_id}">'
-            f"<title>{escape(artifact.type)} #{artifact_id} {escape(artifact.uri)}</title>"
-            f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="18" fill="#f3f0ff" stroke="#7950f2"/>'
+            f'<a href="{escape(artifact_href(artifact_id))}"><g class="node artifact{" deleted" if gone else ""}" '
+            f'data-id="{artifact_id}"><title>{escape(artifact.type)} #{artifact_id} {escape(artifact.state)} '
+            f"{escape(artifact.uri)}</title>"
+            f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="18" fill="{fill}" stroke="{stroke}"{dash}/>'
             f'<text x="{x + 10}" y="{y + 16}" font-size="11" font-weight="600">{escape(_short(label))}</text>'
             f'<text x="{x + 10}" y="{y + 31}" font-size="10" fill="#495057">#{artifact_id} '
             f"{escape(_short(detail, 20))}</text></g></a>"

@@ -108,13 +108,27 @@ class Lineage:
                 out.setdefault(event.artifact_id, []).append(event.execution_id)
         return out
 
+    def makers(self, artifact_ids: Iterable[int]) -> set[int]:
+        """The executions that made these artifacts; a CACHED execution only reused them, so it counts only
+        when nothing else output them."""
+        producers = self.producers(artifact_ids)
+        states = {
+            e.id: e.last_known_state
+            for e in self.store.get_executions_by_id(sorted({e for ids in producers.values() for e in ids}))
+        }
+        makers: set[int] = set()
+        for ids in producers.values():
+            made = [e for e in ids if states.get(e) != pb.Execution.CACHED]
+            makers |= set(made or ids)
+        return makers
+
     def upstream(self, roots: Iterable[int]) -> set[int]:
         """``roots`` and every artifact they were made from."""
         seen: set[int] = set()
         frontier = set(roots)
         while frontier:
             seen |= frontier
-            executions = {e for ids in self.producers(frontier).values() for e in ids}
+            executions = self.makers(frontier)
             inputs = {
                 event.artifact_id
                 for event in self.store.get_events_by_execution_ids(sorted(executions))
@@ -183,8 +197,11 @@ class Planner:
             versions = model_versions.list_versions(destination)
             keep = self.policy.keep_versions
             doomed = versions[:-keep] if keep else []
+            in_mlmd = model_versions.pushed_records(self.client, self.pipeline, destination)
             for version in versions:
                 record = model_versions.read_version_record(destination, version) or {}
+                if version in in_mlmd:  # a version without a record file: its PushedModel says what it holds
+                    record = {**in_mlmd[version].properties, **record}
                 if version in doomed:
                     size, _ = self.storage.usage(model_versions.version_uri(destination, version))
                     pruned.append(VersionEntry(destination, version, record.get("span"), size))
@@ -219,16 +236,21 @@ class Planner:
         young = [a.id for a in candidates if a.create_time_since_epoch > cutoff]
         self._protect(young, f"written less than {self.policy.min_age} ago (a run may still read it)")
 
-    def window(self, candidates: list[pb.Artifact]) -> None:
+    def window(self, candidates: list[pb.Artifact], runs: dict[int, str]) -> None:
         policy = self.policy
         if policy.keep_spans is None and policy.keep_for is None:
             self._protect((a.id for a in candidates), "no keep_spans or keep_days is set")
             return
-        spans = sorted({s for a in candidates if (s := span_of(properties_of(a))) is not None}, reverse=True)
-        kept_spans = set(spans[: policy.keep_spans]) if policy.keep_spans is not None else set()
-        for artifact in candidates:
-            if span_of(properties_of(artifact)) in kept_spans:
-                self._protect([artifact.id], f"in the newest {policy.keep_spans} spans")
+        # An artifact recorded without a span belongs to the span of its run's other artifacts.
+        own = {a.id: span_of(properties_of(a)) for a in candidates}
+        run_span: dict[str, int] = {}
+        for artifact_id, span in own.items():
+            if span is not None and artifact_id in runs:
+                run_span[runs[artifact_id]] = max(span, run_span.get(runs[artifact_id], span))
+        spans = {i: s if s is not None else run_span.get(runs.get(i, "")) for i, s in own.items()}
+        newest = sorted({s for s in spans.values() if s is not None}, reverse=True)
+        kept_spans = set(newest[: policy.keep_spans]) if policy.keep_spans is not None else set()
+        self._protect((i for i, s in spans.items() if s in kept_spans), f"in the newest {policy.keep_spans} spans")
         if policy.keep_for is not None:
             cutoff = (self.now - policy.keep_for).timestamp() * 1000
             recent = [a.id for a in candidates if a.create_time_since_epoch > cutoff]
@@ -264,8 +286,8 @@ class Planner:
         plan.prune = self.versions()
         self.baseline_and_next_run()
         self.running_and_recent(candidates)
-        self.window(candidates)
         runs = self._run_ids(candidates)
+        self.window(candidates, runs)
         for artifact in sorted(candidates, key=lambda a: a.id):
             kept = artifact.id in self.reasons and artifact.state == pb.Artifact.LIVE
             (plan.keep if kept else plan.delete).append(self._entry(artifact, runs, sized=not kept))

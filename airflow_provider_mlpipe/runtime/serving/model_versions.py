@@ -178,7 +178,7 @@ def prune(destination: str, keep: int, protect: tuple[int, ...] = ()) -> list[in
 
 
 # ----- rollback -------------------------------------------------------------------------------------------------
-def _pushed_records(client: Any, pipeline: str, destination: str) -> dict[int, ArtifactRef]:
+def pushed_records(client: Any, pipeline: str, destination: str) -> dict[int, ArtifactRef]:
     """PushedModel artifacts of ``pipeline`` at ``destination``, by version (the newest record wins)."""
     records: dict[int, ArtifactRef] = {}
     for artifact in client.live_artifacts(pipeline, PUSHED_MODEL):
@@ -220,7 +220,7 @@ def rollback(
         raise PushError(f"Cannot roll back {destination}: keep_versions must be at least 1, not {keep_versions}.")
 
     client.register_types()
-    target = _pushed_records(client, pipeline, destination).get(to_version)
+    target = pushed_records(client, pipeline, destination).get(to_version)
     run_id = run_id or f"rollback-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
     contexts = client.lineage_contexts(pipeline, run_id, "rollback")
     inputs: list[ArtifactRef] = []
