@@ -6,7 +6,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mlpipe.hooks.mlmd import MlmdHook
 from airflow_provider_mlpipe.operators.launch import kill_process_group, run_streaming, runtime_env
@@ -14,6 +14,9 @@ from airflow_provider_mlpipe.operators.rollback import last_json_line
 from airflow_provider_mlpipe.operators.runtime_interpreter import resolve_runtime_python
 from airflow_provider_mlpipe.protocol import runtime_command
 from airflow_provider_mlpipe.version_compat import BaseOperator, Context
+
+if TYPE_CHECKING:
+    from airflow_provider_mlpipe.spec.validate import Pipeline
 
 GC_TASK_ID = "retention_gc"
 
@@ -31,8 +34,8 @@ class GcTarget:
     min_age: timedelta
 
     @classmethod
-    def of(cls, pipeline: Any) -> GcTarget:
-        """From a validated ``spec.validate.Pipeline``."""
+    def of(cls, pipeline: Pipeline) -> GcTarget:
+        """From a validated spec."""
         retention = pipeline.spec.retention
         pushers = [n for n, s in pipeline.spec.stages.items() if s.kind == "pusher" and s.enabled]
         return cls(
