@@ -57,8 +57,8 @@ class Message:
 def run_ids(context: Any) -> tuple[str, str]:
     """(dag_id, run_id) from a task or DAG callback context, or the deadline callback's ``dag_run`` mapping."""
     dag_run = context.get("dag_run")
-    if isinstance(dag_run, dict):
-        return str(dag_run.get("dag_id", "")), str(dag_run.get("run_id", ""))
+    if isinstance(dag_run, dict):  # the REST API's DAGRunResponse: the run id is dag_run_id there
+        return str(dag_run.get("dag_id", "")), str(dag_run.get("dag_run_id") or dag_run.get("run_id", ""))
     dag = context.get("dag")
     dag_id = getattr(dag_run, "dag_id", None) or getattr(dag, "dag_id", "")
     return str(dag_id), str(getattr(dag_run, "run_id", None) or context.get("run_id", ""))

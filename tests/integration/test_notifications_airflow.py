@@ -195,7 +195,8 @@ def run_all(stack: AirflowStack, inbox: _Inbox, base_url: str) -> Delivered:
 
     wait_for("the dag-processor to parse the three specs", parsed, timeout=300, interval=2)
     for dag_id in PIPELINES:
-        env.run("dags", "trigger", dag_id, "-r", f"{dag_id}_run", "-l", f"{DAY}T00:00:00+00:00", timeout=120)
+        conf = json.dumps({"span": int(DAY.replace("-", ""))})  # an unscheduled run's own dates are today's
+        env.run("dags", "trigger", dag_id, "-r", f"{dag_id}_run", "-c", conf, timeout=120)
 
     def finished() -> dict[str, str] | None:
         stack.check_alive()

@@ -134,8 +134,15 @@ def test_pushed_and_withheld_each_speak_only_for_what_the_pusher_did():
     assert describe("push_withheld", {"ti": ti, "dag_run": _DagRun()}).reason == "older span"
 
 
+def test_a_rollback_message_names_the_served_version_and_the_one_it_copies():
+    result = {"version": 4, "rollback_of": 2, "rolled_back_from": 3, "destination": "/serving"}
+    message = describe("rolled_back", {"ti": _TaskInstance("rollback", {"return_value": result}), "dag_run": _DagRun()})
+    assert message is not None and message.headline == "rolled back to version 2"
+    assert message.reason == "Version 4 now serves a copy of version 2; version 3 served before."
+
+
 def test_a_deadline_message_reads_the_schedulers_simple_context():
-    context = {"dag_run": {"dag_id": "penguins", "run_id": "r1", "state": "running"}, "deadline": {"id": "x"}}
+    context = {"dag_run": {"dag_id": "penguins", "dag_run_id": "r1", "state": "running"}, "deadline": {"id": "x"}}
     message = describe("deadline_missed", context)
     assert message is not None and message.run_id == "r1" and "still running" in message.reason
 
