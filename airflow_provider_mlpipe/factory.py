@@ -10,6 +10,7 @@ Parsing never imports the ML stack; under a task's parsing context only that tas
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import sys
@@ -229,16 +230,9 @@ def _gc_task(pipeline: Pipeline, dag: Any) -> BaseOperator:
     """The run's last task: after every stage and gate, whatever their outcome, so it never overlaps them."""
     from airflow_provider_mlpipe.operators.gc import GC_TASK_ID, GcTarget, MlpipeGcOperator
 
-    target = GcTarget.of(pipeline)
     return MlpipeGcOperator(
         task_id=GC_TASK_ID,
-        pipeline=target.pipeline,
-        pipeline_root=target.pipeline_root,
-        destinations=target.destinations,
-        keep_spans=target.keep_spans,
-        keep_days=target.keep_days,
-        keep_versions=target.keep_versions,
-        min_age=target.min_age,
+        **dataclasses.asdict(GcTarget.of(pipeline)),
         runtime_python=pipeline.spec.runtime.python,
         mlmd_conn_id=pipeline.spec.mlmd_conn_id,
         queue=pipeline.spec.queue,

@@ -7,6 +7,7 @@ exactly the artifacts that the real gc then marks DELETED and removes, and every
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -17,6 +18,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from airflow_provider_mlpipe.operators.gc import GcTarget, MlpipeGcOperator
+from airflow_provider_mlpipe.spec.validate import load_pipeline
 from airflow_provider_mlpipe.ui import app as ui_app
 from airflow_provider_mlpipe.ui.mlmd_reader import MlmdReader
 from tests.support.paths import REPO
@@ -55,6 +58,14 @@ def collected(tmp_path_factory: pytest.TempPathFactory) -> tuple[FixtureStore, s
     assert dry.returncode == 0, dry.stderr[-3000:]
     listed = {int(n) for n in re.findall(r"^  #(\d+) ", dry.stdout.split("Kept:")[0], re.M)}
     assert dry.stdout.startswith(f"mlpipe gc {PIPELINE} (dry run): {len(listed)} artifacts, 1 pushed versions")
+    # The retention_gc task's operator, on its own: the same plan, counted in its XCom.
+    target = GcTarget.of(load_pipeline(dags / "pipelines" / f"{PIPELINE}.yaml"))
+    operator = MlpipeGcOperator(task_id="retention_gc", **dataclasses.asdict(target), dry_run=True)
+    conn = {"conn_type": "mlmd", "schema": "sqlite", "host": str(store.mlmd)}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW_CONN_MLMD_DEFAULT", json.dumps(conn))
+        counted = operator.execute({})
+    assert (counted["delete"], counted["prune"], counted["leftovers"]) == (len(listed), 1, 0)
     real = mlpipe_gc(store, dags)
     assert real.returncode == 0, real.stderr[-3000:]
     assert real.stdout.startswith(f"mlpipe gc {PIPELINE}: {len(listed)} artifacts, 1 pushed versions")
