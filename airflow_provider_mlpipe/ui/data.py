@@ -389,6 +389,9 @@ def build_pipeline_view(reader: MlmdReader, dag_id: str, pipeline: str, dag_runs
     row_fields: list[tuple[Artifact, dict[str, Any]]] = []
     metric_points, kpi_points = [], []
     for a in evaluations:
+        if is_deleted(a):  # its metrics went with its files: the run's row says so, the charts skip it
+            row_fields.append((a, {"span": a.properties.get("span", ""), "deleted": True}))
+            continue
         doc = read_json(a, "metrics.json") or {}
         point = SpanPoint(_run_of(producers, a), a.properties.get("span", ""), _overall_metrics(doc))
         metric_points.append(point)
@@ -402,6 +405,8 @@ def build_pipeline_view(reader: MlmdReader, dag_id: str, pipeline: str, dag_runs
         values["total"] = float(a.properties.get("anomaly_count", sum(values.values())))
         anomaly_points.append(SpanPoint(_run_of(producers, a), a.properties.get("span", ""), values))
         row_fields.append((a, {"span": anomaly_points[-1].span, "anomalies": int(values["total"])}))
+        if is_deleted(a):  # the counts are MLMD properties, so they stay; the row says the files are gone
+            row_fields.append((a, {"deleted": True}))
     metric_points.sort(key=_sort_key)
     kpi_points.sort(key=_sort_key)
     anomaly_points.sort(key=_sort_key)

@@ -116,6 +116,11 @@ def test_the_run_view_of_a_collected_run_renders_and_says_deleted(client: TestCl
 def test_the_pipeline_view_and_a_comparison_with_a_collected_run_render(client: TestClient) -> None:
     pipeline = client.get(f"/pipeline?{q(dag_id=DAG)}")
     assert pipeline.status_code == 200, pipeline.text[-2000:]
+    rows = {run: pipeline.text.split(f'<tr data-run="{run}">', 1)[1].split("</tr>", 1)[0] for run in (RUN1, RUN2, RUN3)}
+    assert "deleted by retention" in rows[RUN1] and "deleted by retention" in rows[RUN2]
+    assert "deleted by retention" not in rows[RUN3]
+    accuracy = pipeline.text[pipeline.text.index('aria-label="accuracy"') :].split("</svg>", 1)[0]
+    assert "span 20240101" not in accuracy and "span 20240102" in accuracy  # span 1's evaluation is gone
     compare = client.get(f"/compare?{q(dag_id=DAG, a=RUN1, b=RUN2)}")
     assert compare.status_code == 200, compare.text[-2000:]
     assert "deleted by retention" in compare.text
