@@ -183,8 +183,12 @@ def engine_for(config: dict[str, Any]) -> sa.Engine:
         port=int(config["port"]) if config.get("port") else None,
         database=config["database"],
     )
-    options = {"options": "-c default_transaction_read_only=on"} if backend == "postgresql" else {}
-    return sa.create_engine(url, pool_pre_ping=True, connect_args=options)
+    # Every session is read-only on the server itself, so no code path of the UI can write the store.
+    read_only = {
+        "postgresql": {"options": "-c default_transaction_read_only=on"},
+        "mysql": {"init_command": "SET SESSION TRANSACTION READ ONLY"},
+    }
+    return sa.create_engine(url, pool_pre_ping=True, connect_args=read_only[backend])
 
 
 class MlmdReader:
