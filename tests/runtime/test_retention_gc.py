@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
+from airflow_provider_mlpipe.protocol import ArtifactRef, StageRequest
+from airflow_provider_mlpipe.runtime.metadata import resolvers
 from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient
 from airflow_provider_mlpipe.runtime.retention.gc import collect
 from airflow_provider_mlpipe.runtime.retention.plan import RetentionPolicy
@@ -41,6 +43,10 @@ OUTPUTS = (
     ("evaluator", "evaluation"),
     ("evaluator", "blessing"),
 )
+
+
+def span(day: int) -> int:
+    return 20240100 + day
 
 
 class Spans:
@@ -177,6 +183,21 @@ def test_gc_keeps_the_served_and_baseline_lineage_and_marks_the_rest_deleted(spa
     assert {Path(item.uri).name for item in plan.leftovers} == {leftovers["orphan"].name, ".tmp-9-deadbeef"}
     assert not leftovers["orphan"].exists() and not leftovers["push"].exists()
     assert leftovers["running"].is_dir() and leftovers["young"].is_dir()
+
+    # Lookups never resolve a deleted artifact: span 3's previous statistics are now span 1's, and its baseline is
+    # span 1's model even if span 2's blessing were LIVE (a keep_days boundary can split a model from its blessing).
+    def request(key: tuple[str, str], day: int = 3) -> StageRequest:
+        ref = ArtifactRef(key[1], spans.uris[spans.ids[day][key]], spans.ids[day][key], key[1], {"span": span(day)})
+        return StageRequest("penguins", str(spans.root), "evaluator", "evaluator", "r", inputs={key[1]: [ref]})
+
+    statistics = request(("statistics_gen", "statistics"))
+    previous = resolvers.previous_span_output(spans.client, statistics, "ExampleStatistics", [])
+    assert previous.id == spans.ids[1][("statistics_gen", "statistics")]
+    spans.client.set_artifact_state(spans.ids[2][("evaluator", "blessing")], pb.Artifact.LIVE)
+    model_3 = spans.ids[3][("trainer", "model")]
+    baseline = resolvers.blessed_baseline(spans.client, request(("trainer", "model")), "Model", [model_3])
+    assert baseline.id == spans.ids[1][("trainer", "model")]
+    spans.client.set_artifact_state(spans.ids[2][("evaluator", "blessing")], pb.Artifact.DELETED)
 
     # A deleted artifact is never a cache hit: the re-run of span 2 ingests it again.
     again = spans.stage(2)("example_gen")

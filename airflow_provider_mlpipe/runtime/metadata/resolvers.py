@@ -107,9 +107,9 @@ def blessed_baseline(
             newest_blessing_first.append(model_id)
     if not newest_blessing_first:
         return None
-    models = {
-        a.id: client.artifact_ref(a) for a in client.store.get_artifacts_by_id(sorted(set(newest_blessing_first)))
-    }
+    # A model whose files retention deleted (state DELETED) cannot be a baseline, whatever its blessing's state.
+    found = client.store.get_artifacts_by_id(sorted(set(newest_blessing_first)))
+    models = {a.id: client.artifact_ref(a) for a in found if a.state == pb.Artifact.LIVE}
     span = request_span(request, type_name)
     if span is None:
         return next((models[i] for i in newest_blessing_first if i in models), None)
