@@ -18,7 +18,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from ml_metadata.proto import metadata_store_pb2 as pb
+from ml_metadata.metadata_store import metadata_store
 
 from airflow_provider_mlpipe.runtime.io.artifact_store import STAGING_DIR
 from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient, properties_of
@@ -50,9 +50,9 @@ def running_executions(client: MetadataClient) -> list[_Running]:
     """Every RUNNING execution in the store (staging under a shared root may belong to any pipeline)."""
     types = {t.id: t.name for t in client.store.get_execution_types()}
     running = []
-    for execution in client.store.get_executions():
-        if execution.last_known_state != pb.Execution.RUNNING:
-            continue
+    # Filtered by MLMD's own query, so a store of years of runs is not read whole.
+    only_running = metadata_store.ListOptions(filter_query="last_known_state = RUNNING")
+    for execution in client.store.get_executions(list_options=only_running):
         props = properties_of(execution)
         node = str(props.get("node_id", ""))
         running.append(_Running(str(props.get("pipeline", "")), node, execution.id, types.get(execution.type_id, "")))
