@@ -12,11 +12,12 @@ import hashlib
 import json
 from typing import Any
 
+from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from airflow_provider_mlpipe import __version__
 from airflow_provider_mlpipe.protocol import ArtifactRef
-from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient, properties_of
+from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient
 
 
 def cache_key(
@@ -36,12 +37,18 @@ def cache_key(
 def find_cached(
     client: MetadataClient, node_context: pb.Context, key: str
 ) -> tuple[int, dict[str, list[ArtifactRef]]] | None:
-    """Return (execution id, outputs) of the newest COMPLETE execution with this key, if its outputs are LIVE."""
-    for execution in reversed(client.executions_in_context(node_context)):
-        if execution.last_known_state != pb.Execution.COMPLETE:
-            continue
-        if properties_of(execution).get("cache_key") != key:
-            continue
+    """Return (execution id, outputs) of the newest COMPLETE execution with this key, if its outputs are LIVE.
+
+    The key is matched in the database: a node's history grows by one execution per run.
+    """
+    if not key.isalnum():
+        raise ValueError(f"{key!r} is not a cache key.")
+    query = (
+        f"contexts_a.id = {node_context.id} AND last_known_state = COMPLETE "
+        f"AND custom_properties.cache_key.string_value = '{key}'"
+    )
+    matches = client.store.get_executions(list_options=metadata_store.ListOptions(filter_query=query))
+    for execution in sorted(matches, key=lambda e: e.id, reverse=True):
         outputs = client.outputs_of(execution.id)
         ids = [ref.id for refs in outputs.values() for ref in refs]
         artifacts = client.store.get_artifacts_by_id(ids)

@@ -122,6 +122,7 @@ class MetadataClient:
                 "Check that the database is running and the mlmd connection is right; the stage did not run."
             )
         self._type_ids: dict[tuple[str, str], int] = {}
+        self._type_names: dict[int, str] = {}
         kind = self.config.WhichOneof("config")
         self._lock_path = f"{self.config.sqlite.filename_uri}.lock" if kind == "sqlite" else None
 
@@ -253,13 +254,16 @@ class MetadataClient:
 
     def fail_abandoned_executions(self, node_context: pb.Context, run_context: pb.Context) -> int:
         """Mark RUNNING executions of this node in this run as FAILED: they belong to killed attempts."""
-        in_run = {e.id for e in self.store.get_executions_by_context(run_context.id)}
-        count = 0
-        for execution in self.store.get_executions_by_context(node_context.id):
-            if execution.id in in_run and execution.last_known_state == State.RUNNING:
-                self.fail_execution(execution.id, "Abandoned: the attempt was killed before it finished.")
-                count += 1
-        return count
+        # Filtered in the database: the node's history grows by one execution per run.
+        running = self.store.get_executions(
+            list_options=metadata_store.ListOptions(
+                filter_query=f"contexts_a.id = {node_context.id} AND contexts_b.id = {run_context.id} "
+                "AND last_known_state = RUNNING"
+            )
+        )
+        for execution in running:
+            self.fail_execution(execution.id, "Abandoned: the attempt was killed before it finished.")
+        return len(running)
 
     def set_artifact_state(self, artifact_id: int, state: int, properties: dict[str, Any] | None = None) -> None:
         """Move an artifact to another MLMD state (a garbage collection's MARKED_FOR_DELETION, then DELETED)."""
@@ -271,10 +275,20 @@ class MetadataClient:
             self.store.put_artifacts([artifact])
 
     # ----- lookups -----------------------------------------------------------------------------------
+    def artifact_type_name(self, type_id: int) -> str:
+        """A type's name, looked up once per client: a resolver converts hundreds of artifacts."""
+        if type_id not in self._type_names:
+            [atype] = self.store.get_artifact_types_by_id([type_id])
+            self._type_names[type_id] = atype.name
+        return self._type_names[type_id]
+
     def artifact_ref(self, artifact: pb.Artifact, name: str = "") -> ArtifactRef:
-        [atype] = self.store.get_artifact_types_by_id([artifact.type_id])
         return ArtifactRef(
-            type=atype.name, uri=artifact.uri, id=artifact.id, name=name, properties=properties_of(artifact)
+            type=self.artifact_type_name(artifact.type_id),
+            uri=artifact.uri,
+            id=artifact.id,
+            name=name,
+            properties=properties_of(artifact),
         )
 
     def outputs_of(self, execution_id: int) -> dict[str, list[ArtifactRef]]:
@@ -290,13 +304,15 @@ class MetadataClient:
         return sorted(self.store.get_executions_by_context(context.id), key=lambda e: e.id)
 
     def live_artifacts(self, pipeline: str, type_name: str) -> list[pb.Artifact]:
-        """LIVE artifacts of a type produced within a pipeline, oldest first."""
+        """LIVE artifacts of a type produced within a pipeline, oldest first.
+
+        Filtered in the database: the pipeline's context holds every artifact of every run.
+        """
         ctx = self.store.get_context_by_type_and_name(PIPELINE_CONTEXT, pipeline)
         if ctx is None:
             return []
-        try:
-            type_id = self.store.get_artifact_type(type_name).id
-        except mlmd_errors.NotFoundError:
-            return []
-        arts = self.store.get_artifacts_by_context(ctx.id)
-        return sorted((a for a in arts if a.type_id == type_id and a.state == pb.Artifact.LIVE), key=lambda a: a.id)
+        if not type_name.replace(".", "").replace("_", "").isalnum():
+            raise ValueError(f"{type_name!r} is not an artifact type name.")
+        query = f"type = '{type_name}' AND state = LIVE AND contexts_a.id = {ctx.id}"
+        arts = self.store.get_artifacts(list_options=metadata_store.ListOptions(filter_query=query))
+        return sorted(arts, key=lambda a: a.id)
