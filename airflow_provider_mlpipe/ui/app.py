@@ -39,6 +39,8 @@ from airflow_provider_mlpipe.ui.mlmd_reader import MlmdSchemaError
 log = logging.getLogger(__name__)
 URL_PREFIX = "/mlpipe"
 JSON_FILES = ("summary.json", "anomalies.json", "schema_diff.json", "metrics.json", "blessing.json", "push.json")
+# The pipeline view's run table shows this many runs per page (the trends above it cover every span).
+RUNS_PER_PAGE = 50
 # The stats page is TFDV's own HTML; it may run its scripts, but only inside an opaque-origin sandbox.
 STATS_CSP = "sandbox allow-scripts; frame-ancestors 'self'"
 
@@ -210,9 +212,14 @@ def create_app(backend: UiBackend | None = None) -> FastAPI:
         )
 
     @app.get("/pipeline", response_class=HTMLResponse, dependencies=[Depends(read_access)])
-    def pipeline_page(request: Request, backend: BackendDep, dag_id: DagId) -> HTMLResponse:
+    def pipeline_page(
+        request: Request, backend: BackendDep, dag_id: DagId, page: Annotated[int, Query(ge=1, le=100_000)] = 1
+    ) -> HTMLResponse:
         reader = backend.reader()
-        runs = backend.dag_runs(dag_id)
+        # One page of the run table, newest first; one run more tells whether an older page exists.
+        runs = backend.dag_runs(dag_id, limit=RUNS_PER_PAGE + 1, offset=(page - 1) * RUNS_PER_PAGE)
+        has_older = len(runs) > RUNS_PER_PAGE
+        runs = runs[-RUNS_PER_PAGE:]
         pipeline = dag_id
         for run in reversed(runs):
             pipeline = pipeline_for_run(reader, dag_id, backend.xcoms(dag_id, run["run_id"]))
@@ -246,10 +253,13 @@ def create_app(backend: UiBackend | None = None) -> FastAPI:
             metric_charts=metric_charts,
             kpi_charts=kpi_charts,
             anomaly_chart=anomaly_chart,
-            drift_trends=drift.drift_trends(reader, pipeline),
+            drift_trends=drift.drift_trends(view.anomaly_artifacts),
             run_href=lambda run_id: _url(request, "run", dag_id=dag_id, run_id=run_id),
             rollback_action=_url(request, "rollback", dag_id=dag_id),
             compare_action=_url(request, "compare").rstrip("?"),
+            page=page,
+            newer_href=_url(request, "pipeline", dag_id=dag_id, page=page - 1) if page > 1 else None,
+            older_href=_url(request, "pipeline", dag_id=dag_id, page=page + 1) if has_older else None,
         )
 
     @app.post("/rollback", response_class=HTMLResponse, dependencies=[Depends(rollback_access)])

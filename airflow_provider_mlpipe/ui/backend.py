@@ -90,7 +90,8 @@ class UiBackend:
         with create_session() as session:
             return {task_id: _decode(value) for task_id, value in session.execute(query)}
 
-    def dag_runs(self, dag_id: str, limit: int = 200) -> list[dict[str, Any]]:
+    def dag_runs(self, dag_id: str, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
+        """The DAG's newest runs after skipping ``offset`` newer ones, oldest first."""
         from airflow.models.dagrun import DagRun
         from airflow.utils.session import create_session
         from sqlalchemy import select
@@ -99,6 +100,7 @@ class UiBackend:
             select(DagRun.run_id, DagRun.state, DagRun.logical_date, DagRun.run_after, DagRun.start_date)
             .where(DagRun.dag_id == dag_id)
             .order_by(DagRun.id.desc())
+            .offset(offset)
             .limit(limit)
         )
         with create_session() as session:

@@ -334,6 +334,7 @@ class PipelineView:
     pushes: list[dict[str, Any]]
     rollbacks: list[Execution]
     kpi_points: list[SpanPoint] = field(default_factory=list)  # overall business KPIs, per evaluation
+    anomaly_artifacts: list[Artifact] = field(default_factory=list)  # the drift trends' source
 
     @property
     def metric_names(self) -> list[str]:
@@ -379,10 +380,11 @@ def _sort_key(point: SpanPoint) -> tuple[str, str]:
 
 
 def build_pipeline_view(reader: MlmdReader, dag_id: str, pipeline: str, dag_runs: list[dict[str, Any]]) -> PipelineView:
-    evaluations = reader.pipeline_artifacts(pipeline, "ModelEvaluation")
-    anomalies = reader.pipeline_artifacts(pipeline, "ExampleAnomalies")
-    blessings = reader.pipeline_artifacts(pipeline, "ModelBlessing")
-    pushed = reader.pipeline_artifacts(pipeline, "PushedModel")
+    found = reader.pipeline_artifacts_by_type(
+        pipeline, ["ModelEvaluation", "ExampleAnomalies", "ModelBlessing", "PushedModel"]
+    )
+    evaluations, anomalies = found["ModelEvaluation"], found["ExampleAnomalies"]
+    blessings, pushed = found["ModelBlessing"], found["PushedModel"]
     producers = reader.producers([a.id for a in [*evaluations, *anomalies, *blessings, *pushed]])
 
     # What each artifact puts in its run's row of the run table.
@@ -400,7 +402,11 @@ def build_pipeline_view(reader: MlmdReader, dag_id: str, pipeline: str, dag_runs
         row_fields.append((a, {"span": point.span, "metrics": point.values}))
     anomaly_points = []
     for a in anomalies:
-        counts = a.properties.get("severity_counts") or (read_json(a, "anomalies.json") or {}).get("counts") or {}
+        # The property is there since severity counts were recorded (empty when there is no anomaly); the file
+        # is read only for older artifacts: a year of daily runs would read 365 files per view.
+        counts = a.properties.get("severity_counts")
+        if counts is None:
+            counts = (read_json(a, "anomalies.json") or {}).get("counts") or {}
         values = {str(k): float(v) for k, v in counts.items()} if isinstance(counts, dict) else {}
         values["total"] = float(a.properties.get("anomaly_count", sum(values.values())))
         anomaly_points.append(SpanPoint(_run_of(producers, a), a.properties.get("span", ""), values))
@@ -423,4 +429,14 @@ def build_pipeline_view(reader: MlmdReader, dag_id: str, pipeline: str, dag_runs
     for dag_run in dag_runs:
         runs.append({**dag_run, **by_run.get(dag_run["run_id"], {})})
     rollbacks = reader.pipeline_executions_like(pipeline, "Rollback")
-    return PipelineView(dag_id, pipeline, runs, metric_points, anomaly_points, pushes, rollbacks, kpi_points)
+    return PipelineView(
+        dag_id,
+        pipeline,
+        runs,
+        metric_points,
+        anomaly_points,
+        pushes,
+        rollbacks,
+        kpi_points,
+        anomaly_artifacts=anomalies,
+    )

@@ -13,7 +13,7 @@ from typing import Any
 
 from airflow_provider_mlpipe.ui import svg
 from airflow_provider_mlpipe.ui.data import read_json
-from airflow_provider_mlpipe.ui.mlmd_reader import Artifact, MlmdReader
+from airflow_provider_mlpipe.ui.mlmd_reader import Artifact
 from airflow_provider_mlpipe.ui.plots import finite_number
 
 KINDS = ("drift", "skew")
@@ -108,9 +108,12 @@ def _span_key(artifact: Artifact) -> tuple[str, int]:
     return (f"{artifact.properties.get('span', '')}".zfill(12), artifact.id)
 
 
-def drift_trends(reader: MlmdReader, pipeline: str) -> list[DriftTrend]:
-    """Every feature's drift (and skew) score per span, most drifting (latest score) first."""
-    artifacts = sorted(reader.pipeline_artifacts(pipeline, "ExampleAnomalies"), key=_span_key)
+def drift_trends(anomaly_artifacts: list[Artifact]) -> list[DriftTrend]:
+    """Every feature's drift (and skew) score per span, most drifting (latest score) first.
+
+    ``anomaly_artifacts``: the pipeline's ExampleAnomalies artifacts, as the pipeline view has read them.
+    """
+    artifacts = sorted(anomaly_artifacts, key=_span_key)
     per_run = [(str(a.properties.get("span", a.id)), artifact_scores(a)) for a in artifacts]
     per_run = [(span, scores) for span, scores in per_run if scores]
     spans = [span for span, _ in per_run]

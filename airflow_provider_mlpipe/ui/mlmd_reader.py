@@ -11,6 +11,7 @@ The reader only ever issues SELECTs; SQLite is opened with ``mode=ro`` so it can
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -198,6 +199,9 @@ class MlmdReader:
         self.engine = engine
         self.t = _schema(lowercase=engine.dialect.name == "postgresql")
         self.schema_checked = False
+        # Type names and context ids never change once written; caching them saves a query per lookup.
+        self._type_cache: dict[str, dict[int, str]] = {}
+        self._context_cache: dict[tuple[str, str], int] = {}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> MlmdReader:
@@ -230,11 +234,15 @@ class MlmdReader:
         with self.engine.connect() as conn:
             return list(conn.execute(query))
 
-    def _types(self, kind: str) -> dict[int, str]:
-        rows = self._rows(
-            sa.select(self.t.type.c.id, self.t.type.c.name).where(self.t.type.c.type_kind == TYPE_KIND[kind])
-        )
-        return {r.id: r.name for r in rows}
+    def _types(self, kind: str, needed: Iterable[int] = ()) -> dict[int, str]:
+        """Type id -> name; read again only when a type id in ``needed`` is new since the last read."""
+        cached = self._type_cache.get(kind)
+        if cached is None or any(type_id not in cached for type_id in needed):
+            rows = self._rows(
+                sa.select(self.t.type.c.id, self.t.type.c.name).where(self.t.type.c.type_kind == TYPE_KIND[kind])
+            )
+            cached = self._type_cache[kind] = {r.id: r.name for r in rows}
+        return cached
 
     def _properties(self, table: sa.Table, owner: str, ids: list[int]) -> dict[int, dict[str, Any]]:
         out: dict[int, dict[str, Any]] = {i: {} for i in ids}
@@ -245,6 +253,8 @@ class MlmdReader:
         return out
 
     def _context_id(self, type_name: str, name: str) -> int | None:
+        if (type_name, name) in self._context_cache:
+            return self._context_cache[(type_name, name)]
         query = (
             sa.select(self.t.context.c.id)
             .join(self.t.type, self.t.type.c.id == self.t.context.c.type_id)
@@ -255,14 +265,17 @@ class MlmdReader:
             )
         )
         rows = self._rows(query)
-        return rows[0].id if rows else None
+        if not rows:
+            return None  # not cached: the context appears with the pipeline's first run
+        self._context_cache[(type_name, name)] = rows[0].id
+        return rows[0].id
 
     # ----- entities ------------------------------------------------------------------------------------
     def artifacts(self, ids: list[int]) -> dict[int, Artifact]:
         if not ids:
             return {}
-        types = self._types("artifact")
         rows = self._rows(sa.select(self.t.artifact).where(self.t.artifact.c.id.in_(ids)))
+        types = self._types("artifact", (r.type_id for r in rows))
         props = self._properties(self.t.artifact_prop, "artifact_id", [r.id for r in rows])
         return {
             r.id: Artifact(r.id, types.get(r.type_id, "?"), r.uri or "", ARTIFACT_STATES.get(r.state, "?"), props[r.id])
@@ -272,10 +285,10 @@ class MlmdReader:
     def executions(self, ids: list[int]) -> list[Execution]:
         if not ids:
             return []
-        types = self._types("execution")
         rows = self._rows(
             sa.select(self.t.execution).where(self.t.execution.c.id.in_(ids)).order_by(self.t.execution.c.id)
         )
+        types = self._types("execution", (r.type_id for r in rows))
         props = self._properties(self.t.execution_prop, "execution_id", [r.id for r in rows])
         return [
             Execution(
@@ -346,19 +359,27 @@ class MlmdReader:
 
     def pipeline_artifacts(self, pipeline: str, type_name: str) -> list[Artifact]:
         """All artifacts of a type attributed to the pipeline, oldest first (the pipeline view's history)."""
+        return self.pipeline_artifacts_by_type(pipeline, [type_name])[type_name]
+
+    def pipeline_artifacts_by_type(self, pipeline: str, type_names: list[str]) -> dict[str, list[Artifact]]:
+        """The artifacts of several types attributed to the pipeline, oldest first, read in one pass."""
+        out: dict[str, list[Artifact]] = {name: [] for name in type_names}
         ctx = self._context_id(PIPELINE_CONTEXT, pipeline)
         if ctx is None:
-            return []
+            return out
         query = (
             sa.select(self.t.artifact.c.id)
             .join(self.t.attribution, self.t.attribution.c.artifact_id == self.t.artifact.c.id)
             .join(self.t.type, self.t.type.c.id == self.t.artifact.c.type_id)
-            .where(self.t.attribution.c.context_id == ctx, self.t.type.c.name == type_name)
+            .where(self.t.attribution.c.context_id == ctx, self.t.type.c.name.in_(type_names))
             .order_by(self.t.artifact.c.id)
         )
         ids = [r.id for r in self._rows(query)]
         found = self.artifacts(ids)
-        return [found[i] for i in ids if i in found]
+        for artifact_id in ids:
+            if artifact_id in found:
+                out[found[artifact_id].type].append(found[artifact_id])
+        return out
 
     def producers(self, artifact_ids: list[int]) -> dict[int, Execution]:
         """The execution that first output each artifact (a cached execution re-outputs it later)."""

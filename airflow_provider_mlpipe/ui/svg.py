@@ -133,6 +133,29 @@ def nice_ticks(low: float, high: float, count: int = 4) -> list[float]:
     return ticks
 
 
+# A 400-pixel chart cannot show more spans than this apart; a year of daily runs is thinned to it.
+MAX_TREND_POINTS = 120
+
+
+def thin_spans(
+    labels: list[str], series: dict[str, list[float | None]], max_points: int = MAX_TREND_POINTS
+) -> tuple[list[str], dict[str, list[float | None]]]:
+    """At most about ``max_points`` spans: from each run of consecutive spans, those where a series is lowest
+    or highest, so a spike (an anomaly burst, a drift peak) is never averaged away; the first and last always."""
+    if len(labels) <= max_points:
+        return labels, series
+    buckets = max(1, max_points // (2 * max(1, len(series))))
+    size = -(-len(labels) // buckets)  # ceiling division
+    keep = {0, len(labels) - 1}
+    for start in range(0, len(labels), size):
+        for values in series.values():
+            present = [(v, i) for i in range(start, min(start + size, len(labels))) if (v := values[i]) is not None]
+            if present:
+                keep |= {min(present)[1], max(present)[1]}
+    kept = sorted(keep)
+    return [labels[i] for i in kept], {name: [values[i] for i in kept] for name, values in series.items()}
+
+
 def trend_svg(
     title: str,
     labels: list[str],
@@ -141,7 +164,11 @@ def trend_svg(
     zero_based: bool = False,
     dashed: tuple[str, ...] = (),
 ) -> str:
-    """A line chart of ``series`` (name -> value per label), one point per span, with a value tooltip."""
+    """A line chart of ``series`` (name -> value per label), one point per span, with a value tooltip.
+
+    A long history is thinned to about ``MAX_TREND_POINTS`` spans first (``thin_spans``).
+    """
+    labels, series = thin_spans(labels, series)
     height, left, right, top, bottom = 210, 50, 34, 28, 46
     values = [v for vs in series.values() for v in vs if v is not None]
     if not labels or not values:

@@ -67,6 +67,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> FixtureStore:
     return make_fixture_store(tmp_path_factory.mktemp("ui-store"))
 
 
+def page_of(runs: list[dict[str, Any]], limit: int, offset: int) -> list[dict[str, Any]]:
+    """``UiBackend.dag_runs``'s page of an oldest-first list: skip ``offset`` newest, keep ``limit``, oldest first."""
+    return runs[::-1][offset : offset + limit][::-1]
+
+
 class FakeBackend(UiBackend):
     """Airflow's DB replaced by the fixture's results; the rollback command by a recording script."""
 
@@ -80,8 +85,9 @@ class FakeBackend(UiBackend):
     def xcoms(self, dag_id: str, run_id: str) -> dict[str, Any]:
         return self.store.results.get(run_id, {}) if dag_id == DAG else {}
 
-    def dag_runs(self, dag_id: str, limit: int = 200) -> list[dict[str, Any]]:
-        return [{"run_id": r, "state": "success", "logical_date": str(s)} for r, s, _ in RUNS] if dag_id == DAG else []
+    def dag_runs(self, dag_id: str, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
+        runs = [{"run_id": r, "state": "success", "logical_date": str(s)} for r, s, _ in RUNS] if dag_id == DAG else []
+        return page_of(runs, limit, offset)
 
     def rollback_launch(self, pipeline: str, version: str, destination: str) -> tuple[list[str], dict[str, str]]:
         _, env = super().rollback_launch(pipeline, version, destination)  # the real environment, a fake command
@@ -245,6 +251,23 @@ def test_pipeline_view_plots_every_span_and_lists_pushed_versions(client: TestCl
         assert f"<b>{version}</b>" in html
     # The newest push serves; only the older version can be rolled back to, after an inline confirmation.
     assert f'name="version" value="{versions[0]}"' in html and f'name="version" value="{versions[1]}"' not in html
+
+
+def test_run_table_pages_through_every_run_newest_first_while_the_trends_keep_every_span(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ui_app, "RUNS_PER_PAGE", 1)
+    shown, page_links = [], []
+    for page in (1, 2, 3):
+        html = client.get(f"/pipeline?{q(dag_id=DAG, page=page)}").text
+        shown += re.findall(r'<tr data-run="([^"]+)"', html)
+        page_links.append(("newer-runs" in html, "older-runs" in html))
+        # The trends are not paged: every span's accuracy is on every page.
+        accuracy_chart = html[html.index('aria-label="accuracy"') :].split("</svg>", 1)[0]
+        assert len(re.findall(r"data-value=", accuracy_chart)) == len(RUNS)
+    assert shown == [run_id for run_id, _, _ in reversed(RUNS)]
+    assert page_links == [(False, True), (True, True), (True, False)]
+    assert client.get(f"/pipeline?{q(dag_id=DAG, page=0)}").status_code == 422
 
 
 def test_rollback_needs_confirmation_a_pushed_version_and_the_same_origin(

@@ -15,15 +15,25 @@ from airflow_provider_mlpipe.ui import app as ui_app
 from airflow_provider_mlpipe.ui.data import build_pipeline_view, build_run_view
 from airflow_provider_mlpipe.ui.mlmd_reader import MlmdReader
 from tests.support.paths import REPO
-from tests.unit.test_ui_app import DAG, RUNS, RUNTIME_PYTHON, FakeBackend, FixtureStore, make_fixture_store, q
+from tests.unit.test_ui_app import (
+    DAG,
+    RUNS,
+    RUNTIME_PYTHON,
+    FakeBackend,
+    FixtureStore,
+    make_fixture_store,
+    page_of,
+    q,
+)
 
 RUN1, RUN2, RUN3 = (r for r, _, _ in RUNS)
 CACHED = "r4_all_cached"  # every stage a cache hit of RUN2's (span 20240102, blessed, pushed version 2)
 
 
 class CachedRunBackend(FakeBackend):
-    def dag_runs(self, dag_id: str, limit: int = 200) -> list[dict[str, Any]]:
-        return [*super().dag_runs(dag_id, limit), {"run_id": CACHED, "state": "success", "logical_date": "x"}]
+    def dag_runs(self, dag_id: str, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
+        runs = [*super().dag_runs(dag_id, len(RUNS)), {"run_id": CACHED, "state": "success", "logical_date": "x"}]
+        return page_of(runs, limit, offset)
 
 
 @pytest.fixture(scope="module")
