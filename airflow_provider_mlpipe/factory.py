@@ -21,7 +21,7 @@ from typing import Any
 from airflow_provider_mlpipe.notifications.notifier import deadline_alert, event_notifiers
 from airflow_provider_mlpipe.operators.stages import operator_for
 from airflow_provider_mlpipe.spec.errors import SpecError, SpecErrors
-from airflow_provider_mlpipe.spec.graph import Gate
+from airflow_provider_mlpipe.spec.graph import APPROVAL_GATE, Gate
 from airflow_provider_mlpipe.spec.loader import selected_environment
 from airflow_provider_mlpipe.spec.model import AssetSchedule
 from airflow_provider_mlpipe.spec.validate import Pipeline, discover, load_all
@@ -222,7 +222,8 @@ def build_dag(pipeline: Pipeline) -> Any:
     for gate in pipeline.graph.gates:
         tasks[gate.upstream] >> tasks[gate.task_id]
     if spec.retention is not None and spec.retention.cleanup_task:
-        _gc_task(pipeline, dag) << list(tasks.values())
+        # A rejected approval skips every task right after it; the Pusher, after the approval, keeps the order.
+        _gc_task(pipeline, dag) << [task for task_id, task in tasks.items() if task_id != APPROVAL_GATE]
     return dag
 
 
@@ -241,10 +242,35 @@ def _gc_task(pipeline: Pipeline, dag: Any) -> BaseOperator:
     )
 
 
+def _approval_gate(pipeline: Pipeline, gate: Gate, dag: Any) -> BaseOperator:
+    """Airflow's human-in-the-loop ApprovalOperator between the blessing gate and the Pusher."""
+    from airflow_provider_mlpipe.operators.approval import MlpipeApprovalOperator
+
+    spec, config = pipeline.spec, pipeline.spec.gates.approval
+    assert config is not None  # the graph has an approval gate only when the spec sets one
+    kwargs: dict[str, Any] = {"queue": spec.queue} if spec.queue else {}
+    return MlpipeApprovalOperator(
+        task_id=gate.task_id,
+        evaluator_task_id=gate.reads["evaluator"],
+        validator_task_id=gate.reads.get("example_validator"),
+        approvers=list(config.approvers),
+        response_timeout=config.timeout,
+        default=config.default,
+        on_reject=config.on_reject,
+        pipeline=spec.name,
+        mlmd_conn_id=spec.mlmd_conn_id,
+        runtime_python=None if spec.runtime.image else spec.runtime.python,
+        dag=dag,
+        **kwargs,
+    )
+
+
 def _gate_sensor(pipeline: Pipeline, gate: Gate, dag: Any) -> BaseOperator:
     # Imported here: the gates module may evolve separately, and pipelines without gates never need it.
     from airflow_provider_mlpipe.sensors.gates import DataValidationSensor, ModelBlessingSensor
 
+    if gate.gate == "approval":
+        return _approval_gate(pipeline, gate, dag)
     spec = pipeline.spec
     config = getattr(spec.gates, gate.gate)
     kwargs: dict[str, Any] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from airflow import __version__ as airflow_version
+from airflow.providers.standard.operators.hitl import ApprovalOperator  # human-in-the-loop: Airflow 3.1+
 from airflow.sdk import (
     Asset,
     AsyncCallback,
@@ -14,6 +15,7 @@ from airflow.sdk import (
     Context,
     DeadlineAlert,
     DeadlineReference,
+    Param,
     PokeReturnValue,
     Variable,
     conf,
@@ -40,6 +42,7 @@ __all__ = [
     "AirflowException",
     "AirflowFailException",
     "AirflowSkipException",
+    "ApprovalOperator",
     "Asset",
     "AsyncCallback",
     "BaseHook",
@@ -51,6 +54,7 @@ __all__ = [
     "Context",
     "DeadlineAlert",
     "DeadlineReference",
+    "Param",
     "PokeReturnValue",
     "TriggerEvent",
     "Variable",

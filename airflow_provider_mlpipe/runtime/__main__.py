@@ -7,7 +7,7 @@
   summary as its last line.
 - ``gc <pipeline> --pipeline-root ROOT [--dry-run] ...`` applies the retention policy (runtime/retention/); prints
   what it deleted and kept, then the plan as its last JSON line.
-- ``gate-record '<decision json>'`` records a gate sensor's decision in MLMD.
+- ``gate-record '<decision json>'`` records a gate sensor's decision, or an approval, in MLMD.
 - ``serve --socket PATH`` is the warm runtime: the stack imported once, a forked child per stage (warm_server.py).
 
 Every failure ends with one ``FAILURE_PREFIX`` line, which the Airflow side turns into the task's error.
@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument(
         "decision",
         help="JSON with pipeline, run_id, node_id, gate, decision, reason and optionally "
-        "input_artifact_id, policy, verdict_uri.",
+        "input_artifact_id, policy, verdict_uri, model_artifact_id, details.",
     )
     gate.set_defaults(handler=gate_record_command)
 
@@ -204,6 +204,8 @@ def gate_record_command(args: argparse.Namespace) -> int:
             data.get("input_artifact_id"),
             policy=data.get("policy", ""),
             verdict_uri=data.get("verdict_uri", ""),
+            model_artifact_id=data.get("model_artifact_id"),
+            details=data.get("details"),
         )
     except Exception as exc:
         return _report_failure(exc)

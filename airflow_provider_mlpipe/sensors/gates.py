@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any, ClassVar
 
@@ -127,6 +127,21 @@ def _bullets(lines: Iterable[str], limit: int = MAX_LISTED) -> str:
     lines = list(lines)
     more = f"\n  ... and {len(lines) - limit} more" if len(lines) > limit else ""
     return "".join(f"\n  - {line}" for line in lines[:limit]) + more
+
+
+def record_decision(
+    payload: dict[str, Any],
+    runtime_python: str | None,
+    mlmd_conn_id: str | None,
+    log: Any,
+    on_process: Callable[[subprocess.Popen[str] | None], None],
+) -> None:
+    """Record a gate's or an approval's decision in MLMD through the runtime, which alone may import ml_metadata.
+
+    ``payload`` is what ``runtime gate-record`` takes; ``on_process`` receives the child so ``on_kill`` can end it.
+    """
+    command = runtime_command(resolve_runtime_python(runtime_python), "gate-record", json.dumps(payload))
+    run_streaming(command, runtime_env(mlmd_conn_id), log, f"Recording the {payload['gate']} decision", on_process)
 
 
 # ----- sensors ---------------------------------------------------------------------------------------------
@@ -279,9 +294,7 @@ class _ArtifactGateSensor(BaseSensorOperator):
             "input_artifact_id": ref.id,
             "verdict_uri": result["artifact"]["verdict"],
         }
-        command = runtime_command(resolve_runtime_python(self.runtime_python), "gate-record", json.dumps(payload))
-        env = runtime_env(self.mlmd_conn_id)
-        run_streaming(command, env, self.log, f"Recording the {self.gate} decision", self._set_process)
+        record_decision(payload, self.runtime_python, self.mlmd_conn_id, self.log, self._set_process)
 
     def _set_process(self, process: subprocess.Popen[str] | None) -> None:
         self._process = process

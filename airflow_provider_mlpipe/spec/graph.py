@@ -14,6 +14,7 @@ from airflow_provider_mlpipe.stages import EXAMPLES, PUSHED_MODEL, StageDescript
 
 DATA_GATE = "data_validation_gate"
 BLESSING_GATE = "blessing_gate"
+APPROVAL_GATE = "approval_gate"
 
 # Where an input prefers to come from, when several stages produce its artifact type.
 _PREFERRED: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
@@ -41,9 +42,10 @@ class Node:
 @dataclass
 class Gate:
     task_id: str
-    gate: str  # data_validation | blessing
+    gate: str  # data_validation | blessing | approval
     upstream: str
     downstream: list[str]
+    reads: dict[str, str] = field(default_factory=dict)  # stage kind -> node whose result the gate shows
 
 
 @dataclass
@@ -178,8 +180,31 @@ def build_graph(spec: PipelineSpec) -> PipelineGraph:
         gates.append(Gate(task_id=task_id, gate=gate, upstream=source, downstream=downstream))
         for n in downstream:
             nodes[n].upstream.add(task_id)
+    if spec.gates.approval is not None:
+        gates.append(_approval_gate(kinds, gates))
+        for n in gates[-1].downstream:
+            nodes[n].upstream.add(APPROVAL_GATE)
     _check_cycles(nodes, gates, explicit={n for n in kinds if spec.stages[n].inputs})
     return PipelineGraph(nodes=nodes, gates=gates)
+
+
+def _approval_gate(kinds: dict[str, str], gates: list[Gate]) -> Gate:
+    """The approval sits after the blessing gate (or the Evaluator) and before every Pusher."""
+    path: FieldPath = ("gates", "approval")
+    if APPROVAL_GATE in kinds:
+        raise WiringError(("stages", APPROVAL_GATE), f"The name {APPROVAL_GATE!r} is reserved for the approval gate.")
+    pushers = [n for n, k in kinds.items() if k == "pusher"]
+    if not pushers:
+        raise WiringError(path, "The approval gate holds a push, but no pusher stage is enabled.")
+    reads = {}
+    for kind in ("evaluator", "example_validator"):
+        found = [n for n, k in kinds.items() if k == kind]
+        if found:
+            reads[kind] = kind if kind in found else found[0]
+    if "evaluator" not in reads:
+        raise WiringError(path, "The approval gate shows the Evaluator's metrics, so it needs an enabled evaluator.")
+    blessing = next((g.task_id for g in gates if g.gate == "blessing"), None)
+    return Gate(APPROVAL_GATE, "approval", blessing or reads["evaluator"], pushers, reads)
 
 
 def _check_cycles(nodes: dict[str, Node], gates: list[Gate], explicit: set[str]) -> None:

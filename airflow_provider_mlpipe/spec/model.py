@@ -280,9 +280,27 @@ class BlessingGate(_GateBase):
     pass
 
 
+class ApprovalGate(_Model):
+    """A person signs off before the push: Airflow's human-in-the-loop ApprovalOperator, under "Required actions"."""
+
+    approvers: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="Airflow user ids who may respond; empty: anyone allowed to act on the DAG's required actions. "
+        "Airflow 3.3 assigns users, not roles.",
+    )
+    timeout: Duration | None = Field(
+        timedelta(days=1), description="How long the request waits; then `default` is taken. null: wait forever."
+    )
+    default: Literal["approve", "reject"] = Field("reject", description="The outcome when the timeout passes.")
+    on_reject: Literal["fail", "skip"] = Field(
+        "skip", description="skip: withhold the push and end the run successfully; fail: fail the run."
+    )
+
+
 class GatesSpec(_Model):
     data_validation: DataValidationGate | None = None
     blessing: BlessingGate | None = None
+    approval: ApprovalGate | None = None
 
 
 class PodResources(_Model):

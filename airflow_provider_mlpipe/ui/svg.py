@@ -78,9 +78,14 @@ def lineage_svg(graph: RunGraph, artifact_href: Callable[[int], str]) -> str:
         title = execution.component
         if execution.state == "CACHED":
             note = f"cache hit of #{execution.properties.get('cached_from', '?')}"
-        if execution.properties.get("gate"):  # a gate's decision matters more than its state
-            title = f"Gate: {execution.properties['gate']}"
-            note = str(execution.properties.get("decision", note))
+        props = execution.properties
+        if props.get("gate") == "approval":  # who decided matters as much as what
+            title = "Approval"
+            who = "timed out" if props.get("timed_out") else f"by {props.get('approver', '?')}"
+            note = f"{props.get('decision', note)} {who}"
+        elif props.get("gate"):  # a gate's decision matters more than its state
+            title = f"Gate: {props['gate']}"
+            note = str(props.get("decision", note))
         tip = f"{execution.type} #{execution.id} {execution.state} node={execution.properties.get('node_id', '')}"
         parts.append(
             f'<g class="node execution state-{escape(execution.state.lower())}" data-id="{execution.id}">'

@@ -15,7 +15,12 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 
 from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV, ArtifactRef, runtime_command
 from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient, properties_of
-from airflow_provider_mlpipe.runtime.metadata.gate_record import GATE_EXECUTION_TYPE, record_gate_decision
+from airflow_provider_mlpipe.runtime.metadata.gate_record import (
+    APPROVAL_EXECUTION_TYPE,
+    APPROVAL_GATE,
+    GATE_EXECUTION_TYPE,
+    record_gate_decision,
+)
 from tests.support.mlmd import sqlite_client
 
 pytestmark = pytest.mark.runtime
@@ -121,3 +126,34 @@ def test_gate_record_subcommand_reads_the_store_from_the_environment(tmp_path) -
     )
     assert bad.returncode == 1
     assert "mlpipe stage failed: JSONDecodeError" in bad.stderr
+
+
+def test_an_approval_is_an_mlpipe_approval_execution_tied_to_the_blessing_and_the_model(tmp_path) -> None:
+    client = sqlite_client(tmp_path, retries=1)
+    contexts = client.lineage_contexts("penguins", "r4", "evaluator")
+    execution_id = client.start_execution("mlpipe.Evaluator", contexts, [], {})
+    model = ArtifactRef("Model", "/tmp/model/3")
+    blessing = ArtifactRef("ModelBlessing", "/tmp/blessing/4", properties={"blessed": 1})
+    client.finish_execution(execution_id, contexts, {"model": [model], "blessing": [blessing]}, {})
+    details = {"approver": "admin", "approver_name": "admin", "timed_out": 0, "comment": "looks good", "x": None}
+
+    approval_id = record_gate_decision(
+        client, "penguins", "r4", "approval_gate", APPROVAL_GATE, "approve", "Approval: admin chose Approve.",
+        blessing.id, policy="skip", model_artifact_id=model.id, details=details,
+    )  # fmt: skip
+
+    assert not _gate_executions(client)
+    [execution] = client.store.get_executions_by_type(APPROVAL_EXECUTION_TYPE)
+    assert execution.id == approval_id
+    props = properties_of(execution)
+    assert (props["decision"], props["approver"], props["comment"], props["push_withheld"]) == (
+        "approve", "admin", "looks good", 0,
+    )  # fmt: skip
+    assert "x" not in props  # an empty detail is left out
+    events = client.store.get_events_by_execution_ids([approval_id])
+    assert sorted((e.artifact_id, e.type) for e in events) == sorted(
+        [(blessing.id, pb.Event.INPUT), (model.id, pb.Event.INPUT)]
+    )
+    record_gate_decision(client, "penguins", "r5", "approval_gate", APPROVAL_GATE, "reject", "timed out", blessing.id)
+    rejected = client.store.get_executions_by_type(APPROVAL_EXECUTION_TYPE)[-1]
+    assert properties_of(rejected)["push_withheld"] == 1
