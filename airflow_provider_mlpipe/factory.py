@@ -260,6 +260,10 @@ def _approval_gate(pipeline: Pipeline, gate: Gate, dag: Any) -> BaseOperator:
         pipeline=spec.name,
         mlmd_conn_id=spec.mlmd_conn_id,
         runtime_python=None if spec.runtime.image else spec.runtime.python,
+        # A retry would ask again after a rejection, and the spec's execution_timeout would become the response
+        # timeout (Airflow's fallback for HITL): the approval takes neither.
+        retries=0,
+        execution_timeout=None,
         dag=dag,
         **kwargs,
     )

@@ -86,6 +86,7 @@ class MlpipeApprovalOperator(ApprovalOperator):
         if isinstance(approvers, str):
             raise TypeError("approvers takes a list of Airflow user ids, not one string.")
         comment = Param(None, type=["null", "string"], description="Why (recorded in ML Metadata).", source="task")
+        kwargs.pop("params", None)  # the DAG's params: Airflow leaves those out of a HITL form anyway
         kwargs.setdefault("subject", f"Approve the push of {pipeline or kwargs.get('task_id', 'this model')}?")
         super().__init__(
             fail_on_reject=on_reject == "fail",

@@ -5,6 +5,7 @@ tests/integration/test_approval_airflow.py approves, rejects and times out real 
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from airflow_provider_mlpipe.spec.validate import load_pipeline
 from tests.support.spec_fixtures import full_spec, make_dags_folder
 
 PROD_APPROVAL = """\
+params:
+  span: {default: null, type: [integer, "null"]}
 gates:
   blessing: {policy: fail}
 environments:
@@ -47,11 +50,18 @@ def test_prod_overlay_puts_airflows_approval_operator_between_the_blessing_gate_
     assert gate.defaults == ["Reject"]  # the outcome when nobody answers
     assert gate.fail_on_reject is True
     assert (gate.evaluator_task_id, gate.validator_task_id) == ("evaluator", "example_validator")
-    assert list(gate.params) == ["comment"]
+    assert list(gate.params) == ["comment"]  # the reviewer's form; the DAG's params stay out of it
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    back = DagSerialization.from_dict(json.loads(json.dumps(DagSerialization.to_dict(dag), default=str)))
+    assert back.get_task("approval_gate").task_type == "MlpipeApprovalOperator"
+    # the spec's retries and execution_timeout are not the approval's: a retry would ask again after a rejection
+    assert (gate.retries, gate.execution_timeout) == (0, None)
 
 
 def test_defaults_reject_on_timeout_skip_the_push_and_let_anyone_allowed_answer(tmp_path):
-    dag = build(tmp_path, full_spec(extra="gates:\n  approval: {default: approve, timeout: null}\n"))
+    text = full_spec(extra="retries: 2\nexecution_timeout: 1h\ngates:\n  approval: {default: approve, timeout: null}\n")
+    dag = build(tmp_path, text)
     gate = dag.get_task("approval_gate")
     assert set(gate.upstream_task_ids) == {"evaluator"}  # no blessing gate: right after the Evaluator
     assert gate.assigned_users is None and gate.response_timeout is None
