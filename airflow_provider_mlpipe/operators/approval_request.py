@@ -12,7 +12,8 @@ from typing import Any
 from airflow_provider_mlpipe.sensors.gates import format_anomaly
 
 MAX_ROWS = 30  # a table longer than this is cut; the run view has everything
-MAX_DRIFT = 10
+MAX_DRIFT = 5
+EXAMPLE_COUNT = "example_count"  # the Evaluator always adds it; shown as the slice's size
 
 
 def _number(value: Any) -> str:
@@ -57,25 +58,29 @@ def threshold_text(threshold: dict[str, Any]) -> str:
 
 
 def metrics_table(metrics: dict[str, Any]) -> list[str]:
-    """Candidate against baseline per slice and metric, with the metric's thresholds."""
+    """Candidate against baseline per slice and metric, with the metric's thresholds and the slice's size."""
     thresholds = {t["metric"]: threshold_text(t) for t in metrics.get("thresholds") or [] if t.get("metric")}
     baseline = metrics.get("baseline") or {}
     base_slices = {s["slice"]: s.get("metrics", {}) for s in baseline.get("slices") or []}
     rows = []
     for entry in metrics.get("slices") or []:
-        name, values = entry.get("slice", "Overall"), entry.get("metrics", {})
+        name, values = entry.get("slice", "Overall"), dict(entry.get("metrics", {}))
+        count = values.pop(EXAMPLE_COUNT, None)
         base = base_slices.get(name, {})
         for metric in sorted(values, key=lambda m: (m not in thresholds, m)):
             before = base.get(metric)
-            diff = values[metric] - before if isinstance(before, (int, float)) and before is not None else None
+            diff = values[metric] - before if isinstance(before, (int, float)) else None
             rows.append(
-                f"| {_cell(name)} | {_cell(metric)} | {_number(values[metric])} | {_number(before)} | "
-                f"{_signed(diff)} | {_cell(thresholds.get(metric, ''))} |"
+                f"| {_cell(name)} | {_number(count)} | {_cell(metric)} | {_number(values[metric])} | "
+                f"{_number(before)} | {_signed(diff)} | {_cell(thresholds.get(metric, ''))} |"
             )
     if not rows:
         return ["The Evaluator reported no metrics."]
     more = [f"... and {len(rows) - MAX_ROWS} more rows in the run view."] if len(rows) > MAX_ROWS else []
-    header = ["| slice | metric | candidate | baseline | diff | threshold |", "|---|---|---|---|---|---|"]
+    header = [
+        "| slice | examples | metric | candidate | baseline | diff | threshold |",
+        "|---|---|---|---|---|---|---|",
+    ]
     return [*header, *rows[:MAX_ROWS], *more]
 
 

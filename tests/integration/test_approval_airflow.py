@@ -15,6 +15,7 @@ A screenshot of Airflow's "Required actions" page for the waiting request is sav
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -157,8 +158,11 @@ def test_approving_through_the_rest_api_pushes_and_mlmd_records_the_approver(ser
     detail = served.waiting_request(admin, "approve")
     body = detail["body"]
     assert detail["subject"].startswith("Push model ") and "of penguins_approval?" in detail["subject"]
-    assert "| slice | metric | candidate | baseline | diff | threshold |" in body
-    assert "| Overall | accuracy |" in body and ">= 0; absolute change >= -1 (no baseline: not applied)" in body
+    assert "| slice | examples | metric | candidate | baseline | diff | threshold |" in body
+    assert (
+        re.search(r"\| Overall \| \d+ \| accuracy \| [\d.]+ \| — \| — \|", body)
+        and ">= 0; absolute change >= -1 (no baseline: not applied)" in body
+    )
     assert "#### Data: anomalies and drift" in body and "Drift against the previous span" not in body  # first span
     assert f"{served.url}/dags/{dag_id}/runs/{quote(run_id, safe='')}/plugin/mlpipe-run" in body
     assert [u["id"] for u in detail["assigned_users"]] == ["admin"] and detail["defaults"] == ["Reject"]
@@ -179,6 +183,14 @@ def test_approving_through_the_rest_api_pushes_and_mlmd_records_the_approver(ser
     assert props["push_withheld"] == 0 and "admin chose Approve" in props["reason"]
     decision = served.env.xcom(dag_id, GATE, run_id, key="gate_decision")
     assert decision["decision"] == "approve" and decision["approver"] == "admin"
+    # The run view lists the decision, and its lineage graph draws it with the approver.
+    req = urllib.request.Request(
+        f"{served.url}/mlpipe/run?dag_id={dag_id}&run_id={quote(run_id, safe='')}",
+        headers={"Authorization": f"Bearer {admin.token}"},
+    )
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        page = resp.read().decode()
+    assert "decision=approve Approval: admin chose Approve" in page and "approve by admin" in page
 
 
 def test_rejecting_withholds_the_push_and_the_serving_directory_keeps_every_byte(served: Stack) -> None:
@@ -195,7 +207,7 @@ def test_rejecting_withholds_the_push_and_the_serving_directory_keeps_every_byte
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_context(viewport={"width": 1440, "height": 1100}).new_page()
+            page = browser.new_context(viewport={"width": 1440, "height": 1500}).new_page()
             page.goto(served.url + "/")
             page.locator("input[name=username]").fill("admin")
             page.locator("input[name=password]").fill(USERS["admin"])
@@ -203,7 +215,7 @@ def test_rejecting_withholds_the_push_and_the_serving_directory_keeps_every_byte
             page.wait_for_url(lambda u: "/auth/login" not in u, timeout=120_000)
             page.goto(f"{served.url}/dags/{dag_id}/runs/{quote(run_id, safe='')}/tasks/{GATE}/required_actions")
             expect(page.get_by_text("Metrics by slice").first).to_be_visible(timeout=120_000)
-            expect(page.get_by_role("button", name="Reject").first).to_be_visible()
+            expect(page.get_by_role("button", name="Reject").first).to_be_in_viewport()
             page.screenshot(path=str(SHOT), full_page=True)
         finally:
             browser.close()

@@ -147,8 +147,9 @@ def test_the_request_shows_metrics_by_slice_against_the_baseline_with_thresholds
         default="reject",
         timeout_text="within 2 h",
     )
-    assert "| Overall | accuracy | 0.97 | 0.9 | +0.07 | >= 0.5; absolute change >= -0.05 |" in body
-    assert "| island=Biscoe | accuracy | 0.95 | — | — |" in body  # no baseline value for this slice
+    assert "| Overall | 69 | accuracy | 0.97 | 0.9 | +0.07 | >= 0.5; absolute change >= -0.05 |" in body
+    assert "| island=Biscoe | 30 | accuracy | 0.95 | — | — |" in body  # no baseline value for this slice
+    assert "| example_count |" not in body  # the slice's size is its own column
     assert "against baseline model 7" in body
     assert "island [WARNING] (train, drift): drift" in body
     drift = body[body.index("Drift against") :]
