@@ -1,15 +1,15 @@
 """The approval gate under real Airflow: api-server (REST API and UI), scheduler, dag-processor and triggerer.
 
-One stack serves the module. The penguins pipeline runs with its ``prod`` overlay plus an approval gate, three
-runs at once:
+One stack serves the module. The penguins pipeline runs with its ``prod`` overlay plus an approval gate (only
+``admin`` may answer; two minutes to answer, then the default, reject), three runs at once:
 
-- ``penguins_approval`` on 2024-01-01: approved through the REST API, so it pushes the first served version;
-- ``penguins_approval`` on 2024-01-02: rejected through the REST API once that version is served, so its push is
-  withheld and the serving directory keeps every byte;
-- ``penguins_approval_timeout`` on 2024-01-01 (a copy whose request times out after a few seconds and pushes to
-  the same directory): nobody answers, so the default (reject) applies.
+- 2024-01-01: approved through the REST API, so it pushes the first served version;
+- 2024-01-02: rejected through the REST API once that version is served, so its push is withheld and the serving
+  directory keeps every byte;
+- 2024-01-03: nobody answers, so the default (reject) applies when the timeout passes. While it waits, Chromium
+  takes the README's screenshot of its request on Airflow's "Required actions" tab.
 
-A screenshot of Airflow's "Required actions" page for the waiting request is saved for the README.
+The runs overlap; the Evaluator and the Pusher take the spans in order, so each request waits on its own.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from tests.support.trees import tree_digest
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(2400)]
 
-DAG, TIMEOUT_DAG = "penguins_approval", "penguins_approval_timeout"
+DAG = "penguins_approval"
+TIMEOUT = "2m"  # long enough to answer two requests, short enough to wait out the third
 GATE = "approval_gate"
 USERS = {"admin": "admin-pw-approval", "other": "other-pw-approval"}  # both Admins; only admin is an approver
 SHOT = ARTIFACTS / "ui" / "approval-required-actions.png"
@@ -75,6 +76,7 @@ class Stack:
     def __init__(self, stack: AirflowStack, serving: Path, url: str) -> None:
         self.stack, self.env, self.serving, self.url = stack, stack.env, serving, url
         self.runs: dict[str, tuple[str, str]] = {}  # approve | reject | timeout -> (dag id, run id)
+        self.served_digest = ""  # the serving tree once the approved run pushed
 
     def state(self, dag_id: str, run_id: str, task_id: str) -> str | None:
         rows = query(self.env, "select state from task_instance where dag_id=? and run_id=? and task_id=?",
@@ -108,8 +110,7 @@ class Stack:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("approval")
     root, serving = tmp / "root", tmp / "serving"
-    specs = {DAG: approval_spec(DAG, root, serving, "1h"), TIMEOUT_DAG: approval_spec(TIMEOUT_DAG, root, serving, "5s")}
-    dags = make_dags_folder(tmp, specs)
+    dags = make_dags_folder(tmp, {DAG: approval_spec(DAG, root, serving, TIMEOUT)})
     copy_penguins_modules(dags)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -128,14 +129,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "MLPIPE_PIPELINE_ROOT": str(root),  # the prod overlay's pipeline_root
     })  # fmt: skip
     with running_stack(env, port, apps="all") as stack:
-        wait_for("both DAGs to be parsed", lambda: len(query(env, "select dag_id from serialized_dag")) == 2
+        wait_for("the DAG to be parsed", lambda: query(env, "select dag_id from serialized_dag")
                  or stack.check_alive(), timeout=300, interval=2)  # fmt: skip
         admin = wait_for("the REST API", lambda: _api(url), timeout=240, interval=2)
         out = Stack(stack, serving, url)
-        for case, dag_id, day in (("approve", DAG, "01"), ("reject", DAG, "02"), ("timeout", TIMEOUT_DAG, "01")):
-            status, run = admin.call("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": f"2024-01-{day}T00:00:00Z"})
+        for case, day in (("approve", "01"), ("reject", "02"), ("timeout", "03")):
+            status, run = admin.call("POST", f"/dags/{DAG}/dagRuns", {"logical_date": f"2024-01-{day}T00:00:00Z"})
             assert status == 200, run
-            out.runs[case] = (dag_id, run["dag_run_id"])
+            out.runs[case] = (DAG, run["dag_run_id"])
         yield out
 
 
@@ -147,6 +148,7 @@ def _api(url: str, user: str = "admin") -> Api | None:
 
 
 def approvals(env: AirflowEnv, run_id: str, dag_id: str = DAG) -> list[dict[str, Any]]:
+    """The run's ``mlpipe.Approval`` executions in MLMD."""
     store = mlmd_dump(env.mlmd_path)
     [ctx] = [c["id"] for c in store["contexts"] if c["type"] == "pipeline_run" and c["name"] == f"{dag_id}.{run_id}"]
     return [e for e in store["executions"] if e["type"] == "mlpipe.Approval" and ctx in e["contexts"]]
@@ -194,14 +196,26 @@ def test_approving_through_the_rest_api_pushes_and_mlmd_records_the_approver(ser
 
 
 def test_rejecting_withholds_the_push_and_the_serving_directory_keeps_every_byte(served: Stack) -> None:
-    from playwright.sync_api import expect, sync_playwright
-
     assert served.wait_task("approve", "pusher", {"success", "skipped"}) == "success"  # a version is served
-    before = tree_digest(served.serving)
+    before = served.served_digest = tree_digest(served.serving)
     admin = Api(served.url, "admin")
     dag_id, run_id = served.runs["reject"]
     detail = served.waiting_request(admin, "reject")
     assert "against baseline model" in detail["body"] and "Drift against the previous span" in detail["body"]
+
+    status, text = admin.call("PATCH", hitl_path(dag_id, run_id), {"chosen_options": ["Reject"], "params_input": {}})
+    assert status == 200, text
+    assert served.wait_task("reject", "pusher", {"success", "skipped"}) == "skipped"
+    assert served.state(dag_id, run_id, GATE) == "success"  # on_reject: skip -> the run succeeds, nothing pushed
+    assert tree_digest(served.serving) == before
+    [approval] = approvals(served.env, run_id)
+    assert approval["properties"]["decision"] == "reject" and approval["properties"]["push_withheld"] == 1
+    assert approval["properties"]["approver"] == "admin"
+
+
+def take_screenshot(served: Stack, dag_id: str, run_id: str) -> None:
+    """Airflow's "Required actions" tab of the waiting request, in Chromium, for the README."""
+    from playwright.sync_api import expect, sync_playwright
 
     SHOT.parent.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
@@ -220,23 +234,16 @@ def test_rejecting_withholds_the_push_and_the_serving_directory_keeps_every_byte
         finally:
             browser.close()
 
-    status, text = admin.call("PATCH", hitl_path(dag_id, run_id), {"chosen_options": ["Reject"], "params_input": {}})
-    assert status == 200, text
-    assert served.wait_task("reject", "pusher", {"success", "skipped"}) == "skipped"
-    assert served.state(dag_id, run_id, GATE) == "success"  # on_reject: skip -> the run succeeds, nothing pushed
-    assert tree_digest(served.serving) == before
-    [approval] = approvals(served.env, run_id)
-    assert approval["properties"]["decision"] == "reject" and approval["properties"]["push_withheld"] == 1
-    assert approval["properties"]["approver"] == "admin"
-
 
 def test_a_timeout_takes_the_default_outcome(served: Stack) -> None:
     dag_id, run_id = served.runs["timeout"]
+    # The screenshot needs the request still open; on a slow machine the timeout may already have passed.
+    if served.wait_task("timeout", GATE, {"awaiting_input", "success"}) == "awaiting_input":
+        take_screenshot(served, dag_id, run_id)
     assert served.wait_task("timeout", "pusher", {"success", "skipped"}) == "skipped"
     assert served.state(dag_id, run_id, GATE) == "success"
-    [approval] = approvals(served.env, run_id, dag_id)
+    [approval] = approvals(served.env, run_id)
     props = approval["properties"]
     assert (props["decision"], props["timed_out"], props["default"]) == ("reject", 1, "reject")
     assert "approver" not in props and "nobody answered in time" in props["reason"]
-    served.wait_task("approve", "pusher", {"success"})
-    assert sorted(p.name for p in served.serving.iterdir() if not p.name.startswith(".")) == ["1"]
+    assert served.served_digest and tree_digest(served.serving) == served.served_digest
