@@ -92,8 +92,10 @@ class Stack:
                            dag_id, run_id)  # fmt: skip
             if failed:
                 folder = self.env.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
-                logs = [p.read_text(errors="replace")[-4000:] for (t,) in failed for p in folder.glob(f"task_id={t}/*")]
-                raise AssertionError(f"{case}: {failed} failed\n" + "\n".join(logs))
+                logs = [f"--- {p}\n{p.read_text(errors='replace')[-6000:]}" for (t,) in failed
+                        for p in folder.glob(f"task_id={t}/**/*") if p.is_file()]  # fmt: skip
+                scheduler = [line for line in self.stack.log("scheduler").splitlines() if run_id in line]
+                raise AssertionError(f"{case}: {failed} failed\n" + "\n".join([*logs, *scheduler[-30:]]))
             state = self.state(dag_id, run_id, task_id)
             return state if state in states else None
 
