@@ -102,7 +102,20 @@ class Stack:
         return wait_for(f"{case}: {task_id} to be {states}", reached, timeout=timeout, interval=2)
 
     def waiting_request(self, api: Api, case: str) -> dict[str, Any]:
+        """The open request of a case's run, once the scheduler has seen the parked task's process end.
+
+        Answering before that races Airflow: the scheduler may read the process's exit as a task that ended
+        while queued again and fail it (a person never answers that fast).
+        """
         self.wait_task(case, GATE, {"awaiting_input", "deferred"})
+        key = f"task_id='{GATE}', run_id='{self.runs[case][1]}'"
+
+        def exit_seen() -> bool:
+            self.stack.check_alive()
+            log = self.stack.log("scheduler")
+            return any("Received executor event with state" in line and key in line for line in log.splitlines())
+
+        wait_for(f"the scheduler to see the {case} request's task park", exit_seen, timeout=300, interval=1)
         status, detail = api.call("GET", hitl_path(*self.runs[case]))
         assert status == 200, detail
         return detail
