@@ -249,7 +249,14 @@ def _approval_gate(pipeline: Pipeline, gate: Gate, dag: Any) -> BaseOperator:
     spec, config = pipeline.spec, pipeline.spec.gates.approval
     assert config is not None  # the graph has an approval gate only when the spec sets one
     kwargs: dict[str, Any] = {"queue": spec.queue} if spec.queue else {}
+    # Airflow's HITL operators send their notifiers when the request is made; the outcome is known at the end.
+    timed_out = event_notifiers(spec.notify, "approval_timed_out")
+    if done := [*timed_out, *event_notifiers(spec.notify, "push_withheld")]:
+        kwargs["on_success_callback"] = done
+    if failed := [*timed_out, *event_notifiers(spec.notify, "gate_failed")]:  # on_reject: fail
+        kwargs["on_failure_callback"] = failed
     return MlpipeApprovalOperator(
+        notifiers=event_notifiers(spec.notify, "approval_pending"),
         task_id=gate.task_id,
         evaluator_task_id=gate.reads["evaluator"],
         validator_task_id=gate.reads.get("example_validator"),

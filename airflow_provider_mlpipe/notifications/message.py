@@ -98,12 +98,32 @@ def _push_withheld(context: Any) -> Facts | None:
     decision = _xcom(context, DECISION_KEY)
     if isinstance(decision, dict) and decision.get("decision") == "skip":
         return f"the {decision.get('gate')} gate withheld the push", "skip", str(decision.get("reason")), decision
+    if isinstance(decision, dict) and decision.get("gate") == "approval" and decision.get("push_withheld"):
+        return "the approval withheld the push", str(decision.get("decision")), str(decision.get("reason")), decision
     summary = (_xcom(context) or {}).get("summary") or {}
     if summary.get("push_withheld"):
         return "the Pusher withheld the push", "withheld", str(summary.get("reason")), summary
     if context.get("ti") is not None and getattr(context["ti"], "state", None) == "skipped":
         return f"{_task_id(context)} withheld the push", "skip", _failure(context) or "skipped", {}
     return None
+
+
+def _approval_pending(context: Any) -> Facts | None:
+    task = context.get("task")
+    subject = str(getattr(task, "subject", "") or "A push waits for approval.")
+    default = str(getattr(task, "default", "reject"))
+    timeout = getattr(task, "response_timeout", None)
+    after = f"after {timeout}" if timeout else "never (no timeout)"
+    reason = f"{subject} Answer under Required actions in Airflow; the default ({default}) applies {after}."
+    return "an approval waits for a reviewer", "pending", reason, {"subject": subject, "default": default}
+
+
+def _approval_timed_out(context: Any) -> Facts | None:
+    decision = _xcom(context, DECISION_KEY)
+    if not (isinstance(decision, dict) and decision.get("gate") == "approval" and decision.get("timed_out")):
+        return None
+    outcome = str(decision.get("decision"))
+    return f"the approval timed out: {outcome} by default", outcome, str(decision.get("reason")), decision
 
 
 def _pushed(context: Any) -> Facts | None:
@@ -152,6 +172,8 @@ def _generic(event: str) -> Callable[[Any], Facts | None]:
 DESCRIBERS: dict[str, Callable[[Any], Facts | None]] = {
     "gate_failed": _gate_failed,
     "push_withheld": _push_withheld,
+    "approval_pending": _approval_pending,
+    "approval_timed_out": _approval_timed_out,
     "pushed": _pushed,
     "rolled_back": _rolled_back,
     "run_failed": _run_failed,

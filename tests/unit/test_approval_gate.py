@@ -180,3 +180,56 @@ def test_the_lineage_graph_names_the_approver_or_the_timeout():
     svg = lineage_svg(RunGraph([approved, timed_out], {9: blessing}, events), lambda i: f"#a{i}")
     assert svg.count(">Approval</text>") == 2
     assert "approve by alice" in svg and "reject timed out" in svg
+
+
+SMTP = "{notifier: SmtpNotifier, args: {to: ml@example.com, from_email: mlpipe@example.com}}"
+
+
+def test_approval_events_reach_the_notifiers_the_spec_names(tmp_path):
+    from airflow_provider_mlpipe.notifications.notifier import MlpipeNotifier
+
+    extra = f"gates:\n  approval: {{}}\nnotify:\n  approval_pending: {SMTP}\n  approval_timed_out: {SMTP}\n"
+    extra += f"  push_withheld: {SMTP}\n  gate_failed: {SMTP}\n"
+    gate = build(tmp_path, full_spec(extra=extra)).get_task("approval_gate")
+
+    def events(callbacks):
+        return [c.event for c in callbacks or [] if isinstance(c, MlpipeNotifier)]
+
+    assert events(gate.notifiers) == ["approval_pending"]  # Airflow's HITL operator sends these with the request
+    assert events(gate.on_success_callback) == ["approval_timed_out", "push_withheld"]
+    assert events(gate.on_failure_callback) == ["approval_timed_out", "gate_failed"]  # on_reject: fail
+
+
+class _Ti:
+    task_id = "approval_gate"
+    state = "success"
+
+    def __init__(self, decision):
+        self.decision = decision
+
+    def xcom_pull(self, task_ids, key="return_value"):
+        return self.decision if key == "gate_decision" else None
+
+
+class _Run:
+    dag_id, run_id = "penguins", "manual__1"
+
+
+def test_approval_messages_say_what_waits_and_what_the_timeout_decided():
+    from airflow_provider_mlpipe.notifications.message import describe
+
+    task = MlpipeApprovalOperator(task_id="approval_gate", response_timeout=timedelta(hours=2))
+    task.subject = "Push model 12 (span 20240103) of penguins? The Evaluator says: blessed."
+    pending = describe("approval_pending", {"task": task, "ti": _Ti(None), "dag_run": _Run()})
+    assert pending is not None and pending.decision == "pending"
+    assert "Push model 12" in pending.reason and "the default (reject) applies after 2:00:00" in pending.reason
+
+    answered = {"gate": "approval", "decision": "reject", "timed_out": 0, "push_withheld": True, "reason": "bob: no"}
+    context = {"ti": _Ti(answered), "dag_run": _Run()}
+    assert describe("approval_timed_out", context) is None  # a person answered: no timeout message
+    assert describe("push_withheld", context).reason == "bob: no"
+    timed_out = {**answered, "timed_out": 1, "reason": "Approval: nobody answered in time"}
+    message = describe("approval_timed_out", {"ti": _Ti(timed_out), "dag_run": _Run()})
+    assert message is not None and message.decision == "reject" and "nobody answered" in message.text
+    approved = {"gate": "approval", "decision": "approve", "timed_out": 0, "push_withheld": False}
+    assert describe("push_withheld", {"ti": _Ti(approved), "dag_run": _Run()}) is None
