@@ -233,3 +233,11 @@ def test_approval_messages_say_what_waits_and_what_the_timeout_decided():
     assert message is not None and message.decision == "reject" and "nobody answered" in message.text
     approved = {"gate": "approval", "decision": "approve", "timed_out": 0, "push_withheld": False}
     assert describe("push_withheld", {"ti": _Ti(approved), "dag_run": _Run()}) is None
+
+
+def test_a_rejection_does_not_skip_the_retention_task(tmp_path):
+    # ApprovalOperator skips every task right after it on Reject; the retention task follows the Pusher instead.
+    extra = "gates:\n  approval: {}\nretention: {keep_spans: 3, cleanup_task: true}\n"
+    dag = build(tmp_path, full_spec(extra=extra))
+    assert set(dag.get_task("approval_gate").downstream_task_ids) == {"pusher"}
+    assert "pusher" in dag.get_task("retention_gc").upstream_task_ids
