@@ -119,7 +119,8 @@ def format_threshold(failed: dict[str, Any]) -> str:
         return str(failed.get("reason") or "not blessed")
     value = failed.get("value")
     shown = f"{value:.4g}" if isinstance(value, float) else str(value)
-    return f"{failed['metric']} on {failed.get('slice') or 'Overall'} = {shown}, threshold {failed.get('threshold')}"
+    name = f"KPI {failed['metric']}" if failed.get("kpi") else failed["metric"]
+    return f"{name} on {failed.get('slice') or 'Overall'} = {shown}, threshold {failed.get('threshold')}"
 
 
 def _bullets(lines: Iterable[str], limit: int = MAX_LISTED) -> str:

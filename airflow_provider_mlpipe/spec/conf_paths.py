@@ -54,6 +54,8 @@ def resolve_override_paths(
     file_params = ["module_file"] if get_stage(kind).user_function else []
     if kind == "schema_gen":
         file_params.append("schema_file")
+    if kind == "evaluator":
+        file_params.append("kpi_module")
     for name in file_params:
         value = resolved.get(name)
         if isinstance(value, str) and pipeline_folder:

@@ -32,6 +32,7 @@ from tests.integration.ui_server import USERS, ApiServer, auth_env, start_api_se
 from tests.support import binary_penguins
 from tests.support.airflow_env import ARTIFACTS, REPO, RUNTIME_PYTHON, AirflowEnv, mlmd_dump
 from tests.support.span_order import accept_stopped_run
+from tests.support.trees import tree_checksums
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(1800)]
 SHOTS = ARTIFACTS / "ui"
@@ -46,6 +47,9 @@ CHROMIUM_ARGS = [
 ]
 
 
+IMPOSSIBLE_KPI = {"name": "error_cost", "threshold": {"upper_bound": -1.0}}  # a cost is never negative
+
+
 @dataclass
 class Scenario:
     dag_id: str
@@ -53,7 +57,7 @@ class Scenario:
     runs: list[tuple[str, dict[str, Any] | None, bool]]  # logical date, conf, whether the run must succeed
     extra_env: dict[str, str]
     plots_dag: str  # a binary pipeline: its second run's view shows the candidate's and the baseline's curves
-    plots_runs: tuple[str, ...] = ()  # logical dates to run plots_dag on, when it is not dag_id
+    plots_runs: tuple[tuple[str, dict[str, Any] | None], ...] = ()  # (logical date, conf) runs of plots_dag
 
 
 def scenario(tmp: Path) -> Scenario:
@@ -67,7 +71,10 @@ def scenario(tmp: Path) -> Scenario:
     conf = {"stages": {"example_validator": {"drift": {"bill_length_mm": relaxed["jsd"], "island": relaxed["linf"]}}}}
     runs = [("2024-01-01", None, True), ("2024-01-02", None, False), ("2024-01-03", conf, True)]
     extra = {"MLPIPE_PIPELINE_ROOT": str(tmp / "pipelines"), "MLPIPE_SERVING_DIR": str(tmp / "serving")}
-    binary_runs = ("2024-01-01", "2024-01-02")
+    # The third binary run evaluates span 2 again (upstream stages are cache hits) with a KPI threshold no model
+    # meets: its blessing gate (policy skip) withholds the push.
+    kpi_gate = {"span": 20240102, "stages": {"evaluator": {"kpis": [IMPOSSIBLE_KPI]}}}
+    binary_runs = (("2024-01-01", None), ("2024-01-02", None), ("2024-01-03", kpi_gate))
     return Scenario("penguins", penguins_and_binary_dags(tmp), runs, extra, binary_penguins.DAG_ID, binary_runs)
 
 
@@ -77,6 +84,11 @@ def penguins_and_binary_dags(tmp: Path) -> Path:
     shutil.copytree(REPO / "dags", folder, ignore=shutil.ignore_patterns("__pycache__"))
     binary_penguins.add_to_dags(folder)
     return folder
+
+
+def binary_serving(env: AirflowEnv) -> Path:
+    """The binary pipeline's push destination (its spec's ``${AIRFLOW_HOME}/mlpipe/serving/binary_penguins``)."""
+    return env.home / "mlpipe" / "serving" / binary_penguins.DAG_ID
 
 
 def runtime_has_rollback() -> bool:
@@ -105,6 +117,7 @@ class Served:
     scenario: Scenario
     run_ids: list[str]
     rollback_calls: Path | None
+    serving_before_last_plots_run: dict[str, str] | None = None  # plots_dag's serving folder, by file checksum
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +130,10 @@ def served(tmp_path_factory: pytest.TempPathFactory):
         env.dags_test(sc.dag_id, date, conf=conf, check=must_succeed)
         if not must_succeed:  # a gate stopped it: accept that, or the next span's ordered stages wait for it
             accept_stopped_run(env, sc.dag_id)
-    for date in sc.plots_runs:
-        env.dags_test(sc.plots_dag, date)
+    serving_before = None
+    for date, conf in sc.plots_runs:
+        serving_before = tree_checksums(binary_serving(env))
+        env.dags_test(sc.plots_dag, date, conf=conf)
     server_env = auth_env(env.home)
     calls = None
     if not runtime_has_rollback():
@@ -126,7 +141,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
         server_env["AIRFLOW__MLPIPE__RUNTIME_PYTHON"] = python
     server = start_api_server(env, server_env)
     try:
-        yield Served(env, server, sc, env.run_ids(sc.dag_id), calls)
+        yield Served(env, server, sc, env.run_ids(sc.dag_id), calls, serving_before)
     finally:
         server.stop()
 
@@ -429,3 +444,59 @@ def test_run_view_draws_each_features_histogram_over_the_previous_span_in_chromi
         height = bottom["y"] + bottom["height"] - top["y"]
         clip = {"x": top["x"], "y": top["y"], "width": bottom["width"], "height": height}
         page.screenshot(path=str(SHOTS / "run-view-histograms.png"), clip=clip, full_page=True)
+
+
+def binary_runs_or_skip(served: Served) -> list[str]:
+    if served.scenario.plots_dag != binary_penguins.DAG_ID:
+        pytest.skip("the light fixture pipeline computes no KPIs through the Evaluator")
+    return served.env.run_ids(binary_penguins.DAG_ID)
+
+
+def overall_kpis(served: Served, run_id: str) -> dict[str, float]:
+    evaluation = served.env.xcom(binary_penguins.DAG_ID, "evaluator", run_id)["outputs"]["evaluation"][0]["uri"]
+    return json.loads(Path(evaluation, "metrics.json").read_text())["kpis"]["slices"][0]["metrics"]
+
+
+def test_a_kpi_threshold_failure_withholds_the_push(served: Served) -> None:
+    env, dag = served.env, binary_penguins.DAG_ID
+    *earlier, gated = binary_runs_or_skip(served)
+    assert any(env.xcom(dag, "pusher", run) for run in earlier), "no earlier run pushed: nothing to keep unchanged"
+    blessing_uri = env.xcom(dag, "evaluator", gated)["outputs"]["blessing"][0]["uri"]
+    blessing = json.loads(Path(blessing_uri, "blessing.json").read_text())
+    assert blessing["blessed"] is False
+    assert blessing["reason"].startswith("KPI error_cost on Overall: ")
+    assert "fails upper_bound -1.0" in blessing["reason"]
+    assert {f["metric"] for f in blessing["failed"]} == {"error_cost"} and all(f["kpi"] for f in blessing["failed"])
+    states = env.task_states(dag, gated)
+    assert states["blessing_gate"] == "skipped" and states["pusher"] == "skipped"
+    assert [s for t, s in states.items() if t not in ("blessing_gate", "pusher")] == ["success"] * (len(states) - 2)
+    gate = [e for e in mlmd_dump(env.mlmd_path)["executions"] if e["type"] == "mlpipe.Gate"][-1]
+    assert gate["properties"]["push_withheld"] in (1, True) and "KPI error_cost" in json.dumps(gate["properties"])
+    assert tree_checksums(binary_serving(env)) == served.serving_before_last_plots_run
+    # the same model on the same span, judged only by the new KPI threshold: the KPI values are the earlier run's
+    assert overall_kpis(served, gated) == overall_kpis(served, earlier[-1])
+
+
+def test_pipeline_view_trends_business_kpis_in_chromium(served: Served) -> None:
+    from playwright.sync_api import expect
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    runs = binary_runs_or_skip(served)
+    server, dag = served.server, binary_penguins.DAG_ID
+    expected = [overall_kpis(served, run)["error_cost"] for run in runs]
+    with logged_in_page(server) as page:
+        page.set_viewport_size({"width": 1440, "height": 1200})
+        page.goto(f"{server.url}/dags/{dag}/plugin/mlpipe-pipeline")
+        pipeline_view = page.frame_locator("iframe[title='ML pipeline']")
+        chart = pipeline_view.locator("svg.trend[aria-label='KPI error_cost']")
+        expect(chart).to_be_visible(timeout=120_000)
+        points = chart.locator("circle.point")
+        expect(points).to_have_count(len(runs))
+        assert [float(v) for v in points.evaluate_all("els => els.map(e => e.dataset.value)")] == expected
+        titles = points.evaluate_all("els => els.map(e => e.querySelector('title').textContent)")
+        assert [t.split(" (span")[0] for t in titles] == [f"error_cost = {value:g}" for value in expected]
+        box = chart.bounding_box()  # laid out by Chromium
+        assert box is not None and box["width"] > 200 and box["height"] > 100
+        expect(pipeline_view.locator("svg.trend[aria-label='KPI missed_adelie']")).to_be_visible()
+        page.goto(f"{server.url}/mlpipe/pipeline?{q(dag_id=dag)}")
+        page.locator("div.grid").first.screenshot(path=str(SHOTS / "pipeline-kpi-trends.png"))

@@ -83,6 +83,8 @@ def test_messages_name_feature_severity_description_and_metric_threshold() -> No
     )
     assert gates.format_anomaly(MINOR) == "island [INFO]: New value"
     assert gates.format_threshold(REGRESSED["failed"][0]) == "accuracy on Overall = 0.41, threshold lower_bound 0.8"
+    kpi = {"metric": "error_cost", "kpi": True, "slice": "Overall", "value": 12.0, "threshold": "upper_bound 10.0"}
+    assert gates.format_threshold(kpi) == "KPI error_cost on Overall = 12, threshold upper_bound 10.0"
     listed = gates._bullets([f"f{i}" for i in range(60)])
     assert listed.count("\n  - ") == 50 and listed.endswith("... and 10 more")
 
