@@ -230,13 +230,21 @@ def _validation_lines(validator: StageResult) -> list[str]:
     return lines
 
 
+def _slice_lines(document: dict[str, Any]) -> list[str]:
+    """One line per slice of a metrics.json document (or its ``kpis``): every value by name."""
+    lines = []
+    for item in document.get("slices") or []:
+        values = ", ".join(f"{k}={_number(k, v)}" for k, v in sorted(item["metrics"].items()))
+        lines.append(f"  {item['slice']:<28} {values}")
+    return lines
+
+
 def _evaluation_lines(evaluator: StageResult) -> list[str]:
     metrics = _read_json(evaluator.artifact("evaluation").uri, "metrics.json") or {}
     engine = metrics.get("engine") or "unknown"
-    lines = ["", f"Metrics by slice (engine: {engine})"]
-    for item in metrics.get("slices") or []:
-        values = ", ".join(f"{k}={_number(k, v)}" for k, v in sorted(item["metrics"].items()))
-        lines.append(f"  {item['slice']:<28} {values}")
+    lines = ["", f"Metrics by slice (engine: {engine})", *_slice_lines(metrics)]
+    if isinstance(metrics.get("kpis"), dict):
+        lines += ["", "Business KPIs by slice", *_slice_lines(metrics["kpis"])]
     blessing = _read_json(evaluator.artifact("blessing").uri, "blessing.json") or {}
     verdict = "BLESSED" if blessing.get("blessed") else "NOT_BLESSED"
     return [*lines, "", f"Blessing: {verdict}", f"  {blessing.get('reason', '')}"]

@@ -65,3 +65,31 @@ def test_drift_lines_put_the_most_drifting_feature_first_and_name_missing_thresh
         "    island (train split): L_INFTY 0.3 (threshold 0.2)",
         "    sex (train split): L_INFTY 0.02 (no threshold)",
     ]
+
+
+def test_evaluation_lines_list_business_kpis_by_slice_after_the_metrics(tmp_path):
+    from airflow_provider_mlpipe.protocol import ArtifactRef, StageResult
+    from airflow_provider_mlpipe.summary import _evaluation_lines
+
+    evaluation, blessing = tmp_path / "evaluation", tmp_path / "blessing"
+    evaluation.mkdir()
+    blessing.mkdir()
+    kpis = {"slices": [{"slice": "Overall", "metrics": {"error_cost": 12.0, "missed": 2.0}}], "baseline": None}
+    metrics = {"engine": "fast", "slices": [{"slice": "Overall", "metrics": {"auc": 0.9}}], "kpis": kpis}
+    (evaluation / "metrics.json").write_text(json.dumps(metrics))
+    reason = "KPI error_cost on Overall: 12.0000 fails upper_bound 10.0"
+    (blessing / "blessing.json").write_text(json.dumps({"blessed": False, "reason": reason}))
+    outputs = {"evaluation": [ArtifactRef("ModelEvaluation", str(evaluation))]}
+    outputs["blessing"] = [ArtifactRef("ModelBlessing", str(blessing))]
+    lines = _evaluation_lines(StageResult("evaluator", 1, False, outputs))
+    overall = "  Overall                      "
+    assert lines[1:] == [
+        "Metrics by slice (engine: fast)",
+        f"{overall}auc=0.9000",
+        "",
+        "Business KPIs by slice",
+        f"{overall}error_cost=12.0000, missed=2.0000",
+        "",
+        "Blessing: NOT_BLESSED",
+        f"  {reason}",
+    ]
