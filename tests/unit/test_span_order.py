@@ -48,16 +48,18 @@ def test_conf_paths_resolve_against_the_spec_folder_like_the_spec(tmp_path):
         trainer={"module_file": "../modules/trainer.py", "train_steps": 5},
         schema_gen={"schema_file": "schema.pbtxt"},
         example_validator={"skew": {"serving_statistics": "gs://bucket/stats"}},
+        evaluator={"kpi_module": "../modules/kpis.py"},
     )
     got = {
         kind: resolve_conf_paths(conf, kind, kind, spec_folder, base)["stages"][kind]
-        for kind in ("example_gen", "pusher", "trainer", "schema_gen", "example_validator")
+        for kind in ("example_gen", "pusher", "trainer", "schema_gen", "example_validator", "evaluator")
     }
     assert got["example_gen"]["input"]["pattern"] == str(base / "data" / "day-{YYYY}.csv")
     assert got["pusher"]["destination"] == str(base / "serving" / "p")
     # User files go to the runtime relative to the pipeline folder, exactly as the spec's own module_file does.
     assert got["trainer"] == {"module_file": "modules/trainer.py", "train_steps": 5}
     assert got["schema_gen"]["schema_file"] == "pipelines/schema.pbtxt"
+    assert got["evaluator"] == {"kpi_module": "modules/kpis.py"}
     assert got["example_validator"]["skew"]["serving_statistics"] == "gs://bucket/stats"
 
 
