@@ -157,8 +157,12 @@ def _run_failed(context: Any) -> Facts | None:
 def _deadline_missed(context: Any) -> Facts | None:
     deadline = context.get("deadline") or {}
     dag_run = context.get("dag_run") if isinstance(context.get("dag_run"), dict) else {}
-    state = dag_run.get("state", "running")
-    reason = f"The run was still {state} at its deadline {deadline.get('deadline_time', '')}."
+    state, when = dag_run.get("state", "running"), deadline.get("deadline_time", "")
+    # Airflow drops a run's deadline only when the run succeeds, so a failed run reaches its deadline too.
+    if state == "failed":
+        reason = f"The run failed, so it was not done by its deadline {when}."
+    else:
+        reason = f"The run was still {state} at its deadline {when}."
     return "the run missed its deadline", "deadline missed", reason, {"deadline": deadline}
 
 

@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from airflow_provider_mlpipe.notifications.events import DEFAULT_MESSAGE_ARGS, notifier_path
-from airflow_provider_mlpipe.notifications.message import Message, describe
+from airflow_provider_mlpipe.notifications.message import describe
 from airflow_provider_mlpipe.version_compat import (
     AsyncCallback,
     BaseNotifier,
@@ -80,12 +80,6 @@ def build_notifier(spec: dict[str, Any]) -> BaseNotifier:
     return cls(**{**message_defaults(cls, args), **args})
 
 
-def _with_message(context: Any, message: Message) -> dict[str, Any]:
-    merged = dict(context)
-    merged["mlpipe"] = message.template_context()
-    return merged
-
-
 class MlpipeNotifier(BaseNotifier):
     """Sends one pipeline event to the notifiers the spec lists for it; does nothing when the event did not happen.
 
@@ -99,34 +93,49 @@ class MlpipeNotifier(BaseNotifier):
         self.notifiers = [dict(n) for n in notifiers]
 
     def notify(self, context: Any) -> None:
-        message = describe(self.event, context)
-        if message is None:
-            self.log.info("No %s in this context; nothing to send.", self.event)
+        if (merged := self._context_with_message(context)) is None:
             return
-        merged = _with_message(context, message)
         failures = []
         for spec in self.notifiers:
             try:
                 build_notifier(spec)(merged)  # BaseNotifier.__call__ renders its templates, then sends
             except Exception as exc:  # one unreachable channel must not silence the others
-                self.log.exception("The %s notifier failed for %s.", spec["notifier"], self.event)
-                failures.append(f"{spec['notifier']}: {exc}")
-        self.log.info("Sent %s of %s to %d notifier(s).", self.event, message.run_id, len(self.notifiers))
-        if failures:
-            raise RuntimeError(f"Sending {self.event} failed for {len(failures)} notifier(s): {'; '.join(failures)}")
+                failures.append(self._failed(spec, exc))
+        self._report(failures)
 
     async def async_notify(self, context: Any) -> None:
-        message = describe(self.event, context)
-        if message is None:
+        if (merged := self._context_with_message(context)) is None:
             return
-        merged = _with_message(context, message)
+        failures = []
         for spec in self.notifiers:
             notifier = build_notifier(spec)
             notifier.context = merged
             try:
-                await notifier  # renders its templates with `context`, then its async_notify
-            except NotImplementedError:  # a notifier with only a sync notify
-                await asyncio.to_thread(notifier, merged)
+                try:
+                    await notifier  # renders its templates with `context`, then its async_notify
+                except NotImplementedError:  # a notifier with only a sync notify
+                    await asyncio.to_thread(notifier, merged)
+            except Exception as exc:
+                failures.append(self._failed(spec, exc))
+        self._report(failures)
+
+    def _context_with_message(self, context: Any) -> dict[str, Any] | None:
+        message = describe(self.event, context)
+        if message is None:
+            self.log.info("No %s in this context; nothing to send.", self.event)
+            return None
+        merged = dict(context)
+        merged["mlpipe"] = message.template_context()
+        self.log.info("Sending %s of run %s to %d notifier(s).", self.event, message.run_id, len(self.notifiers))
+        return merged
+
+    def _failed(self, spec: dict[str, Any], exc: Exception) -> str:
+        self.log.exception("The %s notifier failed to send %s.", spec["notifier"], self.event)
+        return f"{spec['notifier']}: {exc}"
+
+    def _report(self, failures: list[str]) -> None:
+        if failures:
+            raise RuntimeError(f"Sending {self.event} failed for {len(failures)} notifier(s): {'; '.join(failures)}")
 
 
 async def deadline_missed(*, pipeline: str, notifiers: list[dict[str, Any]], context: Any = None) -> None:

@@ -6,6 +6,11 @@ real Airflow in tests/integration/test_notifications_airflow.py.
 
 from __future__ import annotations
 
+import asyncio
+import email
+import email.policy
+import json
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +23,7 @@ from airflow_provider_mlpipe.notifications.notifier import (
     MlpipeNotifier,
     build_notifier,
     constructor_arguments,
+    deadline_missed,
     notifier_class,
 )
 from airflow_provider_mlpipe.spec.validate import load_pipeline
@@ -145,9 +151,61 @@ def test_a_deadline_message_reads_the_schedulers_simple_context():
     context = {"dag_run": {"dag_id": "penguins", "dag_run_id": "r1", "state": "running"}, "deadline": {"id": "x"}}
     message = describe("deadline_missed", context)
     assert message is not None and message.run_id == "r1" and "still running" in message.reason
+    context["dag_run"]["state"] = "failed"  # Airflow keeps a failed run's deadline
+    assert describe("deadline_missed", context).reason.startswith("The run failed, so it was not done by")
 
 
 @pytest.mark.parametrize("name", ["Nope", "collections.OrderedDict", "no_such_module.Notifier"])
 def test_an_unusable_notifier_class_is_refused_with_a_reason(name):
     with pytest.raises((ImportError, TypeError), match=r"notifier|BaseNotifier"):
         notifier_class(name)
+
+
+# ----- sending: a real SMTP server on loopback; a Slack webhook on a port where nothing listens ----------------------
+@pytest.fixture
+def smtp_inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    from aiosmtpd.controller import Controller
+
+    from tests.support.postgres import free_port
+
+    class Inbox:
+        messages: list[Any] = []
+
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+            return "250 OK"
+
+    inbox = Inbox()
+    inbox.messages = []
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    extra = {"disable_tls": True, "disable_ssl": True, "timeout": 5, "retry_limit": 1}
+    smtp = {"conn_type": "smtp", "host": "127.0.0.1", "port": controller.port, "extra": extra}
+    nowhere = {"conn_type": "slackwebhook", "host": f"http://127.0.0.1:{free_port()}/hooks", "password": "T/B/X"}
+    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps(smtp))
+    monkeypatch.setenv("AIRFLOW_CONN_SLACK_NOWHERE", json.dumps(nowhere))
+    try:
+        yield inbox.messages
+    finally:
+        controller.stop()
+
+
+CHANNELS = [
+    {"notifier": "SlackWebhookNotifier", "args": {"slack_webhook_conn_id": "slack_nowhere", "timeout": 2}},
+    {"notifier": "SmtpNotifier", "args": {"to": "ml@example.com", "from_email": "mlpipe@example.com"}},
+]
+DEADLINE_CONTEXT = {"dag_run": {"dag_id": "penguins", "dag_run_id": "r7", "state": "running"}, "deadline": {}}
+
+
+def test_an_unreachable_channel_does_not_silence_the_others_and_is_reported(smtp_inbox: list[Any]) -> None:
+    with pytest.raises(RuntimeError, match=r"Sending deadline_missed failed for 1 notifier.*SlackWebhookNotifier"):
+        MlpipeNotifier(event="deadline_missed", notifiers=CHANNELS)(DEADLINE_CONTEXT)
+    [message] = smtp_inbox
+    assert message["Subject"] == "[mlpipe] penguins: the run missed its deadline (run r7)"
+
+
+def test_the_deadline_callback_sends_from_an_event_loop_as_the_triggerer_runs_it(smtp_inbox: list[Any]) -> None:
+    with pytest.raises(RuntimeError, match="SlackWebhookNotifier"):
+        asyncio.run(deadline_missed(pipeline="penguins", notifiers=CHANNELS, context=DEADLINE_CONTEXT))
+    [message] = smtp_inbox
+    assert "The run was still running at its deadline" in message.get_body(("html",)).get_content()
