@@ -21,7 +21,7 @@ MLMD_CONFIG_ENV = "MLPIPE_MLMD_CONFIG"
 FAILURE_PREFIX = "mlpipe stage failed: "
 RUNTIME_MODULE = "airflow_provider_mlpipe.runtime"
 # The subcommands of ``python -m RUNTIME_MODULE``; the runtime's parser offers exactly these (a test checks).
-RUNTIME_SUBCOMMANDS = ("run", "rollback", "gc", "gate-record", "serve")
+RUNTIME_SUBCOMMANDS = ("run", "rollback", "gc", "bless", "baseline-reset", "gate-record", "serve")
 
 
 def runtime_command(python: str, subcommand: str, *args: str) -> list[str]:

@@ -7,6 +7,9 @@
   summary as its last line.
 - ``gc <pipeline> --pipeline-root ROOT [--dry-run] ...`` applies the retention policy (runtime/retention/); prints
   what it deleted and kept, then the plan as its last JSON line.
+- ``bless <pipeline> --model ID --reason R --user U`` blesses a NOT_BLESSED model by override, and
+  ``baseline-reset <pipeline> --reason R --user U [--from-span S]`` resets the Evaluator's baseline; both print a
+  JSON summary as their last line (``runtime/metadata/baseline_decisions.py``).
 - ``gate-record '<decision json>'`` records a gate sensor's decision, or an approval, in MLMD.
 - ``serve --socket PATH`` is the warm runtime: the stack imported once, a forked child per stage (warm_server.py).
 
@@ -71,6 +74,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gc.add_argument("--dry-run", action="store_true", help="Only print what would be deleted and what is kept.")
     gc.set_defaults(handler=gc_command)
+    bless_help = "Bless a NOT_BLESSED model by override, recorded in MLMD with the user and the reason."
+    bless = sub.add_parser("bless", help=bless_help, description=bless_help)
+    bless.add_argument("pipeline")
+    bless.add_argument("--model", required=True, help="The Model's MLMD artifact id, or the run id that evaluated it.")
+    bless.add_argument("--reason", required=True)
+    bless.add_argument("--user", required=True)
+    bless.set_defaults(handler=decision_command)
+
+    reset_help = "Reset the Evaluator's baseline: later candidates are judged on value thresholds only."
+    reset = sub.add_parser("baseline-reset", help=reset_help, description=reset_help)
+    reset.add_argument("pipeline")
+    reset.add_argument("--reason", required=True)
+    reset.add_argument("--user", required=True)
+    reset.add_argument("--from-span", type=int, default=None, help="Default: the newest span a model was trained on.")
+    reset.set_defaults(handler=decision_command)
 
     gate_help = "Record a gate decision in MLMD."
     gate = sub.add_parser("gate-record", help=gate_help, description=gate_help)
@@ -183,6 +201,29 @@ def gc_command(args: argparse.Namespace) -> int:
         return _report_failure(exc)
     print(report(plan, args.dry_run), flush=True)
     print(json.dumps(plan.to_dict(), sort_keys=True, default=str), flush=True)
+    return 0
+
+
+def decision_command(args: argparse.Namespace) -> int:
+    """``bless`` and ``baseline-reset``: a person's decision about the baseline, recorded in MLMD."""
+    _configure_logging()
+    try:
+        from airflow_provider_mlpipe.runtime.metadata import baseline_decisions as decisions
+        from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient
+    except Exception as exc:  # a broken install: reported like any other failure
+        return _report_failure(exc)
+    try:
+        client = MetadataClient()
+        if args.command == "bless":
+            summary = decisions.bless_by_override(client, args.pipeline, args.model, args.reason, args.user)
+        else:
+            summary = decisions.reset_baseline(client, args.pipeline, args.reason, args.user, args.from_span)
+    except decisions.DecisionError as exc:  # a sentence for people, e.g. "Model 7 is already blessed ..."
+        print(f"{FAILURE_PREFIX}{exc}", file=sys.stderr, flush=True)
+        return 1
+    except Exception as exc:
+        return _report_failure(exc)
+    print(json.dumps(summary, sort_keys=True, default=str), flush=True)
     return 0
 
 

@@ -21,6 +21,7 @@ MODEL = "Model"
 MODEL_EVALUATION = "ModelEvaluation"
 MODEL_BLESSING = "ModelBlessing"
 PUSHED_MODEL = "PushedModel"
+BASELINE_RESET = "BaselineReset"  # recorded by `mlpipe baseline reset`, read by the Evaluator's baseline lookup
 
 
 class StageParams(BaseModel):

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from airflow_provider_mlpipe.stages.description import (
+    BASELINE_RESET,
     EXAMPLES,
     MODEL,
     MODEL_BLESSING,
@@ -340,7 +341,10 @@ DESCRIPTION = StageDescription(
     params=EvaluatorParams,
     executor="airflow_provider_mlpipe.runtime.executors.evaluator",
     inputs=(InputSlot("examples", EXAMPLES), InputSlot("model", MODEL)),
-    resolved_inputs=(ResolvedInput("baseline_model", MODEL, "latest_blessed_model"),),
+    resolved_inputs=(
+        ResolvedInput("baseline_model", MODEL, "latest_blessed_model"),
+        ResolvedInput("baseline_reset", BASELINE_RESET, "baseline_reset"),  # `mlpipe baseline reset`, while in effect
+    ),
     outputs=(OutputSlot("evaluation", MODEL_EVALUATION), OutputSlot("blessing", MODEL_BLESSING)),
     uses_beam=True,
     ui_color="#fff2cc",

@@ -36,7 +36,7 @@ def test_a_bad_or_missing_subcommand_names_the_choices() -> None:
     assert bad.returncode == 2
     assert (
         "error: argument COMMAND: invalid choice: 'gate_record' "
-        "(choose from 'run', 'rollback', 'gc', 'gate-record', 'serve')" in bad.stderr
+        "(choose from 'run', 'rollback', 'gc', 'bless', 'baseline-reset', 'gate-record', 'serve')" in bad.stderr
     )
     # the Airflow side builds its argv from RUNTIME_SUBCOMMANDS, so the parser must offer exactly those
     assert f"(choose from {', '.join(map(repr, RUNTIME_SUBCOMMANDS))})" in bad.stderr

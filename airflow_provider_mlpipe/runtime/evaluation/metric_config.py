@@ -237,14 +237,22 @@ def unjudged(spec: EvalSpec, candidate: dict[str, dict[str, float]]) -> list[dic
     return skipped
 
 
-def reason(failed: list[dict[str, Any]], with_baseline: bool, skipped: list[dict[str, Any]] | None = None) -> str:
-    note = ""
+def reason(
+    failed: list[dict[str, Any]],
+    with_baseline: bool,
+    skipped: list[dict[str, Any]] | None = None,
+    baseline_reset: str = "",
+) -> str:
+    """The verdict in words; ``baseline_reset`` names the reset that left the candidate without a baseline."""
+    note = f" The baseline was reset ({baseline_reset}): no change thresholds." if baseline_reset else ""
     if skipped:
         names = sorted({f"{s['slice']} ({s['examples']:g} examples)" for s in skipped})
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        note = f" Not judged, below min_examples: {shown}."
+        note += f" Not judged, below min_examples: {shown}."
     if not failed:
         against = "and the change thresholds against the baseline" if with_baseline else "(no baseline yet)"
+        if baseline_reset and not with_baseline:
+            against = "(baseline reset)"
         return f"All value thresholds {against} passed.{note}"
     parts = []
     for item in failed[:5]:

@@ -2,7 +2,8 @@
 
 The baseline is ``ctx.resolved["baseline_model"]``: the newest blessed model whose training span is not later than
 the candidate's (``runtime.metadata.resolvers.blessed_baseline``); on the first run there is none and change
-thresholds are skipped, as in TFX. URI-native: models and examples are read at their URIs (``gs://`` on a GCS
+thresholds are skipped, as in TFX, and so after ``mlpipe baseline reset`` (``ctx.resolved["baseline_reset"]``, named
+in the verdict). URI-native: models and examples are read at their URIs (``gs://`` on a GCS
 root; TensorFlow loads a SavedModel from there itself), and TFMA's Beam pipelines write there too.
 
 ``engine``: ``fast`` (batched predictions and exact metric arithmetic, ``evaluation/fast_engine.py``), ``tfma``
@@ -158,7 +159,14 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     blessed = not failed
     if tfma_ok is not None and tfma_ok != blessed:
         log.warning("TFMA's own validation says %s, mlpipe's rules say %s.", tfma_ok, blessed)
-    reason = metric_config.reason(failed, base is not None, skipped)
+    reset = ctx.resolved.get("baseline_reset") if base is None else None
+    reset_doc = (
+        {"artifact_id": reset.id, **{k: reset.properties.get(k) for k in ("user", "reason", "span", "recorded_at")}}
+        if reset is not None
+        else None
+    )
+    reset_words = f"by {reset_doc['user']}: {reset_doc['reason']}" if reset_doc else ""
+    reason = metric_config.reason(failed, base is not None, skipped, baseline_reset=reset_words)
     thresholds = [
         {
             "metric": m.name,
@@ -181,6 +189,7 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
         **_by_slice(candidate, base, baseline.id if baseline is not None else None),
         "thresholds": thresholds,
         "not_judged": skipped,
+        "baseline_reset": reset_doc,
     }
     if spec.kpi_module:
         # the metrics' shape (slices[].metrics holds the KPI values), so one reader serves both
@@ -207,6 +216,7 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
         "failed": failed,
         "current_model_id": model.id,
         "baseline_model_id": baseline.id if baseline is not None else None,
+        "baseline_reset": reset_doc,
     }
     storage.write_text(join(blessing_dir, "blessing.json"), json.dumps(blessing_doc, indent=2, sort_keys=True))
     storage.write_text(join(blessing_dir, "BLESSED" if blessed else "NOT_BLESSED"), reason + "\n")
@@ -218,6 +228,8 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
         blessing_props["current_model_id"] = model.id
     if baseline is not None and baseline.id is not None:
         eval_props["baseline_model_id"] = blessing_props["baseline_model_id"] = baseline.id
+    if reset is not None and reset.id is not None:
+        eval_props["baseline_reset_id"] = blessing_props["baseline_reset_id"] = reset.id
     if span is not None:
         eval_props["span"] = blessing_props["span"] = span
     overall_kpis = kpis.overall(candidate_kpis, OVERALL)

@@ -52,6 +52,21 @@ def ensure_within(root: str, uri: str) -> str:
     return uri
 
 
+def pipeline_root_of(artifact_uri: str, pipeline: str) -> str:
+    """The pipeline root an artifact of ``pipeline`` was written under: the inverse of ``ArtifactStore.final_uri``.
+
+    Records made outside a run (an override, a baseline reset) go beside the pipeline's own artifacts, found from
+    one of them, so no spec is needed to place them.
+    """
+    sep = "/" if is_gcs(artifact_uri) else os.sep
+    parts = artifact_uri.rstrip(sep).split(sep)
+    if len(parts) < 5 or parts[-4] != pipeline:
+        raise UnsafePathError(
+            f"The artifact URI {artifact_uri} is not laid out as <root>/{pipeline}/<node>/<execution>/<slot>."
+        )
+    return sep.join(parts[:-4])
+
+
 class ArtifactStore:
     """Plans, stages, publishes and localizes artifacts under one pipeline root."""
 

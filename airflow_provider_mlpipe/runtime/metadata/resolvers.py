@@ -18,6 +18,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 
 from airflow_provider_mlpipe.protocol import ArtifactRef, StageRequest
 from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient
+from airflow_provider_mlpipe.stages.description import BASELINE_RESET, MODEL
 
 Strategy = Callable[[MetadataClient, StageRequest, str, list[int]], ArtifactRef | None]
 MODEL_BLESSING = "ModelBlessing"
@@ -89,32 +90,75 @@ def _producer_inputs(client: MetadataClient, artifact_id: int | None) -> list[se
     return list(inputs.values())
 
 
+def baseline_resets(client: MetadataClient, pipeline: str, span: int | None) -> list[ArtifactRef]:
+    """The baseline resets that apply to a candidate of ``span``: those of its span or earlier, oldest first.
+
+    A reset without a span, or a candidate without one (before spans were tracked), applies everywhere.
+    """
+    resets = [client.artifact_ref(a) for a in client.live_artifacts(pipeline, BASELINE_RESET)]
+    return [r for r in resets if span is None or (s := span_of(r.properties)) is None or s <= span]
+
+
+def _survives(blessing_id: int, model_span: int | None, resets: list[ArtifactRef]) -> bool:
+    """A blessing counts after a reset only if it came later and its model is of the reset's span or later."""
+    for reset in resets:
+        if blessing_id <= (reset.properties.get("blessings_before") or 0):
+            return False
+        cut = span_of(reset.properties)
+        if cut is not None and (model_span is None or model_span < cut):
+            return False
+    return True
+
+
 def blessed_baseline(
     client: MetadataClient, request: StageRequest, type_name: str, exclude_ids: list[int]
 ) -> ArtifactRef | None:
     """The newest blessed model whose training span is not later than the candidate's (never the candidate).
 
-    "Blessed" is any ModelBlessing of this pipeline with ``blessed=1`` for the model (the TFX rule). Newest means
-    the latest span, then the latest recorded model of that span. So span 3 evaluated after span 4 still compares
-    with span 2's model, and a re-run of span 3 picks the same baseline whatever happened to later spans. Without
-    a span on the candidate, the model of the newest blessing is used, as before spans were tracked.
+    "Blessed" is any ModelBlessing of this pipeline with ``blessed=1`` for the model (the TFX rule), the
+    Evaluator's or an override's (``mlpipe bless``). Newest means the latest span, then the latest recorded model
+    of that span. So span 3 evaluated after span 4 still compares with span 2's model, and a re-run of span 3
+    picks the same baseline whatever happened to later spans. A baseline reset of the candidate's span or earlier
+    leaves only models of the reset's span or later blessed after it (``baseline_resets``). Without a span on the
+    candidate, the model of the newest blessing is used, as before spans were tracked.
     """
+    span = request_span(request, type_name)
+    resets = baseline_resets(client, request.pipeline, span)
     blessings = [client.artifact_ref(a) for a in client.live_artifacts(request.pipeline, MODEL_BLESSING)]
-    newest_blessing_first: list[int] = []
+    blessed_by: dict[int, list[int]] = {}  # model id -> its blessings' ids; newest blessing first
     for blessing in reversed(blessings):
         model_id = blessing.properties.get("current_model_id")
         if blessing.properties.get("blessed") == 1 and isinstance(model_id, int) and model_id not in exclude_ids:
-            newest_blessing_first.append(model_id)
-    if not newest_blessing_first:
+            blessed_by.setdefault(model_id, []).append(blessing.id or 0)
+    if not blessed_by:
         return None
     # A model whose files retention deleted (state DELETED) cannot be a baseline, whatever its blessing's state.
-    found = client.store.get_artifacts_by_id(sorted(set(newest_blessing_first)))
+    found = client.store.get_artifacts_by_id(sorted(blessed_by))
     models = {a.id: client.artifact_ref(a) for a in found if a.state == pb.Artifact.LIVE}
-    span = request_span(request, type_name)
+    usable = [
+        model_id
+        for model_id, blessing_ids in blessed_by.items()
+        if model_id in models and any(_survives(b, span_of(models[model_id].properties), resets) for b in blessing_ids)
+    ]
     if span is None:
-        return next((models[i] for i in newest_blessing_first if i in models), None)
-    eligible = [ref for ref in models.values() if _by_span_then_id(ref)[0] <= span]
+        return models[usable[0]] if usable else None
+    eligible = [models[i] for i in usable if _by_span_then_id(models[i])[0] <= span]
     return max(eligible, key=_by_span_then_id, default=None)
+
+
+def reset_in_effect(
+    client: MetadataClient, request: StageRequest, type_name: str, exclude_ids: list[int]
+) -> ArtifactRef | None:
+    """The newest baseline reset that leaves the candidate without a baseline, else None.
+
+    The Evaluator names it in its verdict (value thresholds only, and why); once a model is blessed after the
+    reset, later candidates have a baseline again and the reset is no longer an input.
+    """
+    span = request_span(request, MODEL)
+    resets = baseline_resets(client, request.pipeline, span)
+    if not resets or blessed_baseline(client, request, MODEL, exclude_ids) is not None:
+        return None
+    return resets[-1]
 
 
 # The keys are what stage descriptions name; they stay stable while the rules behind them evolve.
@@ -122,4 +166,5 @@ STRATEGIES: dict[str, Strategy] = {
     "previous_output": previous_span_output,
     "previous_span_statistics": previous_span_output,
     "latest_blessed_model": blessed_baseline,
+    "baseline_reset": reset_in_effect,
 }
