@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from airflow_provider_mlpipe.cli import doctor, gc, init, lint, rollback, schema, summary
+from airflow_provider_mlpipe.cli import baseline, bless, doctor, gc, init, lint, rollback, schema, summary
 from airflow_provider_mlpipe.cli.subcommand import Subcommand
 
 # The subcommands in the order ``mlpipe --help`` lists them; a new subcommand is its module plus one line here.
@@ -16,6 +16,8 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     summary.SUBCOMMAND,
     rollback.SUBCOMMAND,
     gc.SUBCOMMAND,
+    bless.SUBCOMMAND,
+    baseline.SUBCOMMAND,
     doctor.SUBCOMMAND,
 )
 

@@ -24,16 +24,23 @@ def dags_folder() -> Path:
     return Path(folder)
 
 
-def named_pipeline(pipeline: str, specs: Path) -> Any:
-    """The validated ``spec.validate.Pipeline`` called ``pipeline`` under the spec folder ``specs``."""
+def pipeline_spec(pipeline: str, specs: Path) -> Any:
+    """The validated ``spec.validate.Pipeline`` called ``pipeline`` under the spec folder ``specs``, or None."""
     from airflow_provider_mlpipe.spec.loader import selected_environment
     from airflow_provider_mlpipe.spec.validate import discover, load_all
 
+    if not specs.exists():
+        return None
     pipelines, _ = load_all(discover(specs), base_dir=specs.resolve().parent, environment=selected_environment())
-    for item in pipelines:
-        if item.name == pipeline:
-            return item
-    raise SystemExit(f"No valid spec under {specs} defines the pipeline {pipeline!r}.")
+    return next((item for item in pipelines if item.name == pipeline), None)
+
+
+def named_pipeline(pipeline: str, specs: Path) -> Any:
+    """The validated ``spec.validate.Pipeline`` called ``pipeline`` under the spec folder ``specs``."""
+    item = pipeline_spec(pipeline, specs)
+    if item is None:
+        raise SystemExit(f"No valid spec under {specs} defines the pipeline {pipeline!r}.")
+    return item
 
 
 def pusher_destination(pipeline: str, specs: Path) -> tuple[str, str, int | None]:
