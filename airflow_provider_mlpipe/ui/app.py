@@ -3,7 +3,7 @@
 Authentication and authorization are Airflow's own: every route depends on ``requires_access_dag``, which
 resolves the user from the ``Authorization: Bearer`` header or the ``_token`` cookie the Airflow UI sets (the
 external views are same-origin iframes, so the browser sends that cookie) and asks the auth manager whether
-the user may read the DAG's runs, or trigger them for a rollback.
+the user may read the DAG's runs, or trigger them for a rollback or an override.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.exc import SQLAlchemyError
 
+from airflow_provider_mlpipe.operators.baseline_decisions import describe
 from airflow_provider_mlpipe.operators.rollback import last_json_line
 from airflow_provider_mlpipe.ui import drift, plots, svg
 from airflow_provider_mlpipe.ui.backend import UiBackend
@@ -34,6 +35,7 @@ from airflow_provider_mlpipe.ui.data import (
     read_bytes,
     read_json,
 )
+from airflow_provider_mlpipe.ui.decisions import overridden_runs, override_of, pipeline_decisions, reset_of
 from airflow_provider_mlpipe.ui.mlmd_reader import MlmdSchemaError
 
 log = logging.getLogger(__name__)
@@ -52,9 +54,17 @@ def _access(method: str) -> Any:
     return requires_access_dag(method, DagAccessEntity.RUN)
 
 
-# Module-level so tests can override them; the dag_id comes from the query string of every route.
+def _user_dependency() -> Any:
+    from airflow.api_fastapi.core_api.security import get_user
+
+    return get_user
+
+
+# Module-level so tests can override them; the dag_id comes from the query string of every route. The actions
+# (a rollback, an override) need Airflow's permission to trigger the DAG's runs.
 read_access = _access("GET")
-rollback_access = _access("POST")
+rollback_access = trigger_access = _access("POST")
+current_user = _user_dependency()
 
 
 def get_backend(request: Request) -> UiBackend:
@@ -120,9 +130,13 @@ def create_app(backend: UiBackend | None = None) -> FastAPI:
         def stats_href(split: str) -> str:
             return _url(request, "stats", dag_id=dag_id, run_id=run_id, artifact_id=view.statistics.id, split=split)
 
+        decisions = pipeline_decisions(backend.reader(), view.pipeline)
         return _page(
             "run.html",
             view=view,
+            override=override_of(decisions, view.blessing.get("current_model_id")),
+            baseline_reset=reset_of(backend.reader(), view.evaluation, view.graph.artifacts),
+            bless_action=_url(request, "bless", dag_id=dag_id, run_id=run_id),
             lineage=svg.lineage_svg(view.graph, artifact_href),
             artifact_href=artifact_href,
             stats_href=stats_href,
@@ -247,9 +261,12 @@ def create_app(backend: UiBackend | None = None) -> FastAPI:
             zero_based=True,
             dashed=("total",),
         )
+        decisions = pipeline_decisions(reader, pipeline)
         return _page(
             "pipeline.html",
             view=view,
+            decisions=decisions,
+            overridden=overridden_runs(decisions),
             metric_charts=metric_charts,
             kpi_charts=kpi_charts,
             anomaly_chart=anomaly_chart,
@@ -270,11 +287,7 @@ def create_app(backend: UiBackend | None = None) -> FastAPI:
         version: Annotated[str, Form(max_length=32)],
         confirm: Annotated[str, Form()] = "",
     ) -> HTMLResponse:
-        origin = request.headers.get("origin")
-        if origin and origin != "null" and urlsplit(origin).netloc != request.url.netloc:
-            raise HTTPException(status_code=403, detail="cross-origin rollback refused")
-        if confirm != "yes":
-            raise HTTPException(status_code=400, detail="the rollback was not confirmed")
+        _confirmed(request, confirm, "rollback")
         reader = backend.reader()
         runs = backend.dag_runs(dag_id)
         pipeline = next(
@@ -301,4 +314,44 @@ def create_app(backend: UiBackend | None = None) -> FastAPI:
             pipeline_href=_url(request, "pipeline", dag_id=dag_id),
         )
 
+    @app.post("/bless", response_class=HTMLResponse, dependencies=[Depends(trigger_access)])
+    def bless(
+        request: Request,
+        backend: BackendDep,
+        dag_id: DagId,
+        run_id: RunId,
+        user: Annotated[Any, Depends(current_user)],
+        reason: Annotated[str, Form(max_length=2000)] = "",
+        confirm: Annotated[str, Form()] = "",
+    ) -> HTMLResponse:
+        """Bless this run's NOT_BLESSED model by override (``mlpipe bless``), recorded with the user and the reason."""
+        _confirmed(request, confirm, "override")
+        if not reason.strip():
+            raise HTTPException(status_code=400, detail="an override needs a reason; it is recorded with it")
+        view = run_view(backend, dag_id, run_id)
+        model_id = view.blessing.get("current_model_id")  # from MLMD, never from the request
+        if view.blessing_artifact is None or not isinstance(model_id, int):
+            raise HTTPException(status_code=404, detail=f"run {run_id} of {dag_id} evaluated no model")
+        name = user.get_name() if hasattr(user, "get_name") else str(user)
+        outcome = backend.bless(view.pipeline, model_id, reason.strip(), name or "airflow-ui")
+        log.info("Override of model %s of %s by %s: exit %s", model_id, view.pipeline, name, outcome.returncode)
+        return _page(
+            "decision.html",
+            status_code=200 if outcome.ok else 409,
+            pipeline=view.pipeline,
+            model_id=model_id,
+            outcome=outcome,
+            message=describe("bless", view.pipeline, outcome.summary) if outcome.ok else outcome.error,
+            run_href=_url(request, "run", dag_id=dag_id, run_id=run_id),
+        )
+
     return app
+
+
+def _confirmed(request: Request, confirm: str, action: str) -> None:
+    """An action must come from this origin and be confirmed in its dialog."""
+    origin = request.headers.get("origin")
+    if origin and origin != "null" and urlsplit(origin).netloc != request.url.netloc:
+        raise HTTPException(status_code=403, detail=f"cross-origin {action} refused")
+    if confirm != "yes":
+        raise HTTPException(status_code=400, detail=f"the {action} was not confirmed")

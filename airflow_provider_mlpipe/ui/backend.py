@@ -1,4 +1,5 @@
-"""Where the views get their inputs: Airflow's metadata DB (runs, XComs), the MLMD store, the rollback command.
+"""Where the views get their inputs: Airflow's metadata DB (runs, XComs), the MLMD store, the rollback and override
+commands.
 
 Kept behind one small class so the views can be tested without an Airflow database and a fake runtime.
 """
@@ -7,12 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mlpipe.ui.mlmd_reader import MlmdReader
+
+if TYPE_CHECKING:  # the launch modules are imported when an action runs, not when the plugin loads
+    from airflow_provider_mlpipe.operators.baseline_decisions import DecisionOutcome
 
 log = logging.getLogger(__name__)
 ROLLBACK_TIMEOUT_S = 300
@@ -121,27 +124,37 @@ class UiBackend:
         Only two things are the UI's own: MLMD is the store these views read, and the rollback says who asked.
         """
         from airflow_provider_mlpipe.operators.rollback import rollback_launch
-        from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV
 
         command, env = rollback_launch(pipeline, destination, int(version), mlmd_conn_id=self.mlmd_conn_id)
-        env[MLMD_CONFIG_ENV] = json.dumps(self.mlmd_config())
         env.setdefault("MLPIPE_ROLLBACK_REQUESTED_BY", "airflow-ui")
-        return command, env
+        return command, self._on_this_store(env)
+
+    def _on_this_store(self, env: dict[str, str]) -> dict[str, str]:
+        """A runtime launched from the UI writes to the MLMD store these views read."""
+        from airflow_provider_mlpipe.protocol import MLMD_CONFIG_ENV
+
+        env[MLMD_CONFIG_ENV] = json.dumps(self.mlmd_config())
+        return env
 
     def rollback(self, pipeline: str, version: str, destination: str) -> CommandOutcome:
         """Run the rollback command in the runtime venv; it re-points serving and records the rollback in MLMD."""
+        from airflow_provider_mlpipe.operators.baseline_decisions import airflow_home_cwd
+
         # Secrets travel in the environment, never on a command line.
         command, env = self.rollback_launch(pipeline, version, destination)
-        home = os.environ.get("AIRFLOW_HOME")
         try:
             proc = subprocess.run(
-                command,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=ROLLBACK_TIMEOUT_S,
-                cwd=home if home and os.path.isdir(home) else None,  # relative paths as Airflow's; it may not exist
+                command, env=env, capture_output=True, text=True, timeout=ROLLBACK_TIMEOUT_S, cwd=airflow_home_cwd()
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             return CommandOutcome(command, 1, f"{type(exc).__name__}: {exc}")
         return CommandOutcome(command, proc.returncode, (proc.stdout + proc.stderr)[-8000:])
+
+    def bless(self, pipeline: str, model_id: int, reason: str, user: str) -> DecisionOutcome:
+        """Bless a NOT_BLESSED model by override: the CLI's launch and run (``mlpipe bless``), as this user."""
+        from airflow_provider_mlpipe.operators.baseline_decisions import airflow_home_cwd, decision_launch, run_decision
+
+        command, env = decision_launch(
+            "bless", pipeline, reason=reason, user=user, model=str(model_id), mlmd_conn_id=self.mlmd_conn_id
+        )
+        return run_decision(command, self._on_this_store(env), cwd=airflow_home_cwd())
