@@ -227,3 +227,20 @@ def test_the_runtime_commands_print_a_summary_or_one_failure_sentence(lineage: L
     reset = runtime(lineage, "baseline-reset", PIPELINE, "--reason", "new label", "--user", "ivan")
     assert reset.returncode == 0, reset.stderr
     assert json.loads(reset.stdout.strip().splitlines()[-1])["span"] == 3
+
+
+def test_retention_never_deletes_a_reset_and_keeps_an_overridden_baseline(lineage: Lineage) -> None:
+    import datetime as dt
+
+    from airflow_provider_mlpipe.runtime.retention.gc import collect
+    from airflow_provider_mlpipe.runtime.retention.plan import RetentionPolicy
+
+    _, m2, _ = three_spans(lineage)
+    override = decisions.bless_by_override(lineage.client, PIPELINE, str(m2.id), "accepted", "judy")
+    reset = decisions.reset_baseline(lineage.client, PIPELINE, "old decision", "judy", from_span=1)
+    policy = RetentionPolicy(keep_spans=1, min_age=dt.timedelta(0))
+    plan = collect(lineage.client, PIPELINE, str(lineage.root / "root"), [], policy, dry_run=True)
+    deleted = {entry.id for entry in plan.delete}
+    assert deleted  # span 1's lineage goes
+    assert reset["artifact_id"] not in deleted  # a reset of span 1 still decides later baselines
+    assert not {m2.id, override["artifact_id"], override["overridden_blessing_id"]} & deleted  # the baseline's

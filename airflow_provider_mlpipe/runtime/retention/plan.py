@@ -15,7 +15,8 @@ are deleted unless something still needs them:
 
 Resolved inputs (the previous span's statistics or schema, the baseline model an Evaluator compared with) are
 references, not ingredients, so the walk does not follow them; otherwise every schema would keep its predecessor
-forever. ``PushedModel`` records are never deleted here: the serving directory is pruned to ``keep_versions``.
+forever. ``PushedModel`` records are never deleted here: the serving directory is pruned to ``keep_versions``;
+nor are ``BaselineReset`` records, which decide baselines. A model blessed by override counts as blessed.
 """
 
 from __future__ import annotations
@@ -33,9 +34,12 @@ from airflow_provider_mlpipe.runtime.metadata.resolvers import MODEL_BLESSING, s
 from airflow_provider_mlpipe.runtime.retention.leftovers import Leftover, find_leftovers
 from airflow_provider_mlpipe.runtime.serving import model_versions
 from airflow_provider_mlpipe.stages import all_stages
+from airflow_provider_mlpipe.stages.description import BASELINE_RESET
 from airflow_provider_mlpipe.storage import Storage, join
 
 PUSHED_MODEL = "PushedModel"
+# Records gc never deletes: what was served, and a baseline reset (deleting it would bring the old baseline back).
+RECORDS = (PUSHED_MODEL, BASELINE_RESET)
 # An artifact MLMD still lists as LIVE, or one a killed gc had begun to delete (it finishes the job).
 DELETABLE_STATES = (pb.Artifact.LIVE, pb.Artifact.MARKED_FOR_DELETION)
 
@@ -281,7 +285,7 @@ class Planner:
         candidates = [
             a
             for a in self.artifacts
-            if a.state in DELETABLE_STATES and self.types.get(a.type_id) != PUSHED_MODEL and self._inside_pipeline(a)
+            if a.state in DELETABLE_STATES and self.types.get(a.type_id) not in RECORDS and self._inside_pipeline(a)
         ]
         plan.prune = self.versions()
         self.baseline_and_next_run()
