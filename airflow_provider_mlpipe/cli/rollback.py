@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +44,23 @@ def named_pipeline(pipeline: str, specs: Path) -> Any:
     return item
 
 
-def pusher_destination(pipeline: str, specs: Path) -> tuple[str, str, int | None]:
+def pusher_destination(item: Any) -> tuple[str, str, int | None]:
     """The serving directory, MLMD connection and ``keep_versions`` of a pipeline, read from its spec."""
-    item = named_pipeline(pipeline, specs)
     params = item.stage_params.get("pusher") or {}
     if not params.get("destination"):
-        raise SystemExit(f"The pipeline {pipeline!r} has no pusher destination in its spec.")
+        raise SystemExit(f"The pipeline {item.name!r} has no pusher destination in its spec.")
     return str(params["destination"]), item.spec.mlmd_conn_id, params.get("keep_versions")
+
+
+def notify_rolled_back(item: Any, summary: dict[str, Any]) -> None:
+    """Send the spec's ``rolled_back`` notifiers; a rollback outside a DAG run has no run, so none is named."""
+    from airflow_provider_mlpipe.notifications.notifier import event_notifiers
+
+    for notifier in event_notifiers(item.spec.notify, "rolled_back"):
+        try:
+            notifier({"dag_run": {"dag_id": item.name, "dag_run_id": ""}, "rollback": summary})
+        except Exception as exc:  # the model is rolled back already; a lost message must not hide that
+            print(f"mlpipe rollback: the rolled_back notification was not sent: {exc}", file=sys.stderr)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,8 +80,10 @@ def run(args: argparse.Namespace) -> int:
     from airflow_provider_mlpipe.operators.rollback import last_json_line, rollback_launch
 
     destination, conn_id, keep = args.destination, args.mlmd_conn_id, args.keep_versions
+    item = None
     if destination is None:
-        destination, spec_conn, spec_keep = pusher_destination(args.pipeline, args.specs or dags_folder() / "pipelines")
+        item = named_pipeline(args.pipeline, args.specs or dags_folder() / "pipelines")
+        destination, spec_conn, spec_keep = pusher_destination(item)
         conn_id = conn_id or spec_conn
         keep = keep if keep is not None else spec_keep
     command, env = rollback_launch(args.pipeline, destination, args.to, keep, mlmd_conn_id=conn_id or "mlmd_default")
@@ -83,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         f"Rolled back {args.pipeline}: version {summary['version']} now serves a copy of version "
         f"{summary['rollback_of']} (was {summary['rolled_back_from']}) under {destination}{pruned}."
     )
+    if item is not None:
+        notify_rolled_back(item, summary)
     return 0
 
 

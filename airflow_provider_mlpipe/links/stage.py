@@ -30,6 +30,11 @@ def run_view_url(dag_id: str, run_id: str) -> str:
     return f"{base_url()}dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}/plugin/{RUN_VIEW_ROUTE}"
 
 
+def pipeline_view_url(dag_id: str) -> str:
+    """The pipeline view as a tab of the Airflow UI's DAG page."""
+    return f"{base_url()}dags/{quote(dag_id, safe='')}/plugin/{PIPELINE_VIEW_ROUTE}"
+
+
 def task_artifacts_url(dag_id: str, run_id: str, task_id: str) -> str:
     return f"{base_url()}{APP_PREFIX}/task?{urlencode({'dag_id': dag_id, 'run_id': run_id, 'task_id': task_id})}"
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from airflow_provider_mlpipe.links.stage import run_view_url
+from airflow_provider_mlpipe.links.stage import pipeline_view_url, run_view_url
 from airflow_provider_mlpipe.notifications.events import EVENTS
 from airflow_provider_mlpipe.sensors.gates import DECISION_KEY
 
@@ -31,7 +31,7 @@ class Message:
 
     @property
     def subject(self) -> str:
-        return f"[mlpipe] {self.pipeline}: {self.headline} (run {self.run_id})"
+        return f"[mlpipe] {self.pipeline}: {self.headline}" + (f" (run {self.run_id})" if self.run_id else "")
 
     @property
     def text(self) -> str:
@@ -135,7 +135,8 @@ def _pushed(context: Any) -> Facts | None:
 
 
 def _rolled_back(context: Any) -> Facts | None:
-    result = _xcom(context) or {}
+    # the rollback operator's return value, or the summary `mlpipe rollback` hands over (no task, no run)
+    result = context.get("rollback") or _xcom(context) or {}
     if not result.get("version"):
         return None
     version, copy_of, was = result.get("version"), result.get("rollback_of"), result.get("rolled_back_from")
@@ -192,4 +193,5 @@ def describe(event: str, context: Any) -> Message | None:
         return None
     headline, decision, reason, details = facts
     dag_id, run_id = run_ids(context)
-    return Message(event, dag_id, run_id, decision, headline, reason, run_view_url(dag_id, run_id), details)
+    url = run_view_url(dag_id, run_id) if run_id else pipeline_view_url(dag_id)
+    return Message(event, dag_id, run_id, decision, headline, reason, url, details)

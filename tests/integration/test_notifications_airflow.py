@@ -17,7 +17,6 @@ Every message names the pipeline, the run, the decision and the reason, and link
 from __future__ import annotations
 
 import email
-import email.policy
 import json
 import re
 import shutil
@@ -34,6 +33,7 @@ from tests.support.airflow_env import REPO, AirflowEnv
 from tests.support.airflow_stack import AirflowStack, query, running_stack, stack_env, wait_for
 from tests.support.penguins_variants import PENGUINS_DATA, copy_penguins_modules, penguins_variant
 from tests.support.postgres import free_port
+from tests.support.smtp_inbox import Inbox, smtp_inbox
 from tests.support.spec_fixtures import make_dags_folder
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -57,17 +57,6 @@ PIPELINES = ("notify_pushed", "notify_gate_fail", "notify_withheld")
 
 
 # ----- the receivers ------------------------------------------------------------------------------------------
-class _Inbox:
-    """aiosmtpd handler: every message the SMTP server accepts."""
-
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
-        return "250 Message accepted for delivery"
-
-
 class _SlackReceiver(BaseHTTPRequestHandler):
     posts: list[dict[str, Any]] = []
 
@@ -147,45 +136,36 @@ def notification_dags(tmp: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def delivered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Delivered]:
-    from aiosmtpd.controller import Controller
-
     tmp = tmp_path_factory.mktemp("notify")
-    inbox = _Inbox()
-    smtp = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    smtp.start()
     _SlackReceiver.posts = []
     slack = ThreadingHTTPServer(("127.0.0.1", free_port()), _SlackReceiver)
     threading.Thread(target=slack.serve_forever, daemon=True).start()
     port = free_port()
-    connections = {
-        "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(
-            {"conn_type": "smtp", "host": "127.0.0.1", "port": smtp.port,
-             "extra": {"disable_tls": True, "disable_ssl": True, "timeout": 10, "retry_limit": 1}}
-        ),
-        "AIRFLOW_CONN_SLACK_ML": json.dumps(
-            {"conn_type": "slackwebhook", "host": f"http://127.0.0.1:{slack.server_port}/hooks",
-             "password": "T000/B000/secret"}
-        ),
-    }  # fmt: skip
-    env = AirflowEnv(
-        tmp / "home",
-        notification_dags(tmp),
-        {
-            "AIRFLOW__CORE__PARALLELISM": "2",
-            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-            **connections,
-            **stack_env(port),
-        },
-    )
+    slack_conn = {
+        "conn_type": "slackwebhook",
+        "host": f"http://127.0.0.1:{slack.server_port}/hooks",
+        "password": "T000/B000/secret",
+    }
     try:
-        with running_stack(env, port) as stack:
-            yield run_all(stack, inbox, f"http://127.0.0.1:{port}")
+        with smtp_inbox() as inbox:
+            env = AirflowEnv(
+                tmp / "home",
+                notification_dags(tmp),
+                {
+                    "AIRFLOW__CORE__PARALLELISM": "2",
+                    "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+                    "AIRFLOW_CONN_SMTP_DEFAULT": inbox.connection(),
+                    "AIRFLOW_CONN_SLACK_ML": json.dumps(slack_conn),
+                    **stack_env(port),
+                },
+            )
+            with running_stack(env, port) as stack:
+                yield run_all(stack, inbox, f"http://127.0.0.1:{port}")
     finally:
-        smtp.stop()
         slack.shutdown()
 
 
-def run_all(stack: AirflowStack, inbox: _Inbox, base_url: str) -> Delivered:
+def run_all(stack: AirflowStack, inbox: Inbox, base_url: str) -> Delivered:
     env = stack.env
 
     def parsed() -> bool:

@@ -92,3 +92,30 @@ def test_rollback_applies_keep_versions_but_keeps_the_served_and_target_versions
     assert "version 5 now serves a copy of version 1 (was 4)" in proc.stdout and "pruned versions 2, 3" in proc.stdout
     assert versions(serving) == ["1", "4", "5"]
     assert tree(serving / "5") == tree(serving / "1")
+
+
+def test_a_rollback_by_spec_sends_the_specs_rolled_back_notification(tmp_path, env):
+    from tests.support.smtp_inbox import smtp_inbox
+    from tests.support.spec_fixtures import full_spec, make_dags_folder
+
+    smtp = "{notifier: SmtpNotifier, args: {to: ml@example.com, from_email: mlpipe@example.com}}"
+    dags = make_dags_folder(tmp_path, {"full": full_spec(extra=f"notify:\n  rolled_back: {smtp}\n")}, dag_file=False)
+    serving = dags / "serving" / "full"  # the spec's pusher destination, beside its pipelines folder
+    make_version(serving, 1, "good model")
+    make_version(serving, 2, "regressed model")
+
+    with smtp_inbox() as inbox:
+        proc = subprocess.run(
+            [MLPIPE, "rollback", "full", "--specs", str(dags / "pipelines")],
+            env={**env, "AIRFLOW_CONN_SMTP_DEFAULT": inbox.connection()},
+            capture_output=True,
+            text=True,
+        )
+    assert proc.returncode == 0, proc.stderr
+    assert versions(serving) == ["1", "2", "3"]
+    [message] = inbox.messages
+    assert message["Subject"] == "[mlpipe] full: rolled back to version 1"
+    assert (
+        "Version 3 now serves a copy of version 1; version 2 served before."
+        in message.get_body(("html",)).get_content()
+    )

@@ -7,8 +7,6 @@ real Airflow in tests/integration/test_notifications_airflow.py.
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -27,6 +25,7 @@ from airflow_provider_mlpipe.notifications.notifier import (
     notifier_class,
 )
 from airflow_provider_mlpipe.spec.validate import load_pipeline
+from tests.support.smtp_inbox import smtp_inbox as smtp_inbox_server
 from tests.support.spec_fixtures import full_spec, make_dags_folder
 
 SLACK = '{notifier: SlackWebhookNotifier, args: {slack_webhook_conn_id: slack, text: "v{{ mlpipe.details.version }}"}}'
@@ -164,30 +163,13 @@ def test_an_unusable_notifier_class_is_refused_with_a_reason(name):
 # ----- sending: a real SMTP server on loopback; a Slack webhook on a port where nothing listens ----------------------
 @pytest.fixture
 def smtp_inbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
-    from aiosmtpd.controller import Controller
-
     from tests.support.postgres import free_port
 
-    class Inbox:
-        messages: list[Any] = []
-
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
-            return "250 OK"
-
-    inbox = Inbox()
-    inbox.messages = []
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    extra = {"disable_tls": True, "disable_ssl": True, "timeout": 5, "retry_limit": 1}
-    smtp = {"conn_type": "smtp", "host": "127.0.0.1", "port": controller.port, "extra": extra}
     nowhere = {"conn_type": "slackwebhook", "host": f"http://127.0.0.1:{free_port()}/hooks", "password": "T/B/X"}
-    monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", json.dumps(smtp))
     monkeypatch.setenv("AIRFLOW_CONN_SLACK_NOWHERE", json.dumps(nowhere))
-    try:
+    with smtp_inbox_server() as inbox:
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", inbox.connection())
         yield inbox.messages
-    finally:
-        controller.stop()
 
 
 CHANNELS = [
@@ -209,3 +191,18 @@ def test_the_deadline_callback_sends_from_an_event_loop_as_the_triggerer_runs_it
         asyncio.run(deadline_missed(pipeline="penguins", notifiers=CHANNELS, context=DEADLINE_CONTEXT))
     [message] = smtp_inbox
     assert "The run was still running at its deadline" in message.get_body(("html",)).get_content()
+
+
+def test_mlpipe_rollback_sends_rolled_back_with_both_versions_and_the_pipeline_view(
+    tmp_path: Path, smtp_inbox: list[Any]
+) -> None:
+    from airflow_provider_mlpipe.cli.rollback import notify_rolled_back
+
+    dags = make_dags_folder(tmp_path, {"p": full_spec(extra=f"notify:\n  rolled_back: {SMTP}\n")}, dag_file=False)
+    item = load_pipeline(dags / "pipelines" / "p.yaml")
+    notify_rolled_back(item, {"version": 5, "rollback_of": 3, "rolled_back_from": 4})
+    [message] = smtp_inbox
+    assert message["Subject"] == f"[mlpipe] {item.name}: rolled back to version 3"
+    html = message.get_body(("html",)).get_content()
+    assert "Version 5 now serves a copy of version 3; version 4 served before." in html
+    assert f"/dags/{item.name}/plugin/mlpipe-pipeline" in html
