@@ -244,3 +244,18 @@ def test_retention_never_deletes_a_reset_and_keeps_an_overridden_baseline(lineag
     assert deleted  # span 1's lineage goes
     assert reset["artifact_id"] not in deleted  # a reset of span 1 still decides later baselines
     assert not {m2.id, override["artifact_id"], override["overridden_blessing_id"]} & deleted  # the baseline's
+
+
+@pytest.mark.parametrize(("decision", "baseline"), [("reject", 1), ("approve", 2)])
+def test_a_model_a_reviewer_rejected_is_never_the_next_baseline(lineage: Lineage, decision: str, baseline: int) -> None:
+    from airflow_provider_mlpipe.runtime.metadata.gate_record import APPROVAL_GATE, record_gate_decision
+
+    m1, m2, m3 = (lineage.train(s) for s in (1, 2, 3))
+    lineage.evaluate(m1, True)
+    verdict = lineage.evaluate(m2, True, baseline=m1)
+    record_gate_decision(
+        lineage.client, PIPELINE, "run-2", "approval_gate", APPROVAL_GATE, decision, "reviewed by a person",
+        verdict.id, model_artifact_id=m2.id, details={"approver": "alice"},
+    )  # fmt: skip
+    # The Evaluator blessed span 2, but a rejected model is not the bar span 3 must clear.
+    assert lineage.baseline_for(m3)[0] == {1: m1.id, 2: m2.id}[baseline]

@@ -14,10 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from airflow_provider_mlpipe.protocol import ArtifactRef, StageRequest
-from airflow_provider_mlpipe.runtime.metadata.client import MetadataClient
+from airflow_provider_mlpipe.runtime.metadata.client import PIPELINE_CONTEXT, MetadataClient, properties_of
+from airflow_provider_mlpipe.runtime.metadata.gate_record import APPROVAL_EXECUTION_TYPE
 from airflow_provider_mlpipe.stages.description import BASELINE_RESET, MODEL
 
 Strategy = Callable[[MetadataClient, StageRequest, str, list[int]], ArtifactRef | None]
@@ -110,13 +112,35 @@ def _survives(blessing_id: int, model_span: int | None, resets: list[ArtifactRef
     return True
 
 
+def rejected_models(client: MetadataClient, pipeline: str) -> set[int]:
+    """Models a reviewer rejected at the approval gate (a timeout's default reject counts: nobody approved them).
+
+    The Evaluator blessed them, but people decided they must not serve, so they must not become the bar the next
+    candidate has to clear either (else every later candidate is judged against a refused model).
+    """
+    context = client.store.get_context_by_type_and_name(PIPELINE_CONTEXT, pipeline)
+    if context is None:
+        return set()
+    query = f"type = '{APPROVAL_EXECUTION_TYPE}' AND contexts_a.id = {context.id}"
+    options = metadata_store.ListOptions(filter_query=query)
+    rejections = [
+        e.id for e in client.store.get_executions(list_options=options) if properties_of(e).get("decision") == "reject"
+    ]
+    if not rejections:
+        return set()
+    inputs = [e.artifact_id for e in client.store.get_events_by_execution_ids(rejections) if e.type == pb.Event.INPUT]
+    model_type = client.store.get_artifact_type(MODEL).id
+    return {a.id for a in client.store.get_artifacts_by_id(inputs) if a.type_id == model_type}
+
+
 def blessed_baseline(
     client: MetadataClient, request: StageRequest, type_name: str, exclude_ids: list[int]
 ) -> ArtifactRef | None:
     """The newest blessed model whose training span is not later than the candidate's (never the candidate).
 
     "Blessed" is any ModelBlessing of this pipeline with ``blessed=1`` for the model (the TFX rule), the
-    Evaluator's or an override's (``mlpipe bless``). Newest means the latest span, then the latest recorded model
+    Evaluator's or an override's (``mlpipe bless``), unless a reviewer rejected the model at the approval gate
+    (``rejected_models``). Newest means the latest span, then the latest recorded model
     of that span. So span 3 evaluated after span 4 still compares with span 2's model, and a re-run of span 3
     picks the same baseline whatever happened to later spans. A baseline reset of the candidate's span or earlier
     leaves only models of the reset's span or later blessed after it (``baseline_resets``). Without a span on the
@@ -125,10 +149,11 @@ def blessed_baseline(
     span = request_span(request, type_name)
     resets = baseline_resets(client, request.pipeline, span)
     blessings = [client.artifact_ref(a) for a in client.live_artifacts(request.pipeline, MODEL_BLESSING)]
+    excluded = {*exclude_ids, *rejected_models(client, request.pipeline)}
     blessed_by: dict[int, list[int]] = {}  # model id -> its blessings' ids; newest blessing first
     for blessing in reversed(blessings):
         model_id = blessing.properties.get("current_model_id")
-        if blessing.properties.get("blessed") == 1 and isinstance(model_id, int) and model_id not in exclude_ids:
+        if blessing.properties.get("blessed") == 1 and isinstance(model_id, int) and model_id not in excluded:
             blessed_by.setdefault(model_id, []).append(blessing.id or 0)
     if not blessed_by:
         return None
