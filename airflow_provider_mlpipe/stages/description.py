@@ -22,6 +22,8 @@ MODEL_EVALUATION = "ModelEvaluation"
 MODEL_BLESSING = "ModelBlessing"
 PUSHED_MODEL = "PushedModel"
 BASELINE_RESET = "BaselineReset"  # recorded by `mlpipe baseline reset`, read by the Evaluator's baseline lookup
+# mlpipe's own type (TFX has none): the served model scored on a new span, beside the candidate's evaluation.
+SERVED_MODEL_EVALUATION = "mlpipe.ServedModelEvaluation"
 
 
 class StageParams(BaseModel):

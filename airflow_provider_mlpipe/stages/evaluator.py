@@ -13,6 +13,8 @@ from airflow_provider_mlpipe.stages.description import (
     MODEL,
     MODEL_BLESSING,
     MODEL_EVALUATION,
+    PUSHED_MODEL,
+    SERVED_MODEL_EVALUATION,
     InputSlot,
     OutputSlot,
     ResolvedInput,
@@ -344,8 +346,13 @@ DESCRIPTION = StageDescription(
     resolved_inputs=(
         ResolvedInput("baseline_model", MODEL, "latest_blessed_model"),
         ResolvedInput("baseline_reset", BASELINE_RESET, "baseline_reset"),  # `mlpipe baseline reset`, while in effect
+        ResolvedInput("served_model", PUSHED_MODEL, "served_model"),
     ),
-    outputs=(OutputSlot("evaluation", MODEL_EVALUATION), OutputSlot("blessing", MODEL_BLESSING)),
+    outputs=(
+        OutputSlot("evaluation", MODEL_EVALUATION),
+        OutputSlot("blessing", MODEL_BLESSING),
+        OutputSlot("served_evaluation", SERVED_MODEL_EVALUATION),
+    ),
     uses_beam=True,
     ui_color="#fff2cc",
     order=70,
@@ -353,6 +360,7 @@ DESCRIPTION = StageDescription(
         "a TFMA `EvalConfig` from the spec; the baseline is the newest blessed model whose training span is not "
         "later than the candidate's (from MLMD); "
         "value and change thresholds; writes metrics by slice and a ModelBlessing (`BLESSED` / `NOT_BLESSED` "
-        "with the reason)"
+        "with the reason); also scores the served model (the newest pushed version of an earlier span) on the "
+        "same eval split, as a `mlpipe.ServedModelEvaluation`"
     ),
 )

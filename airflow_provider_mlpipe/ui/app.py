@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from airflow_provider_mlpipe.operators.baseline_decisions import describe
 from airflow_provider_mlpipe.operators.rollback import last_json_line
-from airflow_provider_mlpipe.ui import drift, plots, svg
+from airflow_provider_mlpipe.ui import drift, plots, served, svg
 from airflow_provider_mlpipe.ui.backend import UiBackend
 from airflow_provider_mlpipe.ui.compare import build_comparison
 from airflow_provider_mlpipe.ui.data import (
@@ -271,6 +271,7 @@ def create_app(backend: UiBackend | None = None) -> FastAPI:
             kpi_charts=kpi_charts,
             anomaly_chart=anomaly_chart,
             drift_trends=drift.drift_trends(view.anomaly_artifacts),
+            served_trends=served.served_trends(reader, pipeline),
             run_href=lambda run_id: _url(request, "run", dag_id=dag_id, run_id=run_id),
             rollback_action=_url(request, "rollback", dag_id=dag_id),
             compare_action=_url(request, "compare").rstrip("?"),

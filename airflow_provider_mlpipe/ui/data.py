@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_provider_mlpipe.hooks.gcp_storage import storage_for
+from airflow_provider_mlpipe.stages.description import SERVED_MODEL_EVALUATION
 from airflow_provider_mlpipe.ui import histograms
 from airflow_provider_mlpipe.ui.mlmd_reader import Artifact, Execution, MlmdReader, RunGraph
 from airflow_provider_mlpipe.ui.plots import RunPlots, for_drawing, parse_plots
@@ -126,6 +127,9 @@ class RunView:
     blessing: dict[str, Any] = field(default_factory=dict)
     pushed: Artifact | None = None
     push_record: dict[str, Any] = field(default_factory=dict)
+    # The served model scored on this span (ui/served.py): status, reason, served version, metrics by slice.
+    served_evaluation: Artifact | None = None
+    served: dict[str, Any] = field(default_factory=dict)
     # The previous span's statistics (the drift baseline), overlaid on this span's histograms.
     previous_statistics: Artifact | None = None
     previous_summary: dict[str, Any] = field(default_factory=dict)
@@ -261,6 +265,8 @@ def build_run_view(reader: MlmdReader, dag_id: str, run_id: str, pipeline: str) 
     if view.blessing_artifact and not view.blessing:
         view.blessing = dict(view.blessing_artifact.properties)
     view.pushed = graph.latest_output("PushedModel")
+    view.served_evaluation = graph.latest_output(SERVED_MODEL_EVALUATION)
+    view.served = read_json(view.served_evaluation, "metrics.json") or {}
     view.push_record = read_json(view.pushed, "push.json") or {}
     if view.statistics is not None:
         view.previous_statistics = previous_statistics(reader, view)
@@ -271,7 +277,14 @@ def build_run_view(reader: MlmdReader, dag_id: str, run_id: str, pipeline: str) 
 
 def _find_reused(reader: MlmdReader, view: RunView) -> None:
     """Which shown outputs another run made (this run's stage was a cache hit), and the summaries behind the hits."""
-    candidates = (view.statistics, view.schema, view.anomalies_artifact, view.evaluation, view.blessing_artifact)
+    candidates = (
+        view.statistics,
+        view.schema,
+        view.anomalies_artifact,
+        view.evaluation,
+        view.blessing_artifact,
+        view.served_evaluation,
+    )
     shown = [a for a in (*candidates, view.pushed) if a is not None]
     producers = reader.producers([a.id for a in shown])
     view.reused_from = {a.id: run for a in shown if (run := _run_of(producers, a)) and run != view.run_id}

@@ -15,7 +15,8 @@ metric). Both engines give identical metric values, and the blessing is decided 
 their thresholds with the metrics and written to ``metrics.json`` under ``kpis``, in the metrics' own shape.
 
 Outputs: ``evaluation`` (``metrics.json``) and ``blessing`` (``BLESSED`` or ``NOT_BLESSED`` holding the reason,
-``blessing.json``).
+``blessing.json``), and ``served_evaluation``: the served model scored on the same eval split first
+(``evaluation/served.py``), recorded whatever the outcome and never deciding the blessing.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from typing import Any
 
 from airflow_provider_mlpipe.protocol import StageRequest
 from airflow_provider_mlpipe.runtime.context import ExecutorContext
-from airflow_provider_mlpipe.runtime.evaluation import kpis, metric_config, slicing
+from airflow_provider_mlpipe.runtime.evaluation import kpis, metric_config, served, slicing
 from airflow_provider_mlpipe.runtime.evaluation.metric_config import OVERALL, EvalSpec, SliceValues
+from airflow_provider_mlpipe.runtime.evaluation.served import ordered as _ordered
 from airflow_provider_mlpipe.runtime.io import schema_tables
 from airflow_provider_mlpipe.runtime.training.user_modules import module_digest
 from airflow_provider_mlpipe.stages.evaluator import EvaluatorParams
@@ -76,10 +78,18 @@ def choose_engine(spec: EvalSpec) -> str:
 
 
 def _run_engine(
-    ctx: ExecutorContext, spec: EvalSpec, model_dir: str, baseline_dir: str | None, files: list[str], schema: Any
+    ctx: ExecutorContext,
+    spec: EvalSpec,
+    model_dir: str,
+    baseline_dir: str | None,
+    files: list[str],
+    schema: Any,
+    tfma_output: str | None = None,
 ) -> tuple[str, dict, dict | None, dict | None, bool | None, tuple[SliceValues, SliceValues | None]]:
     """(engine, candidate metrics, baseline metrics, plot data, TFMA's own validation verdict or None, candidate
-    and baseline KPIs)."""
+    and baseline KPIs).
+
+    ``tfma_output``: where TFMA writes its output (default: ``tfma/`` in the evaluation artifact)."""
     engine = choose_engine(spec)
     kpi_module = kpis.load(spec.kpi_module, ctx.spec_dir, [k.name for k in spec.kpis]) if spec.kpi_module else None
     if engine == "fast":
@@ -104,7 +114,7 @@ def _run_engine(
         baseline_dir,
         files,
         schema,
-        output_path=join(ctx.output("evaluation").path, "tfma"),
+        output_path=tfma_output or join(ctx.output("evaluation").path, "tfma"),
         temp_uri=ctx.temp_uri,
         beam_args=ctx.beam_args,
         has_transform=_has_signature(model_dir, metric_config.TRANSFORM_SIGNATURE),
@@ -115,9 +125,12 @@ def _run_engine(
     return engine, candidate, base, plot_data, tfma_ok, kpi_values
 
 
-def _ordered(metrics: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
-    names = sorted(metrics, key=lambda n: (n != OVERALL, n))
-    return [{"slice": name, "metrics": metrics[name]} for name in names]
+def _scored_alone(
+    ctx: ExecutorContext, spec: EvalSpec, model_dir: str, files: list[str], schema: Any, tfma_output: str
+) -> tuple[str, SliceValues, SliceValues]:
+    """A model scored on its own, as the candidate is: (engine, metrics, KPIs)."""
+    engine, metrics, _, _, _, (kpi_values, _) = _run_engine(ctx, spec, model_dir, None, files, schema, tfma_output)
+    return engine, metrics, kpi_values
 
 
 def _by_slice(candidate: SliceValues, base: SliceValues | None, baseline_id: int | None) -> dict[str, Any]:
@@ -148,11 +161,24 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     model_dir = _serving_dir(model.uri)
     _check_features(spec, schema, model_dir)
     baseline_dir = _serving_dir(baseline.uri) if baseline is not None else None
+    served_model = ctx.resolved.get("served_model")
+    served_out = ctx.outputs.get("served_evaluation")
+    served_score = None
+    if served_out is not None and not served.is_baseline(served_model, baseline):
+        # Scored alone, before the candidate, with the same engine, metrics and slices.
+        served_score = served.score(
+            served_model, served_out.path, lambda d, out: _scored_alone(ctx, spec, d, files, schema, out)
+        )
     started = time.monotonic()
     engine, candidate, base, plot_data, tfma_ok, (candidate_kpis, base_kpis) = _run_engine(
         ctx, spec, model_dir, baseline_dir, files, schema
     )
     seconds = round(time.monotonic() - started, 3)
+    served_summary = None
+    if served_out is not None:
+        if served_score is None:  # the served model is the baseline, scored just now
+            served_score = served.from_baseline(served_model, engine, base or {}, base_kpis or {})
+        served_summary = served.record(served_out, served_model, served_score, spec.label_key)
     judged_base = metric_config.with_kpis(base, base_kpis) if base is not None else None
     failed = metric_config.validate(spec, metric_config.with_kpis(candidate, candidate_kpis), judged_base)
     skipped = metric_config.unjudged(spec, candidate)
@@ -240,7 +266,9 @@ def execute(ctx: ExecutorContext) -> dict[str, Any]:
     overall = candidate.get(OVERALL, {})
     log.info("%s: %s", "BLESSED" if blessed else "NOT_BLESSED", reason)
     summary = {"blessed": blessed, "reason": reason, "engine": engine, "seconds": seconds, "overall": overall}
-    return {**summary, "kpis": overall_kpis} if spec.kpi_module else summary
+    if spec.kpi_module:
+        summary["kpis"] = overall_kpis
+    return {**summary, "served": served_summary} if served_summary is not None else summary
 
 
 def _schema(schema_uri: str | None, model_uri: str, files: list[str]) -> Any:

@@ -186,10 +186,37 @@ def reset_in_effect(
     return resets[-1]
 
 
+def served_model(
+    client: MetadataClient, request: StageRequest, type_name: str, exclude_ids: list[int]
+) -> ArtifactRef | None:
+    """The PushedModel that served this run's span: the highest version holding a model of an earlier span.
+
+    TF Serving serves a destination's highest version, and a rollback pushes its target as a new highest version
+    (carrying the target's span), so in daily runs this is simply what is being served. Earlier span, as for the
+    baseline: a re-run or backfill of a span resolves the version that served it then, not one pushed later
+    (so an unchanged re-run stays a cache hit). The destination is that of the newest such push. Withheld pushes
+    (``pushed=0``) serve nothing. None on the first run, or when nothing of an earlier span was ever pushed.
+    """
+    span = request_span(request, type_name)
+    pushed = []
+    for artifact in client.live_artifacts(request.pipeline, type_name):
+        ref = client.artifact_ref(artifact)
+        if ref.properties.get("pushed") != 1 or not isinstance(ref.properties.get("version"), int):
+            continue
+        if span is None or _by_span_then_id(ref)[0] < span:
+            pushed.append(ref)
+    if not pushed:
+        return None
+    destination = max(pushed, key=lambda ref: ref.id or 0).properties.get("destination")
+    at_destination = [ref for ref in pushed if ref.properties.get("destination") == destination]
+    return max(at_destination, key=lambda ref: (ref.properties["version"], ref.id or 0))
+
+
 # The keys are what stage descriptions name; they stay stable while the rules behind them evolve.
 STRATEGIES: dict[str, Strategy] = {
     "previous_output": previous_span_output,
     "previous_span_statistics": previous_span_output,
     "latest_blessed_model": blessed_baseline,
     "baseline_reset": reset_in_effect,
+    "served_model": served_model,
 }
