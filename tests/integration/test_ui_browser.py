@@ -306,6 +306,7 @@ def test_run_and_pipeline_views_in_chromium(served: Served) -> None:
         page.screenshot(path=str(SHOTS / "pipeline-view-in-airflow.png"))
         page.goto(f"{server.url}/mlpipe/pipeline?{q(dag_id=dag)}")
         page.screenshot(path=str(SHOTS / "pipeline-view.png"), full_page=True)
+        check_served_model_trend(served, page, evaluated)
 
         # Rollback: a button, an inline confirmation (no window.confirm in a sandboxed iframe), then a POST.
         page.goto(f"{server.url}/dags/{dag}/plugin/mlpipe-pipeline")
@@ -334,6 +335,43 @@ def test_run_and_pipeline_views_in_chromium(served: Served) -> None:
         rollbacks = [e for e in dump["executions"] if e["type"] == "mlpipe.Rollback"]
         assert [e["properties"]["rollback_of"] for e in rollbacks] == [int(version)]
         assert rollbacks[0]["state"] == "COMPLETE"
+
+
+def served_evaluation(served: Served, run_id: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The properties and metrics.json of a run's served-model evaluation, or None when it has none."""
+    outputs = served.env.xcom(served.scenario.dag_id, "evaluator", run_id)["outputs"]
+    if "served_evaluation" not in outputs:  # the UI fixture DAG records no served model
+        return None
+    ref = outputs["served_evaluation"][0]
+    return ref["properties"], json.loads(Path(ref["uri"], "metrics.json").read_text())
+
+
+def check_served_model_trend(served: Served, page: Any, evaluated: list[str]) -> None:
+    """The pipeline view (already open) plots each span's served model beside the candidate; a run view shows it."""
+    from playwright.sync_api import expect
+
+    records = [(run, found) for run in evaluated if (found := served_evaluation(served, run))]
+    if not records:
+        return
+    scored = [(run, props, doc) for run, (props, doc) in records if doc["status"] == "scored"]
+    assert scored, f"no run scored a served model: {[doc['reason'] for _, (_, doc) in records]}"
+    trend = page.locator("#served-trend-accuracy-Overall")
+    expect(trend).to_be_visible(timeout=60_000)
+    titles = trend.locator("circle.point title").all_text_contents()
+    for _, props, doc in scored:
+        accuracy = next(s["metrics"]["accuracy"] for s in doc["slices"] if s["slice"] == "Overall")
+        assert f"served model = {accuracy:.4g} (span {props['span']})" in titles, titles
+        expect(trend.locator(".served-versions")).to_contain_text(f"{props['span']}: {doc['served_version']}")
+    assert len([t for t in titles if t.startswith("candidate = ")]) == len(records)
+    section = page.locator("#served-trends")
+    section.scroll_into_view_if_needed()
+    section.screenshot(path=str(SHOTS / "pipeline-view-served.png"))
+    run, _, doc = scored[-1]
+    page.goto(f"{served.server.url}/mlpipe/run?{q(dag_id=served.scenario.dag_id, run_id=run)}")
+    expect(page.locator("#served-version")).to_have_text(str(doc["served_version"]), timeout=60_000)
+    accuracy = next(s["metrics"]["accuracy"] for s in doc["slices"] if s["slice"] == "Overall")
+    cell = page.locator("#served-table td.served-metric[data-metric='accuracy'][data-slice='Overall']")
+    expect(cell).to_contain_text(f"{accuracy:.4g}")
 
 
 def test_run_view_plots_the_candidate_beside_the_baseline_in_chromium(served: Served) -> None:
