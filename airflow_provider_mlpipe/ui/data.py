@@ -79,10 +79,18 @@ def _drawable_plots(path: str, size: int) -> RunPlots | None:
     return for_drawing(parse_plots(document))
 
 
+@functools.lru_cache(maxsize=4096)
+def _published_bytes(uri: str, parts: tuple[str, ...]) -> bytes | None:
+    return read_bytes(uri, *parts)
+
+
 def read_json(artifact: Artifact | None, *parts: str) -> Any:
     if artifact is None:
         return None
-    raw = read_bytes(artifact.uri, *parts)
+    # A LIVE artifact's files never change after publishing, so the pipeline view's trends (one metrics.json per
+    # span) read each file once per api-server process. Anything else (being deleted, deleted) is read afresh.
+    live = artifact.state == "LIVE"
+    raw = _published_bytes(artifact.uri, parts) if live else read_bytes(artifact.uri, *parts)
     if raw is None:
         return None
     try:
