@@ -538,3 +538,74 @@ def test_pipeline_view_trends_business_kpis_in_chromium(served: Served) -> None:
         expect(pipeline_view.locator("svg.trend[aria-label='KPI missed_adelie']")).to_be_visible()
         page.goto(f"{server.url}/mlpipe/pipeline?{q(dag_id=dag)}")
         page.locator("div.grid").first.screenshot(path=str(SHOTS / "pipeline-kpi-trends.png"))
+
+
+def drift_scores(served: Served, run_id: str) -> dict[str, dict[str, Any]]:
+    """The drift scores the run's ExampleValidator recorded (feature -> comparator, score, threshold)."""
+    result = served.env.xcom(served.scenario.dag_id, "example_validator", run_id)
+    return (result or {}).get("outputs", {}).get("anomalies", [{}])[0].get("properties", {}).get("drift_scores") or {}
+
+
+def overall_metrics(served: Served, run_id: str) -> dict[str, float]:
+    result = served.env.xcom(served.scenario.dag_id, "evaluator", run_id)
+    if not result:
+        return {}
+    evaluation = result["outputs"]["evaluation"][0]["uri"]
+    slices = json.loads(Path(evaluation, "metrics.json").read_text())["slices"]
+    return next(s["metrics"] for s in slices if s["slice"] == "Overall")
+
+
+def test_drift_trends_and_the_comparison_of_two_runs_in_chromium(served: Served) -> None:
+    """The pipeline view trends every feature's drift score with its threshold line, and its run table's A/B pick
+    opens the comparison of two runs: metrics by slice with deltas and the drift of B against A."""
+    from playwright.sync_api import expect
+
+    if served.scenario.dag_id != "penguins":
+        pytest.skip("the drifted spans come from the penguins scenario")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    server, dag = served.server, served.scenario.dag_id
+    first, a, b = served.run_ids[:3]  # spans 1, 2 (drifted from 1) and 3
+    assert not drift_scores(served, first), "the first span has no previous span to drift from"
+    scores = {run: drift_scores(served, run) for run in (a, b)}
+    # The feature that drifted most into span 2, and one with a configured threshold (drawn as a dashed line).
+    feature = max(scores[a], key=lambda f: scores[a][f]["score"])
+    gated = next(f for f in sorted(scores[a]) if scores[a][f]["threshold"] is not None)
+    with logged_in_page(server) as page:
+        page.goto(f"{server.url}/mlpipe/pipeline?{q(dag_id=dag)}")
+        for name in dict.fromkeys((feature, gated)):
+            card = page.locator(f"#drift-trend-{name}")
+            expect(card).to_be_visible(timeout=120_000)
+            points = card.locator("circle.point")
+            titles = points.evaluate_all("els => els.map(e => e.querySelector('title').textContent)")
+            values = points.evaluate_all("els => els.map(e => Number(e.dataset.value))")
+            comparator = scores[a][name]["comparator"]
+            measured = [v for t, v in zip(titles, values, strict=True) if t.startswith(f"{comparator} score = ")]
+            assert measured == [scores[run][name]["score"] for run in (a, b)], name
+            lines = [v for t, v in zip(titles, values, strict=True) if t.startswith("threshold = ")]
+            assert lines == [
+                scores[run][name]["threshold"] for run in (a, b) if scores[run][name]["threshold"] is not None
+            ]
+        every = {f for run in (a, b) for f in scores[run]}
+        expect(page.locator("#drift-trends .drift-trend")).to_have_count(len(every))
+        page.locator("#drift-trends").screenshot(path=str(SHOTS / "pipeline-drift-trends.png"))
+
+        # The run table's default pick is the newest run as B and the one before it as A.
+        expect(page.locator(f"input[name='a'][value='{a}']")).to_be_checked()
+        expect(page.locator(f"input[name='b'][value='{b}']")).to_be_checked()
+        page.get_by_role("button", name="Compare A and B").click()
+        page.wait_for_url(re.compile(r".*/compare\?.*"), timeout=60_000)
+        expect(page.locator("#compared-runs tr[data-side='B'] a")).to_have_text(b)
+        expect(page.locator("#drift-note")).to_contain_text(f"Measured by run {b}'s validation against run {a}'s")
+        rows = page.locator("#drift-between tr.drift")
+        expect(rows).to_have_count(len(scores[b]))
+        shown = rows.evaluate_all("els => els.map(e => [e.dataset.feature, Number(e.dataset.score)])")
+        assert dict(shown) == {f: s["score"] for f, s in scores[b].items()}
+        metrics_a, metrics_b = overall_metrics(served, a), overall_metrics(served, b)
+        assert metrics_b, f"run {b} evaluated no model"
+        for metric, value in metrics_b.items():
+            row = page.locator(f"#metric-deltas tr.metric[data-slice='Overall'][data-metric='{metric}']")
+            cells = row.locator("td.num")
+            expect(cells.nth(1)).to_have_text(figure(value))
+            if metric in metrics_a:
+                expect(cells.nth(0)).to_have_text(figure(metrics_a[metric]))
+        page.screenshot(path=str(SHOTS / "compare-two-runs.png"), full_page=True)
