@@ -176,23 +176,31 @@ def start_warm(command: list[str], env: dict[str, str], log: Any) -> WarmChild:
     if command[1:3] != ["-m", RUNTIME_MODULE]:
         raise WarmRuntimeUnavailable("only the runtime's own command runs in the warm runtime")
     python, argv = command[0], command[3:]
-    try:
-        conn = connect_or_start(python, env, log)
-    except OSError as exc:
-        raise WarmRuntimeUnavailable(str(exc)) from exc
-    read_end, write_end = os.pipe()
-    try:
-        socket.send_fds(conn, [WARM_HELLO], [write_end])
-        send_message(conn, {"argv": argv, "env": env, "cwd": os.getcwd()})
-        reply = receive_message(conn)
-    except OSError as exc:
-        reply, error = None, exc
-    else:
-        error = None
-    finally:
-        os.close(write_end)
-    if not reply or "pid" not in reply:
+    # A server that was just killed can still accept a connection while the kernel tears it down, then reset it.
+    # It took nothing, so the second attempt finds no listener and starts a new server rather than running cold.
+    for attempt in (1, 2):
+        try:
+            conn = connect_or_start(python, env, log)
+        except OSError as exc:
+            raise WarmRuntimeUnavailable(str(exc)) from exc
+        read_end, write_end = os.pipe()
+        try:
+            socket.send_fds(conn, [WARM_HELLO], [write_end])
+            send_message(conn, {"argv": argv, "env": env, "cwd": os.getcwd()})
+            reply = receive_message(conn)
+        except OSError as exc:
+            reply, error = None, exc
+        else:
+            error = None
+        finally:
+            os.close(write_end)
+        if reply and "pid" in reply:
+            return WarmChild(conn, int(reply["pid"]), os.fdopen(read_end, "r", encoding="utf-8", errors="replace"))
         os.close(read_end)
         conn.close()
-        raise WarmRuntimeUnavailable(f"the warm runtime did not take the stage ({error or 'no answer'})")
-    return WarmChild(conn, int(reply["pid"]), os.fdopen(read_end, "r", encoding="utf-8", errors="replace"))
+        if attempt == 1 and isinstance(error, ConnectionError):
+            log.info("The warm runtime dropped the connection (%s); reconnecting once.", error)
+            time.sleep(0.5)
+            continue
+        break
+    raise WarmRuntimeUnavailable(f"the warm runtime did not take the stage ({error or 'no answer'})")
