@@ -55,10 +55,12 @@ class AirflowEnv:
         proc = self._run_once(args, timeout, env)
         # SQLite lets one connection write at a time; a CLI write next to a busy scheduler can be refused with
         # "database is locked" (the README says: run it again). PostgreSQL stacks never take this branch.
-        for _ in range(2):
+        # The refusal can come at once, without waiting on the lock (a read that must become a write while the
+        # scheduler writes), so retry a few times, backing off, rather than wait longer in one attempt.
+        for attempt in range(5):
             if proc.returncode == 0 or not self.uses_sqlite or SQLITE_LOCKED not in proc.stdout + proc.stderr:
                 break
-            time.sleep(3)
+            time.sleep(2 + 2 * attempt)
             proc = self._run_once(args, timeout, env)
         if check and proc.returncode != 0:
             raise AssertionError(
