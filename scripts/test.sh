@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# Runs the whole suite in two lanes side by side, each a pytest process of its own:
-#   lane 1: the runtime tests (.venv-runtime), then the two PostgreSQL topology tests (Celery and LocalExecutor),
-#           the browser tests and the summary tests;
-#   lane 2: every other Airflow-side test (.venv).
+# Runs the whole suite in three lanes side by side, each a pytest process of its own:
+#   lane 1: the runtime tests (.venv-runtime), then the two PostgreSQL topology tests (Celery and LocalExecutor);
+#   lane 2: the Airflow stacks that spend most of their time waiting (on a reviewer's timeout, a backfill's
+#           runs, a deadline, the browser), which overlap well with the CPU-bound lanes;
+#   lane 3: every other Airflow-side test (.venv).
 # The split balances the lanes by the durations pytest prints at the end of each.
 # The lanes share nothing: every test starts its own servers on free loopback ports, in its own temp folders.
-# Most of an integration test's time is spent waiting on Airflow's scheduler loops, so two lanes on two cores
-# finish well before one would. Arguments are passed to every pytest run.
+# Most of an integration test's time is spent waiting on Airflow's scheduler loops, so three lanes on two cores
+# finish well before fewer would. Arguments are passed to every pytest run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .test-artifacts
 LANE1_AIRFLOW=(
   tests/integration/test_celery_airflow.py
   tests/integration/test_production_topology.py
+)
+LANE2=(
+  tests/integration/test_approval_airflow.py
+  tests/integration/test_notifications_airflow.py
+  tests/integration/test_backfill_30_days.py
   tests/integration/test_ui_browser.py
   tests/integration/test_summary_airflow.py
 )
@@ -24,23 +30,29 @@ lane1() {
 }
 
 lane2() {
+  .venv/bin/python -m pytest "${COMMON[@]}" "${LANE2[@]}" "$@"
+}
+
+lane3() {
   local ignores=(--ignore=tests/runtime)
-  for path in "${LANE1_AIRFLOW[@]}"; do ignores+=("--ignore=$path"); done
+  for path in "${LANE1_AIRFLOW[@]}" "${LANE2[@]}"; do ignores+=("--ignore=$path"); done
   .venv/bin/python -m pytest "${COMMON[@]}" tests "${ignores[@]}" "$@"
 }
 
 started=$(date +%s)
-lane1 "$@" >.test-artifacts/lane1.log 2>&1 &
-pid1=$!
-lane2 "$@" >.test-artifacts/lane2.log 2>&1 &
-pid2=$!
-wait "$pid1"
-status1=$?
-wait "$pid2"
-status2=$?
-for lane in 1 2; do
+pids=()
+for lane in 1 2 3; do
+  "lane$lane" "$@" >".test-artifacts/lane$lane.log" 2>&1 &
+  pids+=($!)
+done
+statuses=()
+for pid in "${pids[@]}"; do
+  wait "$pid"
+  statuses+=($?)
+done
+for lane in 1 2 3; do
   echo "=================================== lane $lane ==================================="
   cat ".test-artifacts/lane$lane.log"
 done
-echo "lane 1: exit $status1, lane 2: exit $status2, wall time $(($(date +%s) - started)) s"
-[ "$status1" -eq 0 ] && [ "$status2" -eq 0 ]
+echo "lane 1: exit ${statuses[0]}, lane 2: exit ${statuses[1]}, lane 3: exit ${statuses[2]}, wall time $(($(date +%s) - started)) s"
+[ "${statuses[0]}" -eq 0 ] && [ "${statuses[1]}" -eq 0 ] && [ "${statuses[2]}" -eq 0 ]
