@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole suite in three lanes side by side, each a pytest process of its own:
-#   lane 1: the runtime tests (.venv-runtime), then the two PostgreSQL topology tests (Celery and LocalExecutor);
-#   lane 2: the Airflow stacks that spend most of their time waiting (on a reviewer's timeout, a backfill's
-#           runs, a deadline, the browser), which overlap well with the CPU-bound lanes;
+#   lane 1: the runtime tests (.venv-runtime), then the Celery topology test;
+#   lane 2: the Airflow stacks that spend much of their time waiting (on a reviewer's timeout, backfills' runs,
+#           a deadline, the browser), which overlap well with the CPU-bound lanes;
 #   lane 3: every other Airflow-side test (.venv).
 # The split balances the lanes by the durations pytest prints at the end of each.
 # The lanes share nothing: every test starts its own servers on free loopback ports, in its own temp folders.
@@ -13,7 +13,6 @@ cd "$(dirname "$0")/.."
 mkdir -p .test-artifacts
 LANE1_AIRFLOW=(
   tests/integration/test_celery_airflow.py
-  tests/integration/test_production_topology.py
 )
 LANE2=(
   tests/integration/test_approval_airflow.py
@@ -21,6 +20,7 @@ LANE2=(
   tests/integration/test_backfill_30_days.py
   tests/integration/test_ui_browser.py
   tests/integration/test_summary_airflow.py
+  tests/integration/test_backfill_airflow.py
 )
 COMMON=(-p no:cacheprovider --durations=15)
 
