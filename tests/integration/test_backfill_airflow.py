@@ -80,7 +80,13 @@ def comparisons(store: dict[str, Any], pipeline: str) -> dict[tuple[str, int], d
             continue
         if execution["state"] not in ("COMPLETE", "CACHED"):
             continue
-        events = [ev for ev in store["events"] if ev["execution_id"] == execution["id"]]
+        # The served model's evaluation records what was serving when the span was evaluated: monitoring that
+        # decides nothing, and in a concurrent backfill the previous span's push may not have happened yet.
+        events = [
+            ev
+            for ev in store["events"]
+            if ev["execution_id"] == execution["id"] and ev["slot"] not in ("served_model", "served_evaluation")
+        ]
         outputs = {ev["slot"]: artifacts[ev["artifact_id"]]["properties"] for ev in events if ev["type"] == "OUTPUT"}
         inputs = {ev["slot"]: artifacts[ev["artifact_id"]]["properties"].get("span") for ev in events
                   if ev["type"] == "INPUT"}  # fmt: skip
