@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_mlpipe.hooks.mlmd import MlmdHook
-from airflow_provider_mlpipe.operators.launch import kill_process_group, run_streaming, runtime_env
+from airflow_provider_mlpipe.operators.launch import RuntimeProcessMixin, run_streaming, runtime_env
 from airflow_provider_mlpipe.operators.rollback import last_json_line
 from airflow_provider_mlpipe.operators.runtime_interpreter import resolve_runtime_python
 from airflow_provider_mlpipe.protocol import runtime_command
@@ -65,7 +64,7 @@ def gc_command(python: str, target: GcTarget, dry_run: bool) -> list[str]:
     return [*command, "--dry-run"] if dry_run else command
 
 
-class MlpipeGcOperator(BaseOperator):
+class MlpipeGcOperator(RuntimeProcessMixin, BaseOperator):
     """Applies a pipeline's retention policy through the runtime's ``gc`` (see ``runtime/retention/``).
 
     The factory adds it as the last task of a run (``retention.cleanup_task``), downstream of every stage and
@@ -97,7 +96,6 @@ class MlpipeGcOperator(BaseOperator):
         self.min_age, self.dry_run = min_age, dry_run
         self.runtime_python = runtime_python
         self.mlmd_conn_id = mlmd_conn_id
-        self._process: subprocess.Popen[str] | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
         target = GcTarget(
@@ -111,15 +109,11 @@ class MlpipeGcOperator(BaseOperator):
         )
         command = gc_command(resolve_runtime_python(self.runtime_python), target, bool(self.dry_run))
         self.log.info("Garbage collection of %s: %s", self.pipeline, " ".join(command))
-        tail = run_streaming(command, runtime_env(self.mlmd_conn_id), self.log, "The garbage collection", self._set)
+        tail = run_streaming(
+            command, runtime_env(self.mlmd_conn_id), self.log, "The garbage collection", self._set_process
+        )
         plan = last_json_line("\n".join(tail))
         # XCom gets the counts; the full lists are in the task log.
         return {key: len(plan.get(key, [])) for key in ("delete", "keep", "prune", "leftovers")} | {
             "bytes": plan.get("bytes", 0)
         }
-
-    def _set(self, process: subprocess.Popen[str] | None) -> None:
-        self._process = process
-
-    def on_kill(self) -> None:
-        kill_process_group(self._process, self.log)

@@ -104,3 +104,17 @@ def kill_process_group(process: Any, log: logging.Logger) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+class RuntimeProcessMixin:
+    """Keeps the runtime child an operator is streaming (``run_streaming``'s ``on_process``), so that Airflow's
+    ``on_kill`` ends the child's whole process group."""
+
+    _process: Any = None
+    log: Any
+
+    def _set_process(self, process: subprocess.Popen[str] | None) -> None:
+        self._process = process
+
+    def on_kill(self) -> None:
+        kill_process_group(self._process, self.log)

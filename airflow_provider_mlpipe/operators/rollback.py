@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Sequence
 from typing import Any
 
 from airflow_provider_mlpipe.hooks.mlmd import MlmdHook
-from airflow_provider_mlpipe.operators.launch import kill_process_group, run_streaming, runtime_env
+from airflow_provider_mlpipe.operators.launch import RuntimeProcessMixin, run_streaming, runtime_env
 from airflow_provider_mlpipe.operators.runtime_interpreter import resolve_runtime_python
 from airflow_provider_mlpipe.protocol import runtime_command
 from airflow_provider_mlpipe.version_compat import BaseOperator, Context
@@ -56,7 +55,7 @@ def last_json_line(output: str) -> dict[str, Any]:
     return {}
 
 
-class MlpipeRollbackOperator(BaseOperator):
+class MlpipeRollbackOperator(RuntimeProcessMixin, BaseOperator):
     """Makes ``to_version`` (default: the version before the served one) the served model again.
 
     The runtime copies it to a new highest version directory, the one TF Serving serves, and records a
@@ -85,7 +84,6 @@ class MlpipeRollbackOperator(BaseOperator):
         self.keep_versions = keep_versions
         self.runtime_python = runtime_python
         self.mlmd_conn_id = mlmd_conn_id
-        self._process: subprocess.Popen[str] | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
         to_version = int(self.to_version) if self.to_version not in (None, "", "None") else None
@@ -99,11 +97,5 @@ class MlpipeRollbackOperator(BaseOperator):
             runtime_python=self.runtime_python,
         )
         self.log.info("Rolling back %s: %s", self.pipeline, " ".join(command))
-        tail = run_streaming(command, env, self.log, "The rollback", self._set)
+        tail = run_streaming(command, env, self.log, "The rollback", self._set_process)
         return last_json_line("\n".join(tail))
-
-    def _set(self, process: subprocess.Popen[str] | None) -> None:
-        self._process = process
-
-    def on_kill(self) -> None:
-        kill_process_group(self._process, self.log)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 from airflow_provider_mlpipe.hooks.mlmd import check_backend_fits_executor
 from airflow_provider_mlpipe.links.stage import MlpipeArtifactsLink, MlpipeRunViewLink
-from airflow_provider_mlpipe.operators.launch import kill_process_group, run_streaming, runtime_env
+from airflow_provider_mlpipe.operators.launch import RuntimeProcessMixin, run_streaming, runtime_env
 from airflow_provider_mlpipe.operators.runtime_interpreter import resolve_runtime_python
 from airflow_provider_mlpipe.operators.stage_request import STAGE_TEMPLATE_FIELDS, StageRequestMixin
 from airflow_provider_mlpipe.operators.warm_runtime import warm_enabled
@@ -21,7 +20,7 @@ from airflow_provider_mlpipe.version_compat import AirflowFailException, BaseOpe
 __all__ = ["FAILURE_PREFIX", "MlpipeStageOperator"]
 
 
-class MlpipeStageOperator(StageRequestMixin, BaseOperator):
+class MlpipeStageOperator(RuntimeProcessMixin, StageRequestMixin, BaseOperator):
     """Runs one mlpipe stage in the isolated ML runtime, as a child process of the task.
 
     Takes the stage fields of ``StageRequestMixin.set_stage_fields`` (keyword-only) and any BaseOperator argument.
@@ -36,7 +35,6 @@ class MlpipeStageOperator(StageRequestMixin, BaseOperator):
         stage_fields, operator_kwargs = self.split_stage_kwargs(kwargs)
         super().__init__(**operator_kwargs)
         self.set_stage_fields(**stage_fields)
-        self._process: subprocess.Popen[str] | None = None
 
     def runtime_env(self) -> dict[str, str]:
         env = runtime_env(self.mlmd_conn_id)
@@ -64,9 +62,3 @@ class MlpipeStageOperator(StageRequestMixin, BaseOperator):
     def run_runtime(self, command: list[str], env: dict[str, str]) -> None:
         warm = warm_enabled(self.warm_runtime)
         run_streaming(command, env, self.log, f"The {self.stage} stage", self._set_process, warm=warm)
-
-    def _set_process(self, process: subprocess.Popen[str] | None) -> None:
-        self._process = process
-
-    def on_kill(self) -> None:
-        kill_process_group(self._process, self.log)
